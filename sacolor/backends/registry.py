@@ -1,0 +1,102 @@
+"""Backend lookup and selection (``backend="auto"`` or by name)."""
+
+from __future__ import annotations
+
+import os
+
+from ..inputs import AttentionInputs
+from .base import Backend
+from .cpu import CpuBackend
+from .reference import ReferenceBackend
+
+ENV_VAR = "SACOLOR_BACKEND"
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+for _backend in (ReferenceBackend(), CpuBackend()):
+    register(_backend)
+
+
+def _register_gpu_backends() -> None:
+    # Imported here, not at the top, so a missing GPU module never breaks CPU users;
+    # the modules themselves import Triton / probe CUDA only lazily.
+    import importlib
+
+    for module, cls in (("triton", "TritonBackend"), ("cuda", "CudaBackend")):
+        try:
+            mod = importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{module}":
+                raise
+            continue
+        register(getattr(mod, cls)())
+
+
+_register_gpu_backends()
+
+
+def all_backends() -> list[Backend]:
+    """Every known backend, best priority first."""
+    return sorted(_BACKENDS.values(), key=lambda b: -b.priority)
+
+
+def get(name: str) -> Backend:
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(_BACKENDS))
+        raise ValueError(f"unknown backend {name!r}; choose one of: auto, {known}") from None
+
+
+def available_backends() -> list[str]:
+    """Names of the backends this install can run, best first."""
+    return [b.name for b in all_backends() if b.unavailable_reason() is None]
+
+
+def _refusal_report(inputs: AttentionInputs) -> str:
+    lines = [f"inputs: {inputs.describe()}"]
+    for b in all_backends():
+        reasons = b.refusals(inputs)
+        lines.append(f"  {b.name}: " + ("ok" if not reasons else "; ".join(reasons)))
+    return "\n".join(lines)
+
+
+def explain(inputs: AttentionInputs) -> str:
+    """Which backend ``auto`` picks for ``inputs`` and why each other one refuses."""
+    chosen = next((b.name for b in all_backends() if not b.refusals(inputs)), None)
+    return f"auto -> {chosen}\n" + _refusal_report(inputs)
+
+
+def select(inputs: AttentionInputs, backend: str | None = None) -> Backend:
+    """The named backend (checked), or the best one that accepts ``inputs``.
+
+    ``backend`` None or "auto" means automatic choice, unless the environment
+    variable SACOLOR_BACKEND names one.
+
+    Raises:
+        ValueError: an unknown name, or a named backend that refuses the inputs.
+        NotImplementedError: no backend accepts the inputs.
+    """
+    if backend is None or backend == "auto":
+        backend = os.environ.get(ENV_VAR) or "auto"
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string; got {type(backend).__name__}")
+    if backend != "auto":
+        chosen = get(backend)
+        reasons = chosen.refusals(inputs)
+        if reasons:
+            raise ValueError(
+                f"backend {backend!r} cannot run these inputs: {'; '.join(reasons)}. "
+                f"Use backend='auto' or one of {available_backends()}.\n{_refusal_report(inputs)}"
+            )
+        return chosen
+    for candidate in all_backends():
+        if not candidate.refusals(inputs):
+            return candidate
+    raise NotImplementedError("no sacolor backend can run these inputs\n" + _refusal_report(inputs))

@@ -1,0 +1,127 @@
+"""``sacolor::self_attention`` and its backward, registered with torch.library.
+
+The only module that talks to torch.library. The backend name is an op
+argument so the backward runs on the backend that ran the forward, and so
+``torch.compile`` sees one opaque op (no graph break) whatever the backend.
+Inputs reaching these ops were validated by ``sacolor.functional``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .backends import registry
+from .backends.base import accumulation_dtype
+from .inputs import AttentionInputs
+
+_GRAD_NAMES = ("x", "wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "gamma")
+
+
+def _in_layout_of(like: Tensor, t: Tensor) -> Tensor:
+    """``t`` with the strides ``torch.empty_like(like)`` would have (e.g. channels_last)."""
+    out = torch.empty_like(like, dtype=t.dtype)
+    if out.stride() == t.stride():
+        return t
+    return out.copy_(t)
+
+
+def _inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool, scale) -> AttentionInputs:
+    # Backends get contiguous tensors: kernels index them with plain strides.
+    def c(t):
+        return None if t is None else t.contiguous()
+
+    return AttentionInputs(
+        c(x), c(wq), c(bq), c(wk), c(bk), c(wv), c(bv), c(wo), c(bo), c(gamma), pool, scale
+    )
+
+
+@torch.library.custom_op("sacolor::self_attention", mutates_args=())
+def self_attention(
+    x: Tensor,
+    wq: Tensor,
+    bq: Tensor | None,
+    wk: Tensor,
+    bk: Tensor | None,
+    wv: Tensor,
+    bv: Tensor | None,
+    wo: Tensor | None,
+    bo: Tensor | None,
+    gamma: Tensor,
+    pool: int,
+    scale: float,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns (y in x's layout, o (B, N, v), lse (B, N)); o and lse feed the backward."""
+    inputs = _inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool, scale)
+    y, o, lse = registry.get(backend).forward(inputs)
+    return _in_layout_of(x, y), o, lse
+
+
+@self_attention.register_fake
+def _(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool, scale, backend):
+    acc = accumulation_dtype(x.dtype)
+    batch, _, height, width = x.shape
+    n, v = height * width, wv.shape[0]
+    return (
+        torch.empty_like(x),
+        x.new_empty((batch, n, v), dtype=acc),
+        x.new_empty((batch, n), dtype=acc),
+    )
+
+
+@torch.library.custom_op("sacolor::self_attention_backward", mutates_args=())
+def self_attention_backward(
+    dy: Tensor,
+    x: Tensor,
+    wq: Tensor,
+    bq: Tensor | None,
+    wk: Tensor,
+    bk: Tensor | None,
+    wv: Tensor,
+    bv: Tensor | None,
+    wo: Tensor | None,
+    bo: Tensor | None,
+    gamma: Tensor,
+    o: Tensor,
+    lse: Tensor,
+    pool: int,
+    scale: float,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients for (x, wq, bq, wk, bk, wv, bv, wo, bo, gamma); numel-0 for absent inputs."""
+    inputs = _inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool, scale)
+    grads = registry.get(backend).backward(inputs, dy.contiguous(), o.contiguous(), lse.contiguous())
+    dx, *rest = grads
+    # Fresh, contiguous tensors: outputs of a custom op may not alias its inputs.
+    return (_in_layout_of(x, dx), *(g.contiguous() for g in rest))
+
+
+@self_attention_backward.register_fake
+def _(dy, x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, o, lse, pool, scale, backend):
+    def like(t):
+        return x.new_empty(0) if t is None else torch.empty(t.shape, dtype=t.dtype, device=t.device)
+
+    return (torch.empty_like(x), *(like(t) for t in (wq, bq, wk, bk, wv, bv, wo, bo, gamma)))
+
+
+def _setup_context(ctx, inputs, output):
+    *tensors, pool, scale, backend = inputs
+    _, o, lse = output
+    ctx.save_for_backward(*tensors, o, lse)
+    ctx.pool, ctx.scale, ctx.backend = pool, scale, backend
+
+
+def _backward(ctx, dy, _do, _dlse):
+    *tensors, o, lse = ctx.saved_tensors
+    grads = self_attention_backward(dy, *tensors, o, lse, ctx.pool, ctx.scale, ctx.backend)
+    wanted = ctx.needs_input_grad
+    return (
+        *(g if (t is not None and wanted[i]) else None for i, (t, g) in enumerate(zip(tensors, grads))),
+        None,
+        None,
+        None,
+    )
+
+
+self_attention.register_autograd(_backward, setup_context=_setup_context)
