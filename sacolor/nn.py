@@ -15,6 +15,26 @@ from torch import Tensor, nn
 from .functional import self_attention
 
 
+def _query_positions(
+    positions: Sequence[tuple[int, int]] | Tensor, height: int, width: int, device: torch.device
+) -> Tensor:
+    """(P, 2) long tensor of (row, col) pairs inside an H x W grid, or ValueError."""
+    try:
+        pos = torch.as_tensor(positions, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"positions must be (row, col) integer pairs; got {positions!r} ({err})") from None
+    if pos.dim() != 2 or pos.shape[0] == 0 or pos.shape[1] != 2 or pos.is_floating_point() or pos.is_complex():
+        raise ValueError(
+            f"positions must be a non-empty list of (row, col) integer pairs or a (P, 2) integer "
+            f"tensor; got {pos.dtype} shape {tuple(pos.shape)}"
+        )
+    pos = pos.long()
+    rows, cols = pos[:, 0], pos[:, 1]
+    if (rows < 0).any() or (rows >= height).any() or (cols < 0).any() or (cols >= width).any():
+        raise ValueError(f"positions must lie inside H={height}, W={width}; got {pos.tolist()}")
+    return pos
+
+
 class SelfAttention(nn.Module):
     """SAGAN self-attention: y = gamma * Wo(softmax(scale q k^T) v) + x.
 
@@ -117,19 +137,26 @@ class SelfAttention(nn.Module):
         Returns:
             (B, P, H', W') float32 weights summing to 1 over (H', W'), the key grid
             (H' = H / pool, W' = W / pool).
+
+        Raises:
+            ValueError: x not (B, C, H, W), H or W not divisible by pool, or positions
+                not (row, col) integer pairs inside the grid.
         """
         if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must be (B, {self.in_channels}, H, W); got {shape}")
-        pos = torch.as_tensor(positions, dtype=torch.long, device=x.device).reshape(-1, 2)
         height, width = x.shape[2:]
-        rows, cols = pos[:, 0], pos[:, 1]
-        if pos.numel() == 0 or (rows < 0).any() or (rows >= height).any() or (cols < 0).any() or (cols >= width).any():
+        if height % self.pool or width % self.pool:
             raise ValueError(
-                f"positions must be non-empty (row, col) pairs inside H={height}, W={width}; "
-                f"got {pos.tolist()}"
+                f"pool={self.pool} needs H and W divisible by {self.pool}; x has H={height}, W={width}"
             )
-        w = self.projection_weights(torch.float32)
+        pos = _query_positions(positions, height, width, x.device)
+        rows, cols = pos[:, 0], pos[:, 1]
+        # Conv weights are (out, in, 1, 1); the einsums take (out, in).
+        w = {
+            name: t.reshape(t.shape[0], -1) if t is not None and name.startswith("w") else t
+            for name, t in self.projection_weights(torch.float32).items()
+        }
         xf = x.float()
         keys_src = F.max_pool2d(xf, self.pool) if self.pool > 1 else xf
         q = torch.einsum("oc,bcp->bpo", w["wq"], xf[:, :, rows, cols])
