@@ -117,6 +117,12 @@ class SelfAttention(nn.Module):
         """x: (B, C, H, W) -> (B, C, H, W). Weights follow x's dtype (as autocast would)."""
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 4 and x.shape[1] != self.in_channels:
+            # Said in the module's terms; the op alone would blame its weight wq.
+            raise ValueError(
+                f"x has {x.shape[1]} channels (shape {tuple(x.shape)}) but this SelfAttention "
+                f"was built with in_channels={self.in_channels}"
+            )
         w = self.projection_weights(x.dtype)
         return self_attention(
             x, w["wq"], w["wk"], w["wv"], self.gamma.to(x.dtype),

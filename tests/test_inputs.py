@@ -1,0 +1,191 @@
+"""Bad inputs get a clear error naming the argument; backend choice is explainable.
+
+Where a backend must run these tests name ``reference``: the others may be
+missing from this build, and their own tests cover them.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sacolor
+from sacolor import SelfAttention, self_attention
+from sacolor.backends import registry
+from sacolor.backends.reference import ReferenceBackend
+from sacolor.inputs import AttentionInputs
+
+C, QK = 8, 2
+
+
+def _weights(dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return {
+        "wq": torch.randn(QK, C, dtype=dtype, device=device),
+        "wk": torch.randn(QK, C, dtype=dtype, device=device),
+        "wv": torch.randn(C, C, dtype=dtype, device=device),
+        "gamma": torch.tensor(0.5, dtype=dtype, device=device),
+    }
+
+
+def _x(*shape: int, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.Tensor:
+    return torch.randn(*(shape or (2, C, 4, 6)), dtype=dtype, device=device)
+
+
+def _call(x, backend: str = "reference", pool: int = 1, **overrides):
+    args = {**_weights(), **overrides}
+    return self_attention(x, args["wq"], args["wk"], args["wv"], args["gamma"], pool=pool, backend=backend)
+
+
+# -- shapes, devices, dtypes -----------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(C, 4, 6), (1, 2, C, 4, 6)], ids=["3-D", "5-D"])
+def test_wrong_ndim_names_x(shape) -> None:
+    with pytest.raises(ValueError, match=r"x must be 4-D \(B, C, H, W\)"):
+        _call(torch.randn(*shape))
+
+
+def test_x_that_is_not_a_tensor_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        _call(_x().numpy())
+
+
+@pytest.mark.parametrize(
+    "name, weight", [("wq", torch.randn(QK, C + 1)), ("wk", torch.randn(QK, C - 1)), ("wv", torch.randn(C, 3))]
+)
+def test_channel_mismatch_names_the_weight(name: str, weight: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match=rf"{name} has shape .*must equal x's channels C={C}"):
+        _call(_x(), **{name: weight})
+
+
+def test_module_channel_mismatch_names_x_and_in_channels() -> None:
+    module = SelfAttention(C, backend="reference")
+    with pytest.raises(ValueError, match=rf"x has {C + 2} channels .*in_channels={C}"):
+        module(_x(1, C + 2, 4, 4))
+
+
+@pytest.mark.parametrize("size", [(5, 6), (4, 7)])
+def test_odd_size_with_pool_2_names_pool(size) -> None:
+    with pytest.raises(ValueError, match=r"pool=2 needs H and W divisible by 2"):
+        _call(_x(1, C, *size), pool=2)
+
+
+def test_mixed_devices_name_the_tensor_and_both_devices() -> None:
+    wq = _weights(device="meta")["wq"]
+    with pytest.raises(ValueError, match=r"wq is on meta but x is on cpu"):
+        _call(_x(), wq=wq)
+
+
+def test_mixed_dtypes_name_the_tensor_and_both_dtypes() -> None:
+    with pytest.raises(TypeError, match=r"wk has dtype torch.float64 but x has torch.float32"):
+        _call(_x(), wk=_weights(torch.float64)["wk"])
+
+
+def test_unsupported_dtype_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"x has dtype torch.int64"):
+        _call(torch.ones(1, C, 2, 2, dtype=torch.long))
+
+
+# -- backends ----------------------------------------------------------------------
+
+
+def test_unknown_backend_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown backend 'fastest'; choose one of: auto, .*reference"):
+        _call(_x(), backend="fastest")
+
+
+def test_backend_on_a_device_it_does_not_support() -> None:
+    w = _weights(device="meta")
+    x = _x(device="meta")
+    with pytest.raises(ValueError, match=r"backend 'cpu' cannot run these inputs: .*device meta; supports cpu"):
+        self_attention(x, w["wq"], w["wk"], w["wv"], w["gamma"], backend="cpu")
+
+
+def test_backend_without_the_dtype() -> None:
+    w = _weights(torch.float16)
+    with pytest.raises(ValueError, match=r"backend 'cpu' cannot run these inputs: .*dtype float16"):
+        self_attention(_x(dtype=torch.float16), w["wq"], w["wk"], w["wv"], w["gamma"], backend="cpu")
+
+
+def _inputs(dtype: torch.dtype = torch.float32) -> AttentionInputs:
+    w = _weights(dtype)
+    return AttentionInputs.create(_x(dtype=dtype), w["wq"], None, w["wk"], None, w["wv"], None,
+                                  None, None, w["gamma"])
+
+
+def test_environment_variable_overrides_auto_but_not_a_named_backend(monkeypatch) -> None:
+    monkeypatch.setenv(registry.ENV_VAR, "reference")
+    assert registry.select(_inputs(), "auto").name == "reference"
+    assert registry.select(_inputs(), None).name == "reference"
+    monkeypatch.setenv(registry.ENV_VAR, "no-such-backend")
+    assert registry.select(_inputs(), "reference").name == "reference"
+    with pytest.raises(ValueError, match="unknown backend 'no-such-backend'"):
+        _call(_x(), backend="auto")
+
+
+def test_available_backends_lists_runnable_names_reference_last() -> None:
+    names = sacolor.available_backends()
+    assert names[-1] == "reference"
+    assert len(set(names)) == len(names)
+    known = {b.name for b in registry.all_backends()}
+    assert set(names) <= known
+    for name in known - set(names):
+        assert registry.get(name).unavailable_reason()  # left out only with a reason
+
+
+def test_explain_names_the_choice_and_every_backend(monkeypatch) -> None:
+    monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    w = _weights(torch.float16)
+    report = sacolor.explain(_x(dtype=torch.float16), w["wq"], w["wk"], w["wv"])
+    first, *lines = report.splitlines()
+    assert first.startswith("auto -> ")
+    assert "float16" in lines[0]  # the inputs line
+    for backend in registry.all_backends():
+        line = next(line for line in lines if line.strip().startswith(f"{backend.name}:"))
+        reasons = backend.refusals(_inputs(torch.float16))
+        assert line.strip().endswith("ok") == (not reasons)
+    assert "dtype float16" in next(line for line in lines if line.strip().startswith("cpu:"))
+    assert first == f"auto -> {registry.select(_inputs(torch.float16), 'auto').name}"
+
+
+# -- gamma = 0 ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def attention_forbidden(monkeypatch):
+    """Makes running the reference attention an error, to see whether it runs."""
+
+    def refuse(self, inputs):
+        raise RuntimeError("attention ran")
+
+    monkeypatch.setattr(ReferenceBackend, "forward", refuse)
+
+
+def test_zero_gamma_without_grad_returns_x_without_attention(attention_forbidden) -> None:
+    module = SelfAttention(C, backend="reference")
+    x = _x()
+    with torch.no_grad():
+        assert module(x) is x
+    module.requires_grad_(False)
+    assert module(x) is x
+
+
+def test_zero_gamma_with_grad_still_runs_attention(attention_forbidden) -> None:
+    module = SelfAttention(C, backend="reference")  # gamma needs a gradient even at 0
+    with pytest.raises(RuntimeError, match="attention ran"):
+        module(_x())
+
+
+def test_zero_gamma_still_validates_the_backend() -> None:
+    module = SelfAttention(C, backend="fastest")
+    with torch.no_grad(), pytest.raises(ValueError, match="unknown backend 'fastest'"):
+        module(_x())
+
+
+def test_nonzero_gamma_does_not_shortcut(attention_forbidden) -> None:
+    module = SelfAttention(C, backend="reference")
+    with torch.no_grad():
+        module.gamma.fill_(1e-3)
+        with pytest.raises(RuntimeError, match="attention ran"):
+            module(_x())
