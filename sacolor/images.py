@@ -1,0 +1,76 @@
+"""Still images in and out: any mode Pillow reads, as float RGB; outputs as 8-bit RGB.
+
+Scans and old photographs come as 8-bit gray, palette, 16-bit gray, CMYK or
+camera JPEGs with an EXIF rotation; ``load_rgb`` turns all of them into one
+upright float RGB array so the rest of the pipeline sees a single format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2"}
+)
+# Modes whose samples are wider than 8 bits, and the value that means white.
+_WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+JPEG_QUALITY = 95
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image upright (EXIF orientation applied) as RGB in [0, 1].
+
+    Gray, palette, alpha, CMYK and 16-bit images are converted; alpha is
+    dropped. 16-bit and 32-bit integer gray images are scaled by 65535.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        float32 array (H, W, 3) in [0, 1].
+
+    Raises:
+        ValueError: the file is not an image Pillow can decode (naming it).
+    """
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            if image.mode in _WIDE_MODES:
+                gray = np.asarray(image, dtype=np.float32) / _WIDE_MODES[image.mode]
+                return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1)
+            return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read image ({error})") from error
+
+
+def save_rgb(path: str | Path, rgb: np.ndarray) -> None:
+    """Write uint8 RGB (H, W, 3) in the format the path's suffix names.
+
+    Raises:
+        ValueError: ``rgb`` is not uint8 (H, W, 3), or Pillow cannot write the format.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ValueError(f"rgb must be a uint8 array (H, W, 3); got {rgb.dtype} {rgb.shape}")
+    image = Image.fromarray(rgb, mode="RGB")
+    fmt = image_format_for(path)
+    options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
+    try:
+        image.save(path, format=fmt, **options)
+    except (KeyError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot write this image format ({error})") from error
+
+
+def image_format_for(path: str | Path) -> str:
+    """Pillow's format name for a path's suffix, e.g. "PNG" for "a.png".
+
+    Raises:
+        ValueError: Pillow has no writer for the suffix.
+    """
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"{path}: cannot write images with suffix {Path(path).suffix!r}")
+    return fmt

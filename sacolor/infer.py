@@ -1,0 +1,255 @@
+"""``sacolor-infer``: colourise photos, folders and films.
+
+    sacolor-infer old_photo.jpg -o colour.jpg
+    sacolor-infer scans/ film.mp4 "more/**/*.png" -o out/
+
+Each output keeps its input's resolution and luminance (only the model's
+chroma is used) and its name. Outputs are written to a temporary file and
+renamed, so an interrupted or failed run leaves no half-written file; an
+existing output is kept unless ``--overwrite`` is given. A bad input is
+reported by name and skipped; the exit status is 1 if any input failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .colorizer import Colorizer, parse_size, to_uint8
+from .images import IMAGE_SUFFIXES, load_rgb, save_rgb
+from .sources import VIDEO_SUFFIXES, Source, collect_sources, is_media
+from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
+from .video import probe, recolor_video
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the output path it becomes."""
+
+    source: Source
+    output: Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``sacolor-infer``."""
+    parser = argparse.ArgumentParser(
+        prog="sacolor-infer",
+        description="Colourise black-and-white photos and films. The model predicts colour at "
+        "--render-size; each output keeps its input's own resolution, detail and luminance.",
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="image or video files, folders (searched recursively) or glob patterns (quote them; ** recurses). "
+        "Colour inputs are treated as gray.",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True,
+        help="output file (one input file) or folder (created if missing; outputs keep the inputs' names, "
+        "folder inputs keep their sub-folders)",
+    )
+    parser.add_argument(
+        "--checkpoint", default=None,
+        help="checkpoint directory or .safetensors file from sacolor-train (default: the built-in model)",
+    )
+    parser.add_argument(
+        "--render-size", type=parse_size, default=None, metavar="N|HxW",
+        help="size the model runs at, e.g. 256 or 256x512 for films; multiples of the generator's 2**depth "
+        "(default: the checkpoint's training size)",
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs; auto picks CUDA when present (bf16 there)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, help="images or video frames per model call (default 8)")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: skip them with an error)")
+    parser.add_argument(
+        "--temporal", action=argparse.BooleanOptionalAction, default=True,
+        help="suppress colour flicker in videos by blending in the previous frame's colour, warped by optical "
+        "flow (default on; --no-temporal turns it off)",
+    )
+    parser.add_argument(
+        "--temporal-strength", type=float, default=0.7, metavar="S",
+        help="weight of the previous frame's colour in [0, 1) (default 0.7); higher is steadier but slower to follow real changes",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
+    return value
+
+
+def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list[Job], list[str]]:
+    """Map sources to output paths.
+
+    The output is a single file when there is exactly one source, named
+    directly (not found in a folder), and ``output`` has a suffix and is not an
+    existing folder; otherwise ``output`` is a folder.
+
+    Returns:
+        (jobs, problems): problems name sources whose output exists (without
+        ``overwrite``), clashes with another's, or has the wrong kind of suffix.
+    """
+    out = Path(output)
+    single_file = (
+        len(sources) == 1 and not sources[0].from_folder and out.suffix != ""
+        and not out.is_dir() and not output.endswith(("/", os.sep))
+    )
+    jobs: list[Job] = []
+    problems: list[str] = []
+    taken: dict[Path, Path] = {}
+    for source in sources:
+        target = out if single_file else out / source.relative
+        allowed = VIDEO_SUFFIXES if source.is_video else IMAGE_SUFFIXES
+        key = target.resolve()
+        if not is_media(source.path):
+            problems.append(
+                f"{source.path}: unsupported file type {source.path.suffix!r}; "
+                f"images: {' '.join(sorted(IMAGE_SUFFIXES))}; videos: {' '.join(sorted(VIDEO_SUFFIXES))}"
+            )
+        elif target.suffix.lower() not in allowed:
+            kind = "video" if source.is_video else "image"
+            problems.append(f"{source.path}: output {target} needs a {kind} suffix such as {'.mp4' if source.is_video else '.png'}")
+        elif key in taken:
+            problems.append(f"{source.path}: output {target} would also be written by {taken[key]}; rename one input")
+        elif target.exists() and not overwrite:
+            problems.append(f"{source.path}: output {target} already exists; pass --overwrite to replace it")
+        else:
+            taken[key] = source.path
+            jobs.append(Job(source, target))
+    return jobs, problems
+
+
+@contextmanager
+def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it to ``target`` on success.
+
+    The temporary name keeps the suffix (it picks the file format). On any
+    error, or if ``target`` appeared meanwhile and ``overwrite`` is off, the
+    temporary file is removed and nothing is left behind.
+
+    Raises:
+        FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.partial{target.suffix}")
+    try:
+        yield temporary
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class Runner:
+    """Runs jobs with one colouriser, reporting failures by input name."""
+
+    def __init__(self, colorizer: Colorizer, args: argparse.Namespace) -> None:
+        self.colorizer = colorizer
+        self.args = args
+        self.failures = 0
+        self.done = 0
+
+    def fail(self, message: str) -> None:
+        self.failures += 1
+        print(f"sacolor-infer: error: {message}", file=sys.stderr)
+
+    def run_images(self, jobs: list[Job]) -> None:
+        """Colourise images, ``batch_size`` at a time through the model."""
+        with tqdm(total=len(jobs), unit="img", disable=self.args.quiet or not jobs, desc="images") as bar:
+            for start in range(0, len(jobs), self.args.batch_size):
+                batch = jobs[start : start + self.args.batch_size]
+                loaded = []
+                for job in batch:
+                    try:
+                        loaded.append((job, load_rgb(job.source.path)))
+                    except ValueError as error:
+                        self.fail(str(error))
+                        bar.update(1)
+                if loaded:
+                    self._colorize_images(loaded)
+                bar.update(len(loaded))
+
+    def _colorize_images(self, loaded: list[tuple[Job, np.ndarray]]) -> None:
+        # Photos differ in size: L is taken at full size per photo, the model
+        # runs once on the batch at the render size.
+        lightness = [self.colorizer.lightness(torch.from_numpy(rgb).permute(2, 0, 1)[None]) for _, rgb in loaded]
+        ab = self.colorizer.predict_ab(torch.cat([self.colorizer.to_render_size(l) for l in lightness]))
+        for (job, _), l_full, ab_one in zip(loaded, lightness, ab):
+            pixels = to_uint8(self.colorizer.compose(l_full, ab_one[None]))[0]
+            try:
+                with atomic_output(job.output, self.args.overwrite) as temporary:
+                    save_rgb(temporary, pixels)
+                self.done += 1
+            except (ValueError, OSError) as error:
+                self.fail(f"{job.source.path}: {error}")
+
+    def run_video(self, job: Job) -> None:
+        """Colourise one video, frame batches through the model, audio copied."""
+        stabilizer = ChromaStabilizer(strength=self.args.temporal_strength) if self.args.temporal else None
+        histograms = []
+
+        def process(frames: np.ndarray) -> np.ndarray:
+            colored = self.colorizer.colorize(frames, stabilizer)
+            histograms.append(color_histograms(colored))
+            return colored
+
+        try:
+            total = probe(job.source.path).frames
+            with tqdm(total=total, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
+                with atomic_output(job.output, self.args.overwrite) as temporary:
+                    frames = recolor_video(job.source.path, temporary, process, self.args.batch_size, on_frames=bar.update)
+        except (ValueError, OSError) as error:
+            self.fail(f"{job.source.path}: {error}" if str(job.source.path) not in str(error) else str(error))
+            return
+        self.done += 1
+        stacked = np.concatenate(histograms) if histograms else np.zeros((0, 3, 256))
+        if not self.args.quiet and len(stacked) > 4:
+            cdc = color_distribution_consistency(stacked)
+            mode = "on" if stabilizer is not None else "off"
+            print(f"{job.output}: {frames} frames, CDC {cdc:.5f} (temporal stabilisation {mode}; lower is steadier)", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sacolor-infer``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if not 0.0 <= args.temporal_strength < 1.0:
+        print(f"sacolor-infer: error: --temporal-strength must be in [0, 1); got {args.temporal_strength}", file=sys.stderr)
+        return EXIT_USAGE
+    sources, problems = collect_sources(args.inputs)
+    jobs, output_problems = plan_jobs(sources, args.output, args.overwrite)
+    try:
+        colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"sacolor-infer: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    runner = Runner(colorizer, args)
+    for problem in problems + output_problems:
+        runner.fail(problem)
+    runner.run_images([job for job in jobs if not job.source.is_video])
+    for job in jobs:
+        if job.source.is_video:
+            runner.run_video(job)
+    total = runner.done + runner.failures
+    if not args.quiet:
+        print(f"sacolor-infer: colourised {runner.done} of {total} inputs", file=sys.stderr)
+    return EXIT_SOME_FAILED if runner.failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
