@@ -1,0 +1,74 @@
+"""Test media for the inference tests: a tiny generator checkpoint, photos and
+clips made from scikit-image's bundled photographs (no downloads, no ffmpeg
+binary: clips are encoded with PyAV)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from skimage import data
+
+from sacolor.checkpoint import save_checkpoint
+from sacolor.models import build_generator
+from sacolor.video import write_video
+
+RENDER = 64
+SAMPLE_RATE = 16000
+FPS = 12
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A randomly initialised unet_64 (ngf 4) at 64x64 whose output is clearly coloured.
+
+    The last layer's bias is pushed away from 0 so the predicted ab is large
+    (about +-50): that exercises the gamut fitting that keeps L.
+    """
+    torch.manual_seed(0)
+    generator = build_generator("unet_64", ngf=4, input_size=(RENDER, RENDER))
+    last = generator.decoder[-1][1]
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([0.5, -0.4]))
+    config = {"step": 0, "generator": {"name": "unet_64", "kwargs": {"ngf": 4, "input_size": [RENDER, RENDER]}}, "size": [RENDER, RENDER]}
+    return save_checkpoint(path, {f"generator.{k}": v for k, v in generator.state_dict().items()}, config)
+
+
+def photo(name: str = "astronaut", height: int = 72, width: int = 100) -> np.ndarray:
+    """A uint8 RGB crop (height, width, 3) of a scikit-image photograph."""
+    return np.ascontiguousarray(getattr(data, name)()[:height, :width])
+
+
+def panning_frames(count: int = 12, height: int = 64, width: int = 96) -> list[np.ndarray]:
+    """Frames of a slow pan across the astronaut photo, with a cut to the coffee photo halfway."""
+    astronaut, coffee = data.astronaut(), data.coffee()
+    frames = []
+    for index in range(count):
+        source = astronaut if index < count // 2 else coffee
+        frames.append(np.ascontiguousarray(source[2 * index : 2 * index + height, 3 * index : 3 * index + width]))
+    return frames
+
+
+def make_clip(path: Path, count: int = 12, audio: bool = True) -> Path:
+    """An H.264 clip of ``panning_frames`` at FPS, with a 440 Hz AAC tone when ``audio``."""
+    samples = None
+    if audio:
+        seconds = np.arange(int(SAMPLE_RATE * count / FPS)) / SAMPLE_RATE
+        samples = (0.3 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32)
+    write_video(path, panning_frames(count), fps=FPS, audio=samples, sample_rate=SAMPLE_RATE)
+    return path
+
+
+def audio_packets(path: Path) -> list[tuple[bytes, int | None]]:
+    """(payload, pts) of every audio packet, to compare streams bit for bit."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [(bytes(p), p.pts) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+def frame_times(path: Path) -> list[float]:
+    """Presentation time (seconds) of every decoded video frame."""
+    with av.open(str(path)) as container:
+        return [float(frame.time) for frame in container.decode(video=0)]

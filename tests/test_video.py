@@ -1,0 +1,71 @@
+"""sacolor.video: frame count, timestamps and audio survive a re-encode.
+
+Oracles: the source file itself (its decoded timestamps and its audio packets,
+read independently with PyAV) and the callback's known effect (inversion).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from media import FPS, audio_packets, frame_times, make_clip
+
+from sacolor.video import iter_rgb_batches, probe, recolor_video
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("video") / "clip.mp4", count=10)
+
+
+def test_probe_reads_size_rate_and_audio(clip):
+    info = probe(clip)
+    assert (info.width, info.height, info.frames, info.fps, info.has_audio) == (96, 64, 10, Fraction(FPS), True)
+
+
+def test_batches_cover_every_frame_in_order(clip):
+    batches = list(iter_rgb_batches(clip, batch_size=4))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert batches[0].dtype == np.uint8 and batches[0].shape[1:] == (64, 96, 3)
+
+
+def test_recolor_keeps_frames_timestamps_and_audio(clip, tmp_path):
+    calls = []
+
+    def invert(frames):
+        calls.append(len(frames))
+        return 255 - frames
+
+    out = tmp_path / "inverted.mp4"
+    written = recolor_video(clip, out, invert, batch_size=3)
+    assert written == 10 and calls == [3, 3, 3, 1]
+    assert frame_times(out) == frame_times(clip)
+    assert probe(out).fps == Fraction(FPS)
+    source_audio = audio_packets(clip)
+    assert source_audio and audio_packets(out) == source_audio
+    before = np.concatenate(list(iter_rgb_batches(clip, 10))).astype(int)
+    after = np.concatenate(list(iter_rgb_batches(out, 10))).astype(int)
+    assert np.abs((255 - before) - after).mean() < 4  # only H.264 loss
+
+
+def test_silent_video_stays_silent(tmp_path):
+    clip = make_clip(tmp_path / "silent.mkv", count=5, audio=False)
+    out = tmp_path / "out.mkv"
+    assert recolor_video(clip, out, lambda f: f, batch_size=8) == 5
+    assert not probe(out).has_audio and len(frame_times(out)) == 5
+
+
+def test_wrong_callback_output_is_refused(clip, tmp_path):
+    with pytest.raises(ValueError, match="uint8 array of shape"):
+        recolor_video(clip, tmp_path / "bad.mp4", lambda f: f.astype(np.float32))
+
+
+def test_corrupt_file_is_named(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    with pytest.raises(ValueError, match="broken.mp4"):
+        probe(broken)
+    with pytest.raises(ValueError, match="broken.mp4"):
+        recolor_video(broken, tmp_path / "out.mp4", lambda f: f)
