@@ -181,8 +181,10 @@ class SelfAttention(nn.Module):
 
         Args:
             state_dict: the original module's ``state_dict()``.
-            source: "heykeetae" (Self_Attn), "biggan" (Attention), "fastai"
-                (fastai / DeOldify SelfAttention) or "studiogan" (SelfAttention).
+            source: "heykeetae" (Self_Attn), "biggan" (Attention), "fastai" or
+                "deoldify" (fastai / DeOldify SelfAttention) or "studiogan"
+                (SelfAttention). BigGAN and StudioGAN pool after projecting: see
+                ``sacolor.convert`` on why they do not yet match exactly.
             backend: as in the constructor.
 
         Raises:
