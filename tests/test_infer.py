@@ -1,0 +1,138 @@
+"""sacolor-infer end to end on CPU with a tiny random generator.
+
+Oracles: scikit-image's rgb2lab for the luminance check (L of the output equals
+L of the input within 8-bit rounding), the source clip's own timestamps and
+audio packets, and the file system (what exists after a run).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from media import FPS, audio_packets, frame_times, make_clip, photo, tiny_checkpoint
+from PIL import Image
+from skimage import color
+
+from sacolor.colorizer import parse_size
+from sacolor.images import load_rgb
+from sacolor.infer import main
+from sacolor.video import probe
+
+# 8-bit rounding of R, G and B moves L by at most about 0.3 (0..100 scale).
+L_TOLERANCE = 0.5
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return str(tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"))
+
+
+def run(checkpoint, *args):
+    return main([*map(str, args), "--checkpoint", checkpoint, "--quiet", "--batch-size", "4"])
+
+
+def lightness(path):
+    return color.rgb2lab(load_rgb(path))[..., 0]
+
+
+def leftovers(folder):
+    return [p for p in folder.rglob("*") if ".partial" in p.name]
+
+
+def test_photos_keep_size_and_luminance_and_gain_colour(checkpoint, tmp_path):
+    rgb = photo("astronaut", 72, 100)
+    Image.fromarray(rgb).save(tmp_path / "colour.png")  # colour input: only its L is used
+    Image.fromarray(rgb).convert("L").save(tmp_path / "gray.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "palette.png")
+    wide = (color.rgb2gray(rgb) * 65535).astype(np.uint16)
+    Image.fromarray(wide).save(tmp_path / "sixteen.png")
+    out = tmp_path / "out"
+    assert run(checkpoint, tmp_path / "colour.png", tmp_path / "gray.png", tmp_path / "palette.png", tmp_path / "sixteen.png", "-o", out) == 0
+    for name in ("colour.png", "gray.png", "palette.png", "sixteen.png"):
+        source, result = tmp_path / name, out / name
+        assert Image.open(result).size == (100, 72)
+        np.testing.assert_allclose(lightness(result), lightness(source), atol=L_TOLERANCE)
+        chroma = color.rgb2lab(load_rgb(result))[..., 1:]
+        assert np.abs(chroma).mean() > 5, name  # the model's (strong) colour is there
+
+
+def test_exif_rotation_is_applied(checkpoint, tmp_path):
+    rgb = photo("coffee", 40, 64)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate 90 degrees clockwise
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", exif=exif, quality=98)
+    (tmp_path / "turned.jpg").write_bytes(buffer.getvalue())
+    assert run(checkpoint, tmp_path / "turned.jpg", "-o", tmp_path / "upright.png") == 0
+    result = Image.open(tmp_path / "upright.png")
+    assert result.size == (40, 64)  # upright: width and height swapped
+    np.testing.assert_allclose(lightness(tmp_path / "upright.png"), lightness(tmp_path / "turned.jpg"), atol=L_TOLERANCE)
+
+
+def test_folder_is_mirrored_and_globs_expand(checkpoint, tmp_path):
+    album = tmp_path / "album"
+    (album / "1920s").mkdir(parents=True)
+    Image.fromarray(photo("astronaut", 40, 48)).save(album / "a.png")
+    Image.fromarray(photo("chelsea", 40, 48)).save(album / "1920s" / "b.jpg")
+    (album / "notes.txt").write_text("not a photo")  # skipped inside folders
+    assert run(checkpoint, album, "-o", tmp_path / "out") == 0
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*")) == ["1920s/b.jpg", "a.png"]
+    assert run(checkpoint, str(album / "**" / "*.jpg"), "-o", tmp_path / "globbed") == 0
+    assert [p.name for p in (tmp_path / "globbed").iterdir()] == ["b.jpg"]
+
+
+def test_existing_output_needs_overwrite(checkpoint, tmp_path, capsys):
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+    target = tmp_path / "out.png"
+    target.write_bytes(b"keep me")
+    assert run(checkpoint, tmp_path / "in.png", "-o", target) == 1
+    assert target.read_bytes() == b"keep me"
+    assert "already exists" in capsys.readouterr().err
+    assert run(checkpoint, tmp_path / "in.png", "-o", target, "--overwrite") == 0
+    assert Image.open(target).size == (100, 72)
+
+
+def test_bad_inputs_are_named_and_the_rest_is_done(checkpoint, tmp_path, capsys):
+    Image.fromarray(photo()).save(tmp_path / "good.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50))
+    (tmp_path / "truncated.mp4").write_bytes(make_clip(tmp_path / "whole.mp4", count=6).read_bytes()[:1500])
+    (tmp_path / "notes.txt").write_text("hello")
+    out = tmp_path / "out"
+    status = run(checkpoint, tmp_path / "corrupt.png", tmp_path / "good.png", tmp_path / "truncated.mp4", tmp_path / "notes.txt", tmp_path / "missing.png", "-o", out)
+    err = capsys.readouterr().err
+    assert status == 1
+    for name in ("corrupt.png", "truncated.mp4", "notes.txt", "missing.png"):
+        assert name in err
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+    assert leftovers(tmp_path) == []
+
+
+def test_video_keeps_frames_timing_and_audio(checkpoint, tmp_path, capsys):
+    clip = make_clip(tmp_path / "film.mp4", count=12)
+    out = tmp_path / "out"
+    assert run(checkpoint, clip, "-o", out) == 0
+    result = out / "film.mp4"
+    assert frame_times(result) == frame_times(clip)
+    assert probe(result).fps == FPS
+    assert audio_packets(result) == audio_packets(clip) != []
+    assert "CDC" not in capsys.readouterr().err  # --quiet
+    assert run(checkpoint, clip, "-o", tmp_path / "raw.mkv", "--no-temporal") == 0
+    assert len(frame_times(tmp_path / "raw.mkv")) == 12
+    assert leftovers(tmp_path) == []
+
+
+def test_render_size_and_usage_errors(checkpoint, tmp_path, capsys):
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+    assert parse_size("256x512") == (256, 512) and parse_size("128") == (128, 128)
+    with pytest.raises(ValueError, match="HxW"):
+        parse_size("big")
+    assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "o.png", "--render-size", "64x128") == 0
+    assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "p.png", "--render-size", "100") == 2
+    assert "multiple of 64" in capsys.readouterr().err
+    assert main([str(tmp_path / "in.png"), "-o", str(tmp_path / "q.png"), "--checkpoint", str(tmp_path / "nope")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--temporal" in capsys.readouterr().out
