@@ -8,11 +8,8 @@ dict onto ``SelfAttention``'s keys (``query``, ``key``, ``value``, ``out``,
 original uses in eval mode, so a plain (non-SN) module computes the same
 function.
 
-Pooling order: BigGAN and StudioGAN max-pool *after* their phi / g
-projections (``max_pool(W x)``), while the op pools x *before* projecting
-(``W max_pool(x)``, DESIGN.md "The attention contract"). The two differ, so
-those sources load with ``pool=2`` but match the original exactly only once the
-op pools the projected keys and values.
+BigGAN and StudioGAN max-pool *after* their phi / g projections
+(``max_pool(W x)``), which is the op's own ``pool=2`` order.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ Shapes (DESIGN.md, "The attention contract"):
 - ``wv``: (v, C); ``bv``: (v,)
 - ``wo``: (C, v); ``bo``: (C,)  (only with an output projection; else v == C)
 - ``gamma``: one element
+
+With ``pool`` = 2, keys and values are max-pooled 2x2 *after* their projection,
+k = maxpool(Wk x + bk), as BigGAN and StudioGAN do (max does not commute with
+the projection, so this order is what loading their weights requires).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class SelfAttention(nn.Module):
         qk_channels: channels of queries and keys (default C // 8, at least 1).
         v_channels: channels of values (default C; must be C without out_proj).
         out_proj: add a 1x1 output projection v -> C (BigGAN / StudioGAN layout).
-        pool: 2 max-pools keys and values 2x2 (BigGAN), 1 does not.
+        pool: 2 max-pools the projected keys and values 2x2 (BigGAN), 1 does not.
         bias: biases on the projections (heykeetae has them, BigGAN does not).
         spectral_norm: spectrally normalise every projection.
         scale: multiplies q.k before the softmax (SAGAN uses 1.0).
@@ -164,14 +164,15 @@ class SelfAttention(nn.Module):
             for name, t in self.projection_weights(torch.float32).items()
         }
         xf = x.float()
-        keys_src = F.max_pool2d(xf, self.pool) if self.pool > 1 else xf
         q = torch.einsum("oc,bcp->bpo", w["wq"], xf[:, :, rows, cols])
-        k = torch.einsum("oc,bcm->bom", w["wk"], keys_src.flatten(2))
+        k = torch.einsum("oc,bchw->bohw", w["wk"], xf)
         if w["bq"] is not None:
             q = q + w["bq"]
-            k = k + w["bk"][:, None]
-        weights = torch.softmax(self.scale * (q @ k), dim=-1)
-        return weights.reshape(x.shape[0], pos.shape[0], *keys_src.shape[2:])
+            k = k + w["bk"][:, None, None]
+        if self.pool > 1:  # BigGAN order: project, then max-pool the keys
+            k = F.max_pool2d(k, self.pool)
+        weights = torch.softmax(self.scale * (q @ k.flatten(2)), dim=-1)
+        return weights.reshape(x.shape[0], pos.shape[0], *k.shape[2:])
 
     @classmethod
     def from_state_dict(
@@ -183,8 +184,7 @@ class SelfAttention(nn.Module):
             state_dict: the original module's ``state_dict()``.
             source: "heykeetae" (Self_Attn), "biggan" (Attention), "fastai" or
                 "deoldify" (fastai / DeOldify SelfAttention) or "studiogan"
-                (SelfAttention). BigGAN and StudioGAN pool after projecting: see
-                ``sacolor.convert`` on why they do not yet match exactly.
+                (SelfAttention).
             backend: as in the constructor.
 
         Raises:

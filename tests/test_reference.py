@@ -34,10 +34,12 @@ def _params(c, qk, v, out_proj, bias, dtype, gen):
 def _autograd_attention(x, p, pool, scale):
     """SAGAN attention the textbook way, differentiated by autograd: an independent oracle."""
     b, c, h, w = x.shape
-    src = F.max_pool2d(x, pool) if pool > 1 else x
     q = F.conv2d(x, p["wq"][:, :, None, None], p.get("bq")).flatten(2)  # (B, qk, N)
-    k = F.conv2d(src, p["wk"][:, :, None, None], p.get("bk")).flatten(2)
-    v = F.conv2d(src, p["wv"][:, :, None, None], p.get("bv")).flatten(2)  # (B, v, M)
+    k = F.conv2d(x, p["wk"][:, :, None, None], p.get("bk"))
+    v = F.conv2d(x, p["wv"][:, :, None, None], p.get("bv"))
+    if pool > 1:  # BigGAN order: project, then max-pool keys and values
+        k, v = F.max_pool2d(k, pool), F.max_pool2d(v, pool)
+    k, v = k.flatten(2), v.flatten(2)  # (B, qk, M), (B, v, M)
     attn = torch.softmax(scale * q.transpose(1, 2) @ k, dim=-1)  # (B, N, M)
     o = (v @ attn.transpose(1, 2)).reshape(b, -1, h, w)
     if "wo" in p:

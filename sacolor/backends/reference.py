@@ -22,12 +22,26 @@ def _project(w: Tensor, b: Tensor | None, x: Tensor) -> Tensor:
     return out if b is None else out + b
 
 
+def _project_pooled(w: Tensor, b: Tensor | None, x: Tensor, pool: int) -> tuple[Tensor, Tensor | None]:
+    """Keys or values: project x (B, C, H, W), then max-pool (BigGAN order) -> (B, M, out).
+
+    Also returns the pooling argmax (None without pooling) for the backward.
+    """
+    projected = _project(w, b, x.flatten(2))
+    if pool == 1:
+        return projected, None
+    batch, _, height, width = x.shape
+    grid = projected.transpose(1, 2).reshape(batch, -1, height, width)
+    pooled, indices = F.max_pool2d(grid, pool, return_indices=True)
+    return pooled.flatten(2).transpose(1, 2), indices
+
+
 class _Forward(NamedTuple):
     """Every intermediate of the forward, in the accumulation dtype."""
 
     t: dict[str, Tensor | None]  # the inputs, cast
-    keys_src: Tensor  # (B, C, H', W'): x, or x max-pooled
-    pool_indices: Tensor | None
+    k_indices: Tensor | None  # max-pool argmax of the full-resolution keys (pool > 1)
+    v_indices: Tensor | None
     q: Tensor  # (B, N, qk)
     k: Tensor  # (B, M, qk)
     v: Tensor  # (B, M, v)
@@ -43,20 +57,26 @@ def _forward(inputs: AttentionInputs) -> _Forward:
     t = {k: (None if v is None else v.to(acc)) for k, v in inputs.named_tensors().items()}
     x = t["x"]
     batch, channels, height, width = x.shape
-    pool_indices = None
-    keys_src = x
-    if inputs.pool > 1:
-        keys_src, pool_indices = F.max_pool2d(x, inputs.pool, return_indices=True)
     q = _project(t["wq"], t["bq"], x.flatten(2))
-    k = _project(t["wk"], t["bk"], keys_src.flatten(2))
-    v = _project(t["wv"], t["bv"], keys_src.flatten(2))
+    k, k_indices = _project_pooled(t["wk"], t["bk"], x, inputs.pool)
+    v, v_indices = _project_pooled(t["wv"], t["bv"], x, inputs.pool)
     scores = inputs.scale * (q @ k.transpose(1, 2))
     lse = torch.logsumexp(scores, dim=-1)
     p = torch.exp(scores - lse.unsqueeze(-1))
     o = p @ v
     out = o if t["wo"] is None else _project(t["wo"], t["bo"], o.transpose(1, 2))
     y = t["gamma"].reshape(()) * out.transpose(1, 2).reshape(batch, channels, height, width) + x
-    return _Forward(t, keys_src, pool_indices, q, k, v, p, lse, o, out, y)
+    return _Forward(t, k_indices, v_indices, q, k, v, p, lse, o, out, y)
+
+
+def _unpool(d: Tensor, indices: Tensor | None, pool: int, shape: torch.Size) -> Tensor:
+    """(B, M, out) pooled gradient -> (B, N, out) at full resolution."""
+    if indices is None:
+        return d
+    batch, _, height, width = shape
+    grid = d.transpose(1, 2).reshape(batch, -1, height // pool, width // pool)
+    full = F.max_unpool2d(grid, indices, pool, output_size=(height, width))
+    return full.flatten(2).transpose(1, 2)
 
 
 def reference_forward(inputs: AttentionInputs) -> ForwardResult:
@@ -68,7 +88,7 @@ def reference_backward(inputs: AttentionInputs, dy: Tensor) -> Gradients:
     """The analytic backward, written out step by step (flash-attention's notation)."""
     f = _forward(inputs)
     t = f.t
-    x, keys_src = t["x"], f.keys_src
+    x = t["x"]
     dy_t = dy.to(x.dtype).flatten(2).transpose(1, 2)  # (B, N, C)
     grads = {"gamma": (dy_t * f.out).sum().reshape(inputs.gamma.shape)}
     d_out = t["gamma"].reshape(()) * dy_t
@@ -85,16 +105,15 @@ def reference_backward(inputs: AttentionInputs, dy: Tensor) -> Gradients:
     ds = f.p * (dp - delta)
     dq = inputs.scale * (ds @ f.k)  # (B, N, qk)
     dk = inputs.scale * (ds.transpose(1, 2) @ f.q)  # (B, M, qk)
-    for name, d, src in (("q", dq, x), ("k", dk, keys_src), ("v", dv, keys_src)):
-        grads[f"w{name}"] = torch.einsum("bno,bcn->oc", d, src.flatten(2))
+    # Through the max-pool: each pooled gradient goes back to its argmax position.
+    dk, dv = (_unpool(d, idx, inputs.pool, x.shape) for d, idx in ((dk, f.k_indices), (dv, f.v_indices)))
+    dx = dy.to(x.dtype)
+    for name, d in (("q", dq), ("k", dk), ("v", dv)):  # d: (B, N, out), full resolution
+        grads[f"w{name}"] = torch.einsum("bno,bcn->oc", d, x.flatten(2))
         if t[f"b{name}"] is not None:
             grads[f"b{name}"] = d.sum((0, 1))
-    dx = dy.to(x.dtype) + torch.einsum("bno,oc->bcn", dq, t["wq"]).reshape(x.shape)
-    d_keys_src = torch.einsum("bmo,oc->bcm", dk, t["wk"]) + torch.einsum("bmo,oc->bcm", dv, t["wv"])
-    d_keys_src = d_keys_src.reshape(keys_src.shape)
-    if f.pool_indices is not None:
-        d_keys_src = F.max_unpool2d(d_keys_src, f.pool_indices, inputs.pool, output_size=x.shape[2:])
-    grads["x"] = dx + d_keys_src
+        dx = dx + torch.einsum("bno,oc->bcn", d, t[f"w{name}"]).reshape(x.shape)
+    grads["x"] = dx
     originals = inputs.named_tensors()
     return pack_gradients(inputs, {k: g.to(originals[k].dtype) for k, g in grads.items()})
 
