@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 Image = np.ndarray | torch.Tensor
 
@@ -48,6 +47,8 @@ def psnr(pred_rgb: Image, true_rgb: Image) -> float:
     Args:
         pred_rgb, true_rgb: RGB in [0, 1]; numpy (H, W, 3) or tensors (3, H, W) / (B, 3, H, W).
     """
+    from skimage.metrics import peak_signal_noise_ratio  # the package imports scipy.stats: seconds
+
     pred, true = _pairs(pred_rgb, true_rgb)
     return float(np.mean([peak_signal_noise_ratio(t, p, data_range=1.0) for p, t in zip(pred, true)]))
 
@@ -60,6 +61,8 @@ def ssim(pred_rgb: Image, true_rgb: Image) -> float:
     Args:
         pred_rgb, true_rgb: RGB in [0, 1]; numpy (H, W, 3) or tensors (3, H, W) / (B, 3, H, W).
     """
+    from skimage.metrics import structural_similarity
+
     pred, true = _pairs(pred_rgb, true_rgb)
     return float(np.mean([
         structural_similarity(t, p, data_range=1.0, channel_axis=-1) for p, t in zip(pred, true)
