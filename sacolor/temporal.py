@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.registration import optical_flow_ilk
 from torch import Tensor
 
 CDC_DILATIONS = (1, 2, 4)
@@ -111,6 +110,8 @@ class ChromaStabilizer:
 
     def _flow(self, current: Tensor, previous: Tensor) -> Tensor:
         """Flow (2, H, W) in pixels, (dy, dx): previous sampled at p + flow matches current at p."""
+        from skimage.registration import optical_flow_ilk  # imports scipy: seconds, only for videos
+
         height, width = current.shape[-2:]
         scale = min(1.0, self.flow_size / max(height, width))
         size = (max(8, round(height * scale)), max(8, round(width * scale)))
