@@ -1,0 +1,60 @@
+"""GAN losses against their textbook formulas."""
+
+import math
+
+import pytest
+import torch
+
+from sacolor.losses import GAN_MODES, GANLoss, l1_loss
+
+REAL = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+FAKE = torch.tensor([[-2.0, 0.0], [1.5, -0.5]])
+
+
+def log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x))
+
+
+def mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def test_vanilla_is_log_loss():
+    loss = GANLoss("vanilla")
+    real, fake = REAL.flatten().tolist(), FAKE.flatten().tolist()
+    d_expected = 0.5 * (mean([-log_sigmoid(r) for r in real]) + mean([-log_sigmoid(-f) for f in fake]))
+    assert float(loss.discriminator(REAL, FAKE)) == pytest.approx(d_expected, rel=1e-6)
+    assert float(loss.generator(FAKE)) == pytest.approx(mean([-log_sigmoid(f) for f in fake]), rel=1e-6)
+
+
+def test_lsgan_is_least_squares():
+    loss = GANLoss("lsgan")
+    real, fake = REAL.flatten().tolist(), FAKE.flatten().tolist()
+    d_expected = 0.5 * (mean([(r - 1) ** 2 for r in real]) + mean([f**2 for f in fake]))
+    assert float(loss.discriminator(REAL, FAKE)) == pytest.approx(d_expected, rel=1e-6)
+    assert float(loss.generator(FAKE)) == pytest.approx(mean([(f - 1) ** 2 for f in fake]), rel=1e-6)
+
+
+def test_hinge():
+    loss = GANLoss("hinge")
+    real, fake = REAL.flatten().tolist(), FAKE.flatten().tolist()
+    d_expected = mean([max(0.0, 1 - r) for r in real]) + mean([max(0.0, 1 + f) for f in fake])
+    assert float(loss.discriminator(REAL, FAKE)) == pytest.approx(d_expected, rel=1e-6)
+    assert float(loss.generator(FAKE)) == pytest.approx(-mean(fake), rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", GAN_MODES)
+def test_float32_under_low_precision_and_gradients_flow(mode):
+    loss = GANLoss(mode)
+    fake = FAKE.to(torch.bfloat16).requires_grad_(True)
+    value = loss.generator(fake)
+    assert value.dtype == torch.float32
+    value.backward()
+    assert fake.grad is not None and torch.isfinite(fake.grad.float()).all()
+
+
+def test_l1_and_errors():
+    a, b = torch.zeros(2, 2, 4, 4), torch.full((2, 2, 4, 4), -0.25)
+    assert float(l1_loss(a, b)) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="gan mode must be one of"):
+        GANLoss("wgan")
