@@ -60,6 +60,10 @@ class Backend:
     def supports_device(self, device: torch.device) -> bool:
         return device.type in self.devices
 
+    def accepts_auto(self, inputs: AttentionInputs) -> bool:
+        """Whether ``backend="auto"`` may pick this backend; naming it skips this check."""
+        return True
+
     def refusals(self, inputs: AttentionInputs) -> list[str]:
         """Reasons this backend cannot run ``inputs``; empty when it can."""
         reasons = []

@@ -67,9 +67,13 @@ def _refusal_report(inputs: AttentionInputs) -> str:
     return "\n".join(lines)
 
 
+def _auto_candidates(inputs: AttentionInputs) -> list[Backend]:
+    return [b for b in all_backends() if b.accepts_auto(inputs)]
+
+
 def explain(inputs: AttentionInputs) -> str:
     """Which backend ``auto`` picks for ``inputs`` and why each other one refuses."""
-    chosen = next((b.name for b in all_backends() if not b.refusals(inputs)), None)
+    chosen = next((b.name for b in _auto_candidates(inputs) if not b.refusals(inputs)), None)
     return f"auto -> {chosen}\n" + _refusal_report(inputs)
 
 
@@ -96,7 +100,7 @@ def select(inputs: AttentionInputs, backend: str | None = None) -> Backend:
                 f"Use backend='auto' or one of {available_backends()}.\n{_refusal_report(inputs)}"
             )
         return chosen
-    for candidate in all_backends():
+    for candidate in _auto_candidates(inputs):
         if not candidate.refusals(inputs):
             return candidate
     raise NotImplementedError("no sacolor backend can run these inputs\n" + _refusal_report(inputs))

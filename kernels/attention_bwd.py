@@ -1,0 +1,260 @@
+"""Backward of the fused self-attention: dQ, dK, dV from the saved lse.
+
+The caller has already turned dy into dO (the gradient of o, through gamma
+and Wo) and computed delta = rowsum(dO * O), the pre-pass of the flash
+backward. Two kernels then recompute the softmax tile by tile from lse, so the
+N x M matrix never exists:
+
+- ``_attn_bwd_dkdv``: one program per (batch, key tile); loops over query
+  tiles accumulating dV = P^T dO and dK = scale * dS^T Q;
+- ``_attn_bwd_dq``: one program per (batch, query tile); loops over key tiles
+  accumulating dQ = scale * dS K;
+
+with P = exp2(q.k * scale * log2 e - lse * log2 e) and dS = P * (dO V^T - delta).
+Each program owns its output rows, so there are no atomics and the result is
+deterministic. Values wider than MAX_BLOCK_V are split: the first slice is
+done with dK (which needs all of dO V^T), the others by a dV-only launch.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import (
+    LOG2E,
+    MAX_BLOCK_V,
+    autotuning,
+    config_meta,
+    dot_over_channels,
+    dot_width,
+    input_precision,
+)
+
+# BLOCK_N keys owned per program, BLOCK_M queries per inner iteration.
+DKDV_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+    for bm, bn, w, s in [
+        (32, 64, 4, 2),
+        (64, 64, 4, 2),
+        (64, 64, 8, 2),
+        (32, 128, 8, 2),
+        (64, 128, 8, 2),
+    ]
+]
+DKDV_DEFAULT = DKDV_CONFIGS[1]
+
+
+@triton.jit
+def _attn_bwd_dkdv(
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
+    N, M, QK, V,
+    stride_q_b, stride_q_n, stride_q_c,
+    stride_k_b, stride_k_n, stride_k_c,
+    stride_v_b, stride_v_n, stride_v_c,
+    stride_do_b, stride_do_n, stride_do_c,
+    stride_lse_b, stride_lse_n,
+    stride_delta_b, stride_delta_n,
+    stride_dk_b, stride_dk_n, stride_dk_c,
+    stride_dv_b, stride_dv_n, stride_dv_c,
+    qk_scale, scale,
+    COMPUTE_DK: tl.constexpr, QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    # The dV-only launch covers value slices 1, 2, ...; slice 0 goes with dK.
+    if COMPUTE_DK:
+        v_block = tl.program_id(2)
+    else:
+        v_block = tl.program_id(2) + 1
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < M
+    offs_qk = tl.arange(0, QK_PAD)
+    mask_qk = offs_qk < QK
+    offs_v = v_block * BLOCK_V + tl.arange(0, BLOCK_V)
+    mask_v = offs_v < V
+    q_ptr += pid_b * stride_q_b
+    k_ptr += pid_b * stride_k_b
+    v_ptr += pid_b * stride_v_b
+    do_ptr += pid_b * stride_do_b
+    lse_ptr += pid_b * stride_lse_b
+    delta_ptr += pid_b * stride_delta_b
+
+    k = tl.load(
+        k_ptr + (offs_n[:, None] * stride_k_n + offs_qk[None, :] * stride_k_c),
+        mask=mask_n[:, None] & mask_qk[None, :], other=0.0,
+    )
+    dk = tl.zeros((BLOCK_N, QK_PAD), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
+    for m0 in range(0, N, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < N
+        q_t = tl.load(
+            q_ptr + (offs_qk[:, None] * stride_q_c + offs_m[None, :] * stride_q_n),
+            mask=mask_qk[:, None] & mask_m[None, :], other=0.0,
+        )
+        # lse = +inf past the last query makes those columns of P exactly 0.
+        lse = tl.load(lse_ptr + offs_m * stride_lse_n, mask=mask_m, other=float("inf"))
+        p_t = tl.math.exp2(tl.dot(k, q_t, input_precision=INPUT_PRECISION) * qk_scale - lse[None, :] * LOG2E)
+        do = tl.load(
+            do_ptr + (offs_m[:, None] * stride_do_n + offs_v[None, :] * stride_do_c),
+            mask=mask_m[:, None] & mask_v[None, :], other=0.0,
+        )
+        dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=INPUT_PRECISION)
+        if COMPUTE_DK:
+            dp_t = dot_over_channels(
+                v_ptr, stride_v_n, stride_v_c, offs_n, mask_n,
+                do_ptr, stride_do_n, stride_do_c, offs_m, mask_m,
+                V, BLOCK_N, BLOCK_M, BLOCK_V, INPUT_PRECISION,
+            )
+            delta = tl.load(delta_ptr + offs_m * stride_delta_n, mask=mask_m, other=0.0)
+            ds_t = p_t * (dp_t - delta[None, :])
+            dk = tl.dot(ds_t.to(q_t.dtype), tl.trans(q_t), dk, input_precision=INPUT_PRECISION)
+
+    tl.store(
+        dv_ptr + pid_b * stride_dv_b + (offs_n[:, None] * stride_dv_n + offs_v[None, :] * stride_dv_c),
+        dv, mask=mask_n[:, None] & mask_v[None, :],
+    )
+    if COMPUTE_DK:
+        tl.store(
+            dk_ptr + pid_b * stride_dk_b + (offs_n[:, None] * stride_dk_n + offs_qk[None, :] * stride_dk_c),
+            dk * scale, mask=mask_n[:, None] & mask_qk[None, :],
+        )
+
+
+# BLOCK_M queries owned per program, BLOCK_N keys per inner iteration.
+DQ_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+    for bm, bn, w, s in [
+        (64, 32, 4, 2),
+        (64, 64, 4, 2),
+        (64, 64, 8, 3),
+        (128, 32, 8, 2),
+        (128, 64, 8, 2),
+    ]
+]
+DQ_DEFAULT = DQ_CONFIGS[1]
+
+
+@triton.jit
+def _attn_bwd_dq(
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr,
+    N, M, QK, V,
+    stride_q_b, stride_q_n, stride_q_c,
+    stride_k_b, stride_k_n, stride_k_c,
+    stride_v_b, stride_v_n, stride_v_c,
+    stride_do_b, stride_do_n, stride_do_c,
+    stride_lse_b, stride_lse_n,
+    stride_delta_b, stride_delta_n,
+    stride_dq_b, stride_dq_n, stride_dq_c,
+    qk_scale, scale,
+    QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < N
+    offs_qk = tl.arange(0, QK_PAD)
+    mask_qk = offs_qk < QK
+    q_ptr += pid_b * stride_q_b
+    k_ptr += pid_b * stride_k_b
+    v_ptr += pid_b * stride_v_b
+    do_ptr += pid_b * stride_do_b
+
+    q = tl.load(
+        q_ptr + (offs_m[:, None] * stride_q_n + offs_qk[None, :] * stride_q_c),
+        mask=mask_m[:, None] & mask_qk[None, :], other=0.0,
+    )
+    lse = tl.load(lse_ptr + pid_b * stride_lse_b + offs_m * stride_lse_n, mask=mask_m, other=0.0)
+    delta = tl.load(delta_ptr + pid_b * stride_delta_b + offs_m * stride_delta_n, mask=mask_m, other=0.0)
+    dq = tl.zeros((BLOCK_M, QK_PAD), dtype=tl.float32)
+    for n0 in range(0, M, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < M
+        k_t = tl.load(
+            k_ptr + (offs_qk[:, None] * stride_k_c + offs_n[None, :] * stride_k_n),
+            mask=mask_qk[:, None] & mask_n[None, :], other=0.0,
+        )
+        p = tl.math.exp2(tl.dot(q, k_t, input_precision=INPUT_PRECISION) * qk_scale - lse[:, None] * LOG2E)
+        p = tl.where(mask_n[None, :], p, 0.0)
+        dp = dot_over_channels(
+            do_ptr, stride_do_n, stride_do_c, offs_m, mask_m,
+            v_ptr, stride_v_n, stride_v_c, offs_n, mask_n,
+            V, BLOCK_M, BLOCK_N, BLOCK_V, INPUT_PRECISION,
+        )
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(k_t.dtype), tl.trans(k_t), dq, input_precision=INPUT_PRECISION)
+
+    tl.store(
+        dq_ptr + pid_b * stride_dq_b + (offs_m[:, None] * stride_dq_n + offs_qk[None, :] * stride_dq_c),
+        dq * scale, mask=mask_m[:, None] & mask_qk[None, :],
+    )
+
+
+_attn_bwd_dkdv_tuned = triton.autotune(configs=DKDV_CONFIGS, key=["N", "M", "QK", "V", "COMPUTE_DK"])(
+    _attn_bwd_dkdv
+)
+_attn_bwd_dq_tuned = triton.autotune(configs=DQ_CONFIGS, key=["N", "M", "QK", "V"])(_attn_bwd_dq)
+
+
+def _launch(
+    kernel, tuned, default: triton.Config, tiles_of: str, size: int, planes: int, batch: int,
+    args: tuple, constexprs: dict,
+) -> None:
+    """Launches ``kernel`` over (tiles of ``size`` along ``tiles_of``, batch, planes)."""
+    if autotuning():
+        grid = lambda meta: (triton.cdiv(size, meta[tiles_of]), batch, planes)  # noqa: E731
+        tuned[grid](*args, **constexprs)
+    else:
+        meta = config_meta(default)
+        kernel[(triton.cdiv(size, meta[tiles_of]), batch, planes)](*args, **constexprs, **meta)
+
+
+def launch_attention_bwd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    d_o: torch.Tensor,
+    lse: torch.Tensor,
+    delta: torch.Tensor,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Runs the dK/dV and dQ kernels on validated tensors.
+
+    Args:
+        q: (B, N, qk) unscaled queries; k: (B, M, qk); v: (B, M, v); all in the
+            input dtype, any strides.
+        d_o: (B, N, v) gradient of o, in the input dtype.
+        lse: (B, N) fp32 natural-log log-sum-exp saved by the forward.
+        delta: (B, N) fp32 rowsum(dO * O).
+        scale: the forward's score scale.
+
+    Returns:
+        dq (B, N, qk), dk (B, M, qk), dv (B, M, v), all fp32.
+    """
+    batch, n, qk = q.shape
+    m, v_channels = k.shape[1], v.shape[2]
+    dq = torch.empty((batch, n, qk), device=q.device, dtype=torch.float32)
+    dk = torch.empty((batch, m, qk), device=q.device, dtype=torch.float32)
+    dv = torch.empty((batch, m, v_channels), device=q.device, dtype=torch.float32)
+    block_v = dot_width(v_channels, MAX_BLOCK_V)
+    v_blocks = triton.cdiv(v_channels, block_v)
+    common = dict(QK_PAD=dot_width(qk), BLOCK_V=block_v, INPUT_PRECISION=input_precision(q.dtype))
+    inputs = (
+        n, m, qk, v_channels,
+        *q.stride(), *k.stride(), *v.stride(), *d_o.stride(), *lse.stride(), *delta.stride(),
+    )
+    dkdv_args = (q, k, v, d_o, lse, delta, dk, dv, *inputs, *dk.stride(), *dv.stride(), scale * LOG2E.value, scale)
+    _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_tuned, DKDV_DEFAULT, "BLOCK_N", m, 1, batch, dkdv_args,
+            dict(COMPUTE_DK=True, **common))
+    if v_blocks > 1:
+        _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_tuned, DKDV_DEFAULT, "BLOCK_N", m, v_blocks - 1, batch,
+                dkdv_args, dict(COMPUTE_DK=False, **common))
+    dq_args = (q, k, v, d_o, lse, delta, dq, *inputs, *dq.stride(), scale * LOG2E.value, scale)
+    _launch(_attn_bwd_dq, _attn_bwd_dq_tuned, DQ_DEFAULT, "BLOCK_M", n, 1, batch, dq_args, common)
+    return dq, dk, dv

@@ -1,0 +1,78 @@
+"""Pieces shared by the forward and backward attention kernels.
+
+Layout inside every kernel: (batch, positions, channels), each tensor indexed
+through its own strides, so x and y are read and written in the module's
+(B, C, H, W) layout (positions contiguous) without a transpose.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# exp(s) == exp2(s * LOG2E): the kernels run the softmax in base 2 (MUFU ex2).
+LOG2E = tl.constexpr(1.4426950408889634)
+# tl.dot needs every dimension to be at least 16.
+MIN_DOT_DIM = 16
+# Widest value slice one program accumulates; wider v is split across programs
+# (grid axis 2), each recomputing the scores for its slice (see FLOOR_H100.md).
+MAX_BLOCK_V = 128
+# Channel chunk for the projections computed inside the kernels.
+MAX_BLOCK_C = 64
+
+AUTOTUNE_ENV_VAR = "SACOLOR_TRITON_AUTOTUNE"
+
+
+def dot_width(size: int, cap: int | None = None) -> int:
+    """``size`` rounded up to a power of two that tl.dot accepts (>= 16), at most ``cap``."""
+    width = max(MIN_DOT_DIM, triton.next_power_of_2(size))
+    return width if cap is None else min(width, cap)
+
+
+def input_precision(dtype: torch.dtype) -> str:
+    """IEEE fp32 dots unless PyTorch itself allows TF32 matmuls."""
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def autotuning() -> bool:
+    """Autotune on a GPU unless SACOLOR_TRITON_AUTOTUNE=0; never under the interpreter."""
+    return not triton.knobs.runtime.interpret and os.environ.get(AUTOTUNE_ENV_VAR, "1") != "0"
+
+
+def config_meta(config: triton.Config) -> dict:
+    """A Config as launch keyword arguments (block sizes, warps, stages)."""
+    return {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+
+
+@triton.jit
+def dot_over_channels(
+    a_ptr, stride_a_row, stride_a_ch, a_rows, a_mask,
+    b_ptr, stride_b_row, stride_b_ch, b_rows, b_mask,
+    n_channels,
+    A_ROWS: tl.constexpr, B_ROWS: tl.constexpr, BLOCK_CH: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
+    """sum_ch A[a_rows, ch] * B[b_rows, ch] as an (A_ROWS, B_ROWS) fp32 tile.
+
+    Streams the channels in BLOCK_CH chunks so wide operands (x with C = 512,
+    a value row split across programs) never sit in registers whole.
+    """
+    acc = tl.zeros((A_ROWS, B_ROWS), dtype=tl.float32)
+    for ch0 in range(0, n_channels, BLOCK_CH):
+        offs_ch = ch0 + tl.arange(0, BLOCK_CH)
+        mask_ch = offs_ch < n_channels
+        a = tl.load(
+            a_ptr + (a_rows[:, None] * stride_a_row + offs_ch[None, :] * stride_a_ch),
+            mask=a_mask[:, None] & mask_ch[None, :], other=0.0,
+        )
+        b_t = tl.load(
+            b_ptr + (offs_ch[:, None] * stride_b_ch + b_rows[None, :] * stride_b_row),
+            mask=mask_ch[:, None] & b_mask[None, :], other=0.0,
+        )
+        acc = tl.dot(a, b_t, acc, input_precision=INPUT_PRECISION)
+    return acc
