@@ -83,7 +83,7 @@ def save_checkpoint(
 
     Args:
         path: a ``.safetensors`` file, or a directory (``latest.safetensors`` inside).
-        tensors: name -> tensor (any device; saved from CPU copies).
+        tensors: name -> tensor (any device; saved from CPU copies, so entries may alias).
         config: JSON-serialisable; its ``"step"`` (if any) is also stored in the
             weights' metadata so a mixed-up pair of files is detected on load.
         training_state: tensors and plain Python values only (``weights_only`` loadable).
@@ -92,7 +92,8 @@ def save_checkpoint(
         The path of the weights file.
     """
     files = CheckpointFiles.at(path)
-    cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    # Copies: safetensors refuses tensors that share storage (tied or aliased entries).
+    cpu = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
     metadata = {"step": str(config.get("step", ""))}
     if training_state is not None:
         _atomic_write(files.state, lambda tmp: torch.save(dict(training_state), tmp))
