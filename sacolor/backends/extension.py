@@ -28,6 +28,15 @@ def _load_extension() -> str | None:
     return None
 
 
+@torch.compiler.assume_constant_result
+def _has_kernel(dispatch_key: str) -> bool:
+    # Fixed for the life of the process; torch.compile cannot trace the
+    # dispatcher query, so it records the answer as a constant instead.
+    return torch._C._dispatch_has_kernel_for_dispatch_key(
+        "sacolor_C::self_attention_fwd", dispatch_key
+    )
+
+
 class ExtensionBackend(Backend):
     # The dispatch key the kernel registers under in csrc/ (e.g. "CPU", "CUDA").
     dispatch_key: ClassVar[str]
@@ -36,9 +45,7 @@ class ExtensionBackend(Backend):
         failure = _load_extension()
         if failure:
             return failure
-        if not torch._C._dispatch_has_kernel_for_dispatch_key(
-            "sacolor_C::self_attention_fwd", self.dispatch_key
-        ):
+        if not _has_kernel(self.dispatch_key):
             return f"sacolor._C was built without a {self.dispatch_key} kernel"
         return None
 

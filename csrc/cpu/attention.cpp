@@ -1,0 +1,401 @@
+// The CPU implementation of sacolor_C::self_attention_fwd / _bwd (schemas in
+// csrc/ops.cpp): the 1x1 projections, pooling and epilogue run as ATen ops on
+// (B, positions, channels) tensors; the attention itself runs in the tile
+// kernels of tiles_*.cpp, chosen at run time for the CPU, with OpenMP over
+// (batch, block) through at::parallel_for. Nothing N x M is ever allocated:
+// extra memory is O(B * N * (qk + v)).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "tiles.h"
+
+namespace sacolor::cpu {
+namespace {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+constexpr double kLog2e = 1.442695040888963407359924681001892137;
+
+// ---- which kernels -------------------------------------------------------
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+// The best kernels for this CPU. SACOLOR_CPU_ISA=generic forces the portable
+// ones (the tests use it to cover them on an AVX2 machine).
+const KernelTable<float>& float_kernels() {
+  const char* env = std::getenv("SACOLOR_CPU_ISA");
+  const std::string forced = env ? env : "";
+  TORCH_CHECK(forced.empty() || forced == "generic" || forced == "avx2",
+              "SACOLOR_CPU_ISA=", forced, " is not one of: generic, avx2");
+  const bool avx2 = cpu_has_avx2() && avx2_f32() != nullptr;
+  TORCH_CHECK(forced != "avx2" || avx2,
+              "SACOLOR_CPU_ISA=avx2, but this CPU or build has no AVX2+FMA kernels");
+  return (avx2 && forced != "generic") ? *avx2_f32() : *generic_f32();
+}
+
+template <typename T>
+const KernelTable<T>& kernels();
+template <>
+const KernelTable<float>& kernels<float>() { return float_kernels(); }
+template <>
+const KernelTable<double>& kernels<double>() { return *generic_f64(); }
+
+// ---- inputs --------------------------------------------------------------
+
+void check_same_dtype(const Tensor& t, const char* name, const Tensor& x) {
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), "sacolor cpu kernel: ", name, " has dtype ",
+              t.scalar_type(), " but x has ", x.scalar_type());
+  TORCH_CHECK(t.is_contiguous(), "sacolor cpu kernel: ", name, " must be contiguous");
+}
+
+void check_inputs(const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk,
+                  const OptTensor& bk, const Tensor& wv, const OptTensor& bv, const OptTensor& wo,
+                  const OptTensor& bo, const Tensor& gamma, int64_t pool) {
+  TORCH_CHECK(x.dim() == 4, "sacolor cpu kernel: x must be (B, C, H, W); got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble ||
+                  x.scalar_type() == at::kBFloat16,
+              "sacolor cpu kernel: x has dtype ", x.scalar_type(),
+              "; supported: float32, float64, bfloat16");
+  TORCH_CHECK(x.is_contiguous(), "sacolor cpu kernel: x must be contiguous");
+  TORCH_CHECK(pool == 1 || pool == 2, "sacolor cpu kernel: pool must be 1 or 2; got ", pool);
+  TORCH_CHECK(x.size(2) % pool == 0 && x.size(3) % pool == 0,
+              "sacolor cpu kernel: x's H and W must be divisible by pool=", pool, "; got ",
+              x.sizes());
+  check_same_dtype(wq, "wq", x);
+  check_same_dtype(wk, "wk", x);
+  check_same_dtype(wv, "wv", x);
+  check_same_dtype(gamma, "gamma", x);
+  TORCH_CHECK(gamma.numel() == 1, "sacolor cpu kernel: gamma must have one element");
+  const std::pair<const OptTensor*, const char*> optional[] = {
+      {&bq, "bq"}, {&bk, "bk"}, {&bv, "bv"}, {&wo, "wo"}, {&bo, "bo"}};
+  for (const auto& [t, name] : optional)
+    if (t->has_value()) check_same_dtype(**t, name, x);
+}
+
+// The inputs in the accumulation dtype (float64 stays, the rest is float32).
+struct Operands {
+  Tensor x;           // (B, C, H, W)
+  Tensor wq, wk, wv;  // (qk, C), (qk, C), (v, C)
+  OptTensor bq, bk, bv, wo, bo;
+  Tensor gamma;  // 0-dim
+  int64_t pool;
+
+  int64_t batch() const { return x.size(0); }
+  int64_t channels() const { return x.size(1); }
+  int64_t queries() const { return x.size(2) * x.size(3); }
+  int64_t keys() const { return queries() / (pool * pool); }
+  Tensor x_rows() const { return x.view({batch(), channels(), queries()}); }  // (B, C, N)
+};
+
+Operands cast_operands(const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk,
+                       const OptTensor& bk, const Tensor& wv, const OptTensor& bv,
+                       const OptTensor& wo, const OptTensor& bo, const Tensor& gamma,
+                       int64_t pool) {
+  const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  auto cast = [acc](const Tensor& t) { return t.to(acc); };
+  auto cast_opt = [&](const OptTensor& t) -> OptTensor {
+    return t.has_value() ? OptTensor(cast(*t)) : std::nullopt;
+  };
+  return {cast(x),      cast(wq),     cast(wk),     cast(wv),     cast_opt(bq),
+          cast_opt(bk), cast_opt(bv), cast_opt(wo), cast_opt(bo), cast(gamma).reshape({}),
+          pool};
+}
+
+// w (out, C) applied to src (B, C, L): (B, out, L).
+Tensor project(const Tensor& w, const OptTensor& b, const Tensor& src) {
+  Tensor out = at::matmul(w, src);
+  return b.has_value() ? out.add_(b->unsqueeze(-1)) : out;
+}
+
+// Keys or values: projected at full resolution, then max-pooled (BigGAN order,
+// see sacolor/inputs.py). `full` and `index` are what the backward needs to
+// send each pooled gradient back to its argmax; undefined when pool == 1.
+struct Pooled {
+  Tensor cols;   // (B, out, M)
+  Tensor full;   // (B, out, H, W), before pooling
+  Tensor index;  // (B, out, H / pool, W / pool)
+};
+
+Pooled project_pooled(const Operands& op, const Tensor& w, const OptTensor& b) {
+  Tensor projected = project(w, b, op.x_rows());
+  if (op.pool == 1) return {projected, Tensor(), Tensor()};
+  const int64_t p = op.pool;
+  Tensor full = projected.view({op.batch(), w.size(0), op.x.size(2), op.x.size(3)});
+  auto [pooled, index] = at::max_pool2d_with_indices(full, {p, p}, {p, p});
+  return {pooled.reshape({op.batch(), w.size(0), op.keys()}), full, index};
+}
+
+// The gradient (B, out, N) at full resolution of a pooled projection, from d (B, M, out).
+Tensor unpooled_grad(const Operands& op, const Pooled& pooled, const Tensor& d) {
+  Tensor d_cols = d.transpose(1, 2);
+  if (op.pool == 1) return d_cols;
+  const int64_t p = op.pool;
+  Tensor grid = d_cols.reshape(pooled.index.sizes());
+  return at::max_pool2d_with_indices_backward(grid, pooled.full, {p, p}, {p, p}, {0, 0}, {1, 1},
+                                              false, pooled.index)
+      .view({op.batch(), d.size(2), op.queries()});
+}
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// t (B, r, c) zero-padded (or `fill`-padded) to (B, rows, cols), contiguous.
+Tensor padded(const Tensor& t, int64_t rows, int64_t cols, double fill = 0.0) {
+  return at::constant_pad_nd(t, {0, cols - t.size(2), 0, rows - t.size(1)}, fill).contiguous();
+}
+
+// Padded sizes shared by the forward and the backward of one call.
+struct Sizes {
+  int64_t batch, n, m, n_pad, m_pad, qk, qk_pad, v, v_pad;
+
+  template <typename T>
+  static Sizes of(const Operands& op, const KernelTable<T>& kt) {
+    const int64_t qk = op.wq.size(0), v = op.wv.size(0);
+    return {op.batch(),
+            op.queries(),
+            op.keys(),
+            round_up(op.queries(), kt.block_m),
+            round_up(op.keys(), kt.block_n),
+            qk,
+            round_up(qk, kt.width),
+            v,
+            round_up(v, kt.width)};
+  }
+};
+
+// ---- forward -------------------------------------------------------------
+
+// o (B, N, v) and lse (B, N) of the attention core.
+template <typename T>
+std::tuple<Tensor, Tensor> attention_forward(const Operands& op, double scale) {
+  const KernelTable<T>& kt = kernels<T>();
+  const Sizes s = Sizes::of(op, kt);
+  const Tensor q = padded(project(op.wq, op.bq, op.x_rows()).mul_(scale * kLog2e).transpose(1, 2),
+                          s.n_pad, s.qk_pad);
+  const Tensor k_t = padded(project_pooled(op, op.wk, op.bk).cols, s.qk, s.m_pad);
+  const Tensor v = padded(project_pooled(op, op.wv, op.bv).cols.transpose(1, 2), s.m_pad, s.v_pad);
+  Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
+  Tensor lse = at::empty({s.batch, s.n}, op.x.options());
+
+  const int64_t blocks = s.n_pad / kt.block_m;
+  const T* q_ptr = q.data_ptr<T>();
+  const T* k_ptr = k_t.data_ptr<T>();
+  const T* v_ptr = v.data_ptr<T>();
+  T* o_ptr = o.data_ptr<T>();
+  T* lse_ptr = lse.data_ptr<T>();
+  at::parallel_for(0, s.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(kt.forward_scratch(s.qk_pad, s.v_pad));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / blocks;
+      const ForwardProblem<T> p{q_ptr + b * s.n_pad * s.qk_pad,
+                                k_ptr + b * s.qk * s.m_pad,
+                                v_ptr + b * s.m_pad * s.v_pad,
+                                o_ptr + b * s.n * s.v,
+                                lse_ptr + b * s.n,
+                                s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
+      kt.forward_block(p, task % blocks, scratch.data());
+    }
+  });
+  return {o, lse};
+}
+
+// The op's output after the attention core: (Wo o + bo) (B, N, C), or o.
+Tensor output_rows(const Operands& op, const Tensor& o) {
+  return op.wo.has_value() ? at::linear(o, *op.wo, op.bo) : o;
+}
+
+std::tuple<Tensor, Tensor, Tensor> self_attention_fwd(
+    const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk, const OptTensor& bk,
+    const Tensor& wv, const OptTensor& bv, const OptTensor& wo, const OptTensor& bo,
+    const Tensor& gamma, int64_t pool, double scale) {
+  check_inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
+  const Operands op = cast_operands(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
+  auto [o, lse] = op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
+                                                    : attention_forward<float>(op, scale);
+  const Tensor attended = output_rows(op, o).transpose(1, 2).reshape(op.x.sizes());
+  const Tensor y = op.x + op.gamma * attended;
+  return {y.to(x.scalar_type()).contiguous(), o, lse};
+}
+
+// ---- backward ------------------------------------------------------------
+
+// Raw gradient sums of the attention core w.r.t. q (B, N, qk), k (B, M, qk) and
+// v (B, M, v), given dO (B, N, v); dq and dk still lack the factor `scale`.
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const Tensor& q_cols,
+                                                      const Tensor& k_cols, const Tensor& v_cols,
+                                                      const Tensor& d_o, const Tensor& o,
+                                                      const Tensor& lse, double scale) {
+  const KernelTable<T>& kt = kernels<T>();
+  const Sizes s = Sizes::of(op, kt);
+  const Tensor q_t = padded(q_cols * (scale * kLog2e), s.qk, s.n_pad);
+  const Tensor q = padded(q_cols.transpose(1, 2), s.n_pad, s.qk_pad);
+  const Tensor k = padded(k_cols.transpose(1, 2), s.m_pad, s.qk_pad);
+  // Each row of dS sums to 0 and each row of P to 1, so subtracting the mean
+  // key from k in dq = dS k, and the mean value from v and o in
+  // dS = P (dO v^T - rowsum(dO o)), changes nothing exactly but removes the
+  // cancellation a common offset (a bias, or the max-pool's positive mean)
+  // causes in float32.
+  const Tensor k_mean = k_cols.mean(-1, true), v_mean = v_cols.mean(-1, true);
+  const Tensor k_centered = padded((k_cols - k_mean).transpose(1, 2), s.m_pad, s.qk_pad);
+  const Tensor v = padded((v_cols - v_mean).transpose(1, 2), s.m_pad, s.v_pad);
+  const Tensor dout = padded(d_o, s.n_pad, s.v_pad);
+  const Tensor dout_t = padded(d_o.transpose(1, 2), s.v, s.n_pad);
+  // +inf log-sum-exp on padded queries gives them probability 0.
+  const Tensor lse2 = padded((lse * kLog2e).unsqueeze(1), 1, s.n_pad, INFINITY);
+  const Tensor delta =
+      padded((d_o * (o - v_mean.transpose(1, 2))).sum(-1).unsqueeze(1), 1, s.n_pad);
+  Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, op.x.options());
+  Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, op.x.options());
+
+  // Parallel over key blocks; dq is a sum over key blocks, so each part (one
+  // per thread, a contiguous run of (batch, key block) tasks) sums into its
+  // own buffer and the parts are added in a fixed order afterwards: no
+  // atomics, and the same bits on every run with the same thread count.
+  const int64_t key_blocks = s.m_pad / kt.block_n;
+  const int64_t tasks = s.batch * key_blocks;
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks));
+  auto first_task = [&](int64_t part) { return part * tasks / parts; };
+  auto first_batch = [&](int64_t part) { return first_task(part) / key_blocks; };
+  auto batches = [&](int64_t part) {
+    return (first_task(part + 1) - 1) / key_blocks - first_batch(part) + 1;
+  };
+  std::vector<Tensor> dq_parts;
+  for (int64_t part = 0; part < parts; ++part)
+    dq_parts.push_back(at::zeros({batches(part), s.n_pad, s.qk_pad}, op.x.options()));
+
+  const T *qt_ptr = q_t.data_ptr<T>(), *q_ptr = q.data_ptr<T>(), *k_ptr = k.data_ptr<T>();
+  const T *kc_ptr = k_centered.data_ptr<T>(), *v_ptr = v.data_ptr<T>();
+  const T* dout_ptr = dout.data_ptr<T>();
+  const T *dout_t_ptr = dout_t.data_ptr<T>(), *lse2_ptr = lse2.data_ptr<T>();
+  const T* delta_ptr = delta.data_ptr<T>();
+  T *dk_ptr = dk.data_ptr<T>(), *dv_ptr = dv.data_ptr<T>();
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(kt.backward_scratch(s.qk_pad, s.v_pad));
+    for (int64_t part = begin; part < end; ++part) {
+      T* dq_part = dq_parts[part].data_ptr<T>();
+      for (int64_t task = first_task(part); task < first_task(part + 1); ++task) {
+        const int64_t b = task / key_blocks;
+        const BackwardProblem<T> p{
+            qt_ptr + b * s.qk * s.n_pad,
+            q_ptr + b * s.n_pad * s.qk_pad,
+            k_ptr + b * s.m_pad * s.qk_pad,
+            kc_ptr + b * s.m_pad * s.qk_pad,
+            v_ptr + b * s.m_pad * s.v_pad,
+            dout_ptr + b * s.n_pad * s.v_pad,
+            dout_t_ptr + b * s.v * s.n_pad,
+            lse2_ptr + b * s.n_pad,
+            delta_ptr + b * s.n_pad,
+            dq_part + (b - first_batch(part)) * s.n_pad * s.qk_pad,
+            dk_ptr + b * s.m_pad * s.qk_pad,
+            dv_ptr + b * s.m_pad * s.v_pad,
+            s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
+        kt.backward_block(p, task % key_blocks, scratch.data());
+      }
+    }
+  });
+  Tensor dq = at::zeros({s.batch, s.n_pad, s.qk_pad}, op.x.options());
+  for (int64_t part = 0; part < parts; ++part)
+    dq.narrow(0, first_batch(part), batches(part)).add_(dq_parts[part]);
+  auto crop = [](const Tensor& t, int64_t rows, int64_t cols) {
+    return t.narrow(1, 0, rows).narrow(2, 0, cols);
+  };
+  return {crop(dq, s.n, s.qk).mul(scale), crop(dk, s.m, s.qk).mul(scale), crop(dv, s.m, s.v)};
+}
+
+// Weight gradient (out, C) of a projection from d_cols (B, out, L) and its input src (B, C, L).
+Tensor weight_grad(const Tensor& d_cols, const Tensor& src) {
+  return at::matmul(d_cols, src.transpose(1, 2)).sum(0);
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>
+self_attention_bwd(const Tensor& dy, const Tensor& x, const Tensor& wq, const OptTensor& bq,
+                   const Tensor& wk, const OptTensor& bk, const Tensor& wv, const OptTensor& bv,
+                   const OptTensor& wo, const OptTensor& bo, const Tensor& gamma, const Tensor& o,
+                   const Tensor& lse, int64_t pool, double scale) {
+  check_inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
+  check_same_dtype(dy, "dy", x);
+  const Operands op = cast_operands(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
+  TORCH_CHECK(o.scalar_type() == op.x.scalar_type() && lse.scalar_type() == op.x.scalar_type(),
+              "sacolor cpu kernel: o and lse must have the accumulation dtype ",
+              op.x.scalar_type());
+  TORCH_CHECK(o.is_contiguous() && lse.is_contiguous(),
+              "sacolor cpu kernel: o and lse must be contiguous");
+  TORCH_CHECK(dy.sizes() == x.sizes(), "sacolor cpu kernel: dy must have x's shape ", x.sizes());
+
+  const int64_t batch = op.batch(), channels = op.channels();
+  const Tensor dy_rows = dy.to(op.x.scalar_type()).view({batch, channels, -1}).transpose(1, 2);
+  const Tensor d_out = dy_rows * op.gamma;  // (B, N, C)
+  const Tensor dgamma = (dy_rows * output_rows(op, o)).sum();
+  Tensor dwo, dbo, d_o = d_out;
+  if (op.wo.has_value()) {
+    dwo = weight_grad(d_out.transpose(1, 2), o.transpose(1, 2));
+    if (op.bo.has_value()) dbo = d_out.sum({0, 1});
+    d_o = at::matmul(d_out, *op.wo);
+  }
+  d_o = d_o.contiguous();
+  const Tensor q_cols = project(op.wq, op.bq, op.x_rows());
+  const Pooled k = project_pooled(op, op.wk, op.bk), v = project_pooled(op, op.wv, op.bv);
+  auto [dq, dk, dv] =
+      op.x.scalar_type() == at::kDouble
+          ? attention_backward<double>(op, q_cols, k.cols, v.cols, d_o, o, lse, scale)
+          : attention_backward<float>(op, q_cols, k.cols, v.cols, d_o, o, lse, scale);
+
+  // Through the projections (and the pooling) back to full resolution: (B, out, N).
+  const Tensor dq_cols = dq.transpose(1, 2);
+  const Tensor dk_cols = unpooled_grad(op, k, dk), dv_cols = unpooled_grad(op, v, dv);
+  const Tensor x_rows = op.x_rows();
+  Tensor dx = dy.to(op.x.scalar_type()).view({batch, channels, -1});
+  dx = dx + at::matmul(op.wq.t(), dq_cols) + at::matmul(op.wk.t(), dk_cols) +
+       at::matmul(op.wv.t(), dv_cols);
+
+  // Back to each input's dtype; absent inputs get fresh empty tensors.
+  auto like = [&](const Tensor& g, const Tensor& input) {
+    return g.reshape(input.sizes()).to(input.scalar_type()).contiguous();
+  };
+  auto like_opt = [&](const Tensor& g, const OptTensor& input) {
+    return input.has_value() ? like(g, *input) : x.new_empty({0});
+  };
+  auto bias_grad = [](const Tensor& d_cols) { return d_cols.sum({0, 2}); };
+  return {like(dx, x),
+          like(weight_grad(dq_cols, x_rows), wq),
+          like_opt(bq.has_value() ? bias_grad(dq_cols) : Tensor(), bq),
+          like(weight_grad(dk_cols, x_rows), wk),
+          like_opt(bk.has_value() ? bias_grad(dk_cols) : Tensor(), bk),
+          like(weight_grad(dv_cols, x_rows), wv),
+          like_opt(bv.has_value() ? bias_grad(dv_cols) : Tensor(), bv),
+          like_opt(dwo, wo),
+          like_opt(dbo, bo),
+          like(dgamma, gamma)};
+}
+
+std::string cpu_isa() { return float_kernels().isa; }
+
+}  // namespace
+}  // namespace sacolor::cpu
+
+TORCH_LIBRARY_FRAGMENT(sacolor_C, m) {
+  // Which tile kernels the float32 CPU path runs on this machine ("avx2" or
+  // "generic"); for benchmarks and bug reports.
+  m.def("cpu_isa() -> str", &sacolor::cpu::cpu_isa);
+}
+
+TORCH_LIBRARY_IMPL(sacolor_C, CPU, m) {
+  m.impl("self_attention_fwd", &sacolor::cpu::self_attention_fwd);
+  m.impl("self_attention_bwd", &sacolor::cpu::self_attention_bwd);
+}

@@ -1,0 +1,72 @@
+// The interface between the torch-facing dispatcher (attention.cpp) and the
+// per-ISA tile kernels (tiles_*.cpp).
+//
+// Deliberately free of torch headers: the tile kernels are compiled once per
+// instruction set (generic, AVX2, AVX-512), and a translation unit built for
+// AVX2 must not emit inline torch functions the linker could pick for the
+// whole library (an illegal instruction on an older CPU). Only plain pointers
+// and sizes cross this boundary.
+//
+// Layout inside the kernels: one batch element at a time, rows = positions,
+// every buffer zero-padded so that rows are a multiple of the block size and
+// channel widths a multiple of the vector width.
+#pragma once
+
+#include <cstdint>
+
+namespace sacolor::cpu {
+
+// One batch element of the forward: o = softmax(q k^T) v row by row.
+template <typename T>
+struct ForwardProblem {
+  const T* q;   // (n_pad, qk_pad), already multiplied by scale * log2(e)
+  const T* kt;  // (qk, m_pad): keys transposed
+  const T* v;   // (m_pad, v_pad)
+  T* o;         // (n, v_channels): the normalised output rows
+  T* lse;       // (n,): natural-log log-sum-exp of the scaled scores
+  int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
+};
+
+// One batch element of the backward. The kernel accumulates raw sums; the
+// dispatcher applies `scale`: dq = scale * sum_j ds_ij k_j, dk = scale * sum_i ds_ij q_i.
+template <typename T>
+struct BackwardProblem {
+  const T* qt;     // (qk, n_pad): queries transposed, multiplied by scale * log2(e)
+  const T* q;      // (n_pad, qk_pad): queries, unscaled
+  const T* k;      // (m_pad, qk_pad)
+  const T* kc;     // (m_pad, qk_pad): keys minus their mean, for dq (see attention.cpp)
+  const T* v;      // (m_pad, v_pad): values minus their mean
+  const T* dout;   // (n_pad, v_pad): dO, the gradient of o
+  const T* doutt;  // (v_channels, n_pad): dO transposed
+  const T* lse2;   // (n_pad,): log-sum-exp in base 2 (scaled scores), +inf on padding
+  const T* delta;  // (n_pad,): rowsum(dO * (O - mean value))
+  T* dq;           // (n_pad, qk_pad): accumulated into (+=)
+  T* dk;           // (m_pad, qk_pad): written, one key block per call
+  T* dv;           // (m_pad, v_pad): written, one key block per call
+  int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
+};
+
+// What one instruction set provides for one accumulation type.
+template <typename T>
+struct KernelTable {
+  const char* isa;
+  int64_t block_m;  // queries per block; n_pad is a multiple of it
+  int64_t block_n;  // keys per block; m_pad is a multiple of it
+  int64_t width;    // vector width; qk_pad and v_pad are multiples of it
+  // Scratch elements one thread needs, given the padded channel widths.
+  int64_t (*forward_scratch)(int64_t qk_pad, int64_t v_pad);
+  int64_t (*backward_scratch)(int64_t qk_pad, int64_t v_pad);
+  // Query block `block` of one batch element: writes its o rows and lse.
+  void (*forward_block)(const ForwardProblem<T>& p, int64_t block, T* scratch);
+  // Key block `block`: writes its dk, dv rows, adds its share of dq.
+  void (*backward_block)(const BackwardProblem<T>& p, int64_t block, T* scratch);
+};
+
+// Portable C++ (auto-vectorised for the baseline ISA); always present.
+const KernelTable<float>* generic_f32();
+const KernelTable<double>* generic_f64();
+// Compiled for AVX2 + FMA; nullptr where the compiler or target lacks them.
+// Call only after checking that the CPU supports both.
+const KernelTable<float>* avx2_f32();
+
+}  // namespace sacolor::cpu

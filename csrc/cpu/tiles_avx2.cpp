@@ -1,0 +1,38 @@
+// The tile kernels for AVX2 + FMA. Only this file is compiled for those
+// instructions (the pragma below), and it includes no torch header, so nothing
+// AVX2-only can leak into code an older CPU runs; the dispatcher calls
+// avx2_f32() only after __builtin_cpu_supports says the CPU has both.
+
+#include "tiles.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx2,fma")
+#endif
+
+#include "vec_avx2.h"
+
+#define SACOLOR_TILES_NAMESPACE avx2
+#include "tiles_impl.h"
+
+namespace sacolor::cpu {
+namespace {
+constexpr KernelTable<float> kAvx2F32 = avx2::make_table<VecAvx2, 64, 64>("avx2");
+}  // namespace
+const KernelTable<float>* avx2_f32() { return &kAvx2F32; }
+}  // namespace sacolor::cpu
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+
+#else
+
+namespace sacolor::cpu {
+const KernelTable<float>* avx2_f32() { return nullptr; }
+}  // namespace sacolor::cpu
+
+#endif

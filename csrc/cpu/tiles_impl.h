@@ -1,0 +1,237 @@
+// The flash-style tile kernels, written once against a small vector type
+// `Vec` (see vec_generic.h, vec_avx2.h) and instantiated by each
+// tiles_<isa>.cpp inside its own namespace.
+//
+// Every matrix product here has the form C (rows x cols) (+)= A (rows x depth) B
+// (depth x cols): B rows contiguous, A read by broadcasts through arbitrary
+// strides (so A may be a transposed view), C tiles held in registers across
+// the whole depth. The forward walks key blocks for one query block with an
+// online softmax (running max m, running sum l, rescaling o only when m
+// moves); the backward walks query blocks for one key block, recomputing the
+// probabilities from the saved log-sum-exp. Scores are kept in base 2
+// (queries pre-multiplied by log2(e)) so the exponential is a plain exp2.
+//
+// Include only after a vector type and SACOLOR_TILES_NAMESPACE are defined.
+
+#include "tiles.h"
+
+namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
+
+constexpr double kLn2 = 0.693147180559945309417232121458176568;
+
+// The most C rows a register tile holds for `col_vectors` vectors per row:
+// accumulators + one B row + one broadcast fit in the register file.
+template <class Vec>
+constexpr int max_rows(int col_vectors) {
+  int rows = (Vec::registers - col_vectors - 1) / col_vectors;
+  return rows < 8 ? rows : 8;
+}
+
+// C[rows x (CV * width)] (+)= A B over `depth`; A[r, d] = a[r * a_rs + d * a_cs].
+template <class Vec, int ROWS, int CV>
+inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
+                      const typename Vec::T* b, int64_t ldb, typename Vec::T* c, int64_t ldc,
+                      bool accumulate) {
+  constexpr int W = Vec::width;
+  Vec acc[ROWS][CV];
+  for (int r = 0; r < ROWS; ++r)
+    for (int j = 0; j < CV; ++j)
+      acc[r][j] = accumulate ? Vec::load(c + r * ldc + j * W) : Vec::zero();
+  for (int64_t d = 0; d < depth; ++d) {
+    Vec brow[CV];
+    for (int j = 0; j < CV; ++j) brow[j] = Vec::load(b + d * ldb + j * W);
+    for (int r = 0; r < ROWS; ++r) {
+      Vec ar = Vec::broadcast(a[r * a_rs + d * a_cs]);
+      for (int j = 0; j < CV; ++j) acc[r][j] = Vec::fmadd(ar, brow[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < ROWS; ++r)
+    for (int j = 0; j < CV; ++j) acc[r][j].store(c + r * ldc + j * W);
+}
+
+// The last rows % max_rows rows: picks the tile height at run time.
+template <class Vec, int CV, int ROWS = max_rows<Vec>(CV)>
+inline void gemm_tail(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
+                      int64_t a_cs, const typename Vec::T* b, int64_t ldb, typename Vec::T* c,
+                      int64_t ldc, bool accumulate) {
+  if constexpr (ROWS > 0) {
+    if (rows == ROWS) {
+      gemm_tile<Vec, ROWS, CV>(depth, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
+    } else {
+      gemm_tail<Vec, CV, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
+    }
+  }
+}
+
+template <class Vec, int CV>
+inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
+                              int64_t a_cs, const typename Vec::T* b, int64_t ldb,
+                              typename Vec::T* c, int64_t ldc, bool accumulate) {
+  constexpr int R = max_rows<Vec>(CV);
+  int64_t r = 0;
+  for (; r + R <= rows; r += R)
+    gemm_tile<Vec, R, CV>(depth, a + r * a_rs, a_rs, a_cs, b, ldb, c + r * ldc, ldc, accumulate);
+  if (r < rows)
+    gemm_tail<Vec, CV>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, ldb, c + r * ldc, ldc,
+                       accumulate);
+}
+
+// C (+)= A B; cols is a multiple of the vector width. Column groups outermost
+// so a B column slice stays in L1 while every row tile streams past it.
+template <class Vec>
+void gemm(int64_t rows, int64_t cols, int64_t depth, const typename Vec::T* a, int64_t a_rs,
+          int64_t a_cs, const typename Vec::T* b, int64_t ldb, typename Vec::T* c, int64_t ldc,
+          bool accumulate) {
+  constexpr int W = Vec::width;
+  int64_t col = 0;
+  for (; col + 2 * W <= cols; col += 2 * W)
+    gemm_column_group<Vec, 2>(rows, depth, a, a_rs, a_cs, b + col, ldb, c + col, ldc, accumulate);
+  if (col < cols)
+    gemm_column_group<Vec, 1>(rows, depth, a, a_rs, a_cs, b + col, ldb, c + col, ldc, accumulate);
+}
+
+template <class Vec>
+typename Vec::T row_max(const typename Vec::T* row, int64_t len) {
+  Vec m = Vec::load(row);
+  for (int64_t j = Vec::width; j < len; j += Vec::width) m = Vec::max(m, Vec::load(row + j));
+  return m.reduce_max();
+}
+
+// row[j] = exp2(row[j] - shift); returns the sum of the new row.
+template <class Vec>
+typename Vec::T exp2_row(typename Vec::T* row, int64_t len, typename Vec::T shift) {
+  Vec s = Vec::broadcast(shift), sum = Vec::zero();
+  for (int64_t j = 0; j < len; j += Vec::width) {
+    Vec p = Vec::exp2(Vec::load(row + j) - s);
+    p.store(row + j);
+    sum = sum + p;
+  }
+  return sum.reduce_sum();
+}
+
+template <typename T>
+inline T finite_or_zero_max(T m) {
+  // A row whose scores so far are all -inf shifts by 0, not by -inf (which
+  // would turn exp2(-inf - -inf) into NaN); NaN and +inf still propagate.
+  return m == -__builtin_inf() ? T(0) : m;
+}
+
+template <class Vec, int64_t BM, int64_t BN>
+int64_t forward_scratch(int64_t /*qk_pad*/, int64_t v_pad) {
+  return BM * BN + BM * v_pad + 2 * BM;
+}
+
+template <class Vec, int64_t BM, int64_t BN>
+void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
+                   typename Vec::T* scratch) {
+  using T = typename Vec::T;
+  const T neg_inf = -__builtin_inf();
+  T* s = scratch;                 // (BM, BN) scores, then probabilities
+  T* acc = s + BM * BN;           // (BM, v_pad) unnormalised o
+  T* run_max = acc + BM * p.v_pad;  // (BM,) base-2 running max
+  T* run_sum = run_max + BM;      // (BM,)
+  const int64_t i0 = block * BM;
+  const T* q = p.q + i0 * p.qk_pad;
+  for (int64_t i = 0; i < BM * p.v_pad; ++i) acc[i] = T(0);
+  for (int64_t i = 0; i < BM; ++i) {
+    run_max[i] = neg_inf;
+    run_sum[i] = T(0);
+  }
+  for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
+    gemm<Vec>(BM, BN, p.qk, q, p.qk_pad, 1, p.kt + j0, p.m_pad, s, BN, false);
+    const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
+    for (int64_t i = 0; i < BM; ++i) {
+      T* row = s + i * BN;
+      for (int64_t j = valid; j < BN; ++j) row[j] = neg_inf;
+      const T block_max = row_max<Vec>(row, BN);
+      const T old_max = run_max[i];
+      const T new_max = block_max > old_max ? block_max : old_max;
+      const T shift = finite_or_zero_max(new_max);
+      const T sum = exp2_row<Vec>(row, BN, shift);
+      if (new_max != old_max) {
+        const T alpha = Vec::exp2_scalar(old_max - shift);
+        run_sum[i] *= alpha;
+        T* acc_row = acc + i * p.v_pad;
+        for (int64_t c = 0; c < p.v_pad; ++c) acc_row[c] *= alpha;
+      }
+      run_sum[i] += sum;
+      run_max[i] = new_max;
+    }
+    gemm<Vec>(BM, p.v_pad, BN, s, BN, 1, p.v + j0 * p.v_pad, p.v_pad, acc, p.v_pad, true);
+  }
+  const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T l = run_sum[i];
+    const T* acc_row = acc + i * p.v_pad;
+    T* o_row = p.o + (i0 + i) * p.v_channels;
+    for (int64_t c = 0; c < p.v_channels; ++c) o_row[c] = acc_row[c] / l;
+    p.lse[i0 + i] = T((finite_or_zero_max(run_max[i]) + Vec::log2_scalar(l)) * kLn2);
+  }
+}
+
+template <class Vec, int64_t BM, int64_t BN>
+int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
+  return 2 * BN * BM;
+}
+
+// One key block against every query block; scores transposed (keys are rows).
+template <class Vec, int64_t BM, int64_t BN>
+void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
+                    typename Vec::T* scratch) {
+  using T = typename Vec::T;
+  constexpr int W = Vec::width;
+  T* pt = scratch;       // (BN, BM): probabilities P^T
+  T* dst = pt + BN * BM;  // (BN, BM): dP^T, then dS^T
+  const int64_t j0 = block * BN;
+  const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
+  const T* k = p.k + j0 * p.qk_pad;
+  const T* v = p.v + j0 * p.v_pad;
+  T* dk = p.dk + j0 * p.qk_pad;
+  T* dv = p.dv + j0 * p.v_pad;
+  for (int64_t i = 0; i < BN * p.qk_pad; ++i) dk[i] = T(0);
+  for (int64_t i = 0; i < BN * p.v_pad; ++i) dv[i] = T(0);
+  for (int64_t i0 = 0; i0 < p.n_pad; i0 += BM) {
+    gemm<Vec>(BN, BM, p.qk, k, p.qk_pad, 1, p.qt + i0, p.n_pad, pt, BM, false);
+    for (int64_t j = 0; j < BN; ++j) {
+      T* row = pt + j * BM;
+      if (j >= valid) {  // padded keys take no probability
+        for (int64_t i = 0; i < BM; ++i) row[i] = T(0);
+        continue;
+      }
+      for (int64_t i = 0; i < BM; i += W)
+        Vec::exp2(Vec::load(row + i) - Vec::load(p.lse2 + i0 + i)).store(row + i);
+    }
+    // dV += P^T dO
+    gemm<Vec>(BN, p.v_pad, BM, pt, BM, 1, p.dout + i0 * p.v_pad, p.v_pad, dv, p.v_pad, true);
+    // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta)
+    gemm<Vec>(BN, BM, p.v_channels, v, p.v_pad, 1, p.doutt + i0, p.n_pad, dst, BM, false);
+    for (int64_t j = 0; j < BN; ++j) {
+      T* ds_row = dst + j * BM;
+      const T* p_row = pt + j * BM;
+      for (int64_t i = 0; i < BM; i += W)
+        (Vec::load(p_row + i) * (Vec::load(ds_row + i) - Vec::load(p.delta + i0 + i)))
+            .store(ds_row + i);
+    }
+    // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
+    gemm<Vec>(BN, p.qk_pad, BM, dst, BM, 1, p.q + i0 * p.qk_pad, p.qk_pad, dk, p.qk_pad, true);
+    gemm<Vec>(BM, p.qk_pad, BN, dst, 1, BM, p.kc + j0 * p.qk_pad, p.qk_pad, p.dq + i0 * p.qk_pad,
+              p.qk_pad, true);
+  }
+}
+
+template <class Vec, int64_t BM, int64_t BN>
+constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
+  static_assert(BM % Vec::width == 0 && BN % Vec::width == 0, "blocks must hold whole vectors");
+  return KernelTable<typename Vec::T>{
+      isa,
+      BM,
+      BN,
+      Vec::width,
+      &forward_scratch<Vec, BM, BN>,
+      &backward_scratch<Vec, BM, BN>,
+      &forward_block<Vec, BM, BN>,
+      &backward_block<Vec, BM, BN>,
+  };
+}
+
+}  // namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE

@@ -1,0 +1,66 @@
+// 8 x float in an AVX2 register, with FMA. Include only in a translation unit
+// compiled for avx2,fma (tiles_avx2.cpp).
+#pragma once
+
+#include <immintrin.h>
+
+namespace sacolor::cpu {
+
+struct VecAvx2 {
+  using T = float;
+  static constexpr int width = 8;
+  static constexpr int registers = 16;
+  __m256 v;
+
+  static VecAvx2 load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  static VecAvx2 broadcast(float a) { return {_mm256_set1_ps(a)}; }
+  static VecAvx2 zero() { return {_mm256_setzero_ps()}; }
+  static VecAvx2 fmadd(VecAvx2 a, VecAvx2 b, VecAvx2 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  static VecAvx2 max(VecAvx2 a, VecAvx2 b) { return {_mm256_max_ps(a.v, b.v)}; }
+
+  // 2^x: round to the nearest integer n, a degree-7 polynomial for 2^(x - n)
+  // on [-0.5, 0.5] (Taylor, relative error < 1e-8 before rounding), times 2^n
+  // built in the exponent bits. Clamping to [-127, 128] maps -inf to exactly
+  // 0 (biased exponent 0) and overflow to inf; the operand order of max/min
+  // keeps a NaN input NaN.
+  static VecAvx2 exp2(VecAvx2 x) {
+    __m256 t = _mm256_max_ps(_mm256_set1_ps(-127.0f), x.v);
+    t = _mm256_min_ps(_mm256_set1_ps(128.0f), t);
+    const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(t, n);
+    __m256 p = _mm256_set1_ps(1.525273380405984e-05f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.5403530393381606e-04f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-03f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618129107628477e-03f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550410866482158e-02f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402265069591007e-01f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471805599453e-01f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return {_mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23)))};
+  }
+
+  float reduce_sum() const {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  float reduce_max() const {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+  static float exp2_scalar(float a) { return __builtin_exp2f(a); }
+  static float log2_scalar(float a) { return __builtin_log2f(a); }
+};
+
+// Free functions, not in-class friends: GCC does not apply `#pragma GCC target`
+// to friend functions defined inside a class.
+inline VecAvx2 operator+(VecAvx2 a, VecAvx2 b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline VecAvx2 operator-(VecAvx2 a, VecAvx2 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline VecAvx2 operator*(VecAvx2 a, VecAvx2 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+
+}  // namespace sacolor::cpu
