@@ -1,0 +1,130 @@
+"""The trainer end to end on tiny synthetic photos: losses, checkpoints, metrics, exact resume, CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from colour_images import write_image_folder
+from sacolor import train as train_module
+from sacolor.checkpoint import load_generator
+from sacolor.config import PRESETS, TrainConfig, merge_config
+from sacolor.train import Trainer, main
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    write_image_folder(root, 22)
+    return root
+
+
+def tiny(photos, out, **overrides) -> TrainConfig:
+    options = dict(
+        data=[str(photos)], checkpoints_dir=str(out), name="tiny", netG="unet_64", size=64, ngf=8, ndf=8,
+        sa_sizes=(16,), sa_sizes_D=(16,), batch_size=4, max_steps=8, eval_every=4, save_every=4,
+        num_workers=0, progress=False, lr_g=1e-3, lr_d=1e-3, attention_backend="auto",
+    )
+    return TrainConfig(**{**options, **overrides})
+
+
+def test_tiny_run_learns_saves_and_reloads(photos, tmp_path):
+    trainer = Trainer(tiny(photos, tmp_path, max_steps=12, eval_every=6, save_every=6, ema=True))
+    history = trainer.fit()
+    assert len(history) == 12
+    assert all(math.isfinite(v) for step in history for v in step.values())
+    l1 = [step["loss_G_L1"] for step in history]
+    assert sum(l1[-3:]) < 0.8 * sum(l1[:3]), l1
+
+    run = tmp_path / "tiny"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [6, 12]
+    assert all({"psnr", "ssim", "l1", "colorfulness"} <= r.keys() for r in records)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000006.png", "step_0000012.png"]
+
+    generator, config = load_generator(run)
+    assert config["step"] == 12 and config["size"] == [64, 64] and not generator.training
+    torch.testing.assert_close(generator.state_dict(), trainer.ema.model.state_dict())
+    out = generator(torch.zeros(1, 1, 64, 128))  # any size divisible by 2**6
+    assert out.shape == (1, 2, 64, 128)
+
+
+def test_resume_continues_exactly(photos, tmp_path):
+    # 22 images, 2 held out, batch 4: 5 steps per epoch, so the resume at step 3 is mid-epoch
+    # and the continuation crosses an epoch boundary. Dropout and EMA are on.
+    common = dict(max_steps=6, eval_every=3, save_every=3, ema=True, dropout=True)
+    Trainer(tiny(photos, tmp_path / "straight", **common)).fit()
+    Trainer(tiny(photos, tmp_path / "resumed", **{**common, "max_steps": 3})).fit()
+    Trainer(tiny(photos, tmp_path / "resumed", **common, resume=True)).fit()
+
+    straight = load_file(tmp_path / "straight" / "tiny" / "latest.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "tiny" / "latest.safetensors")
+    assert straight.keys() == resumed.keys() and any(k.startswith("ema.") for k in straight)
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=0, msg=name)
+    metrics = [(tmp_path / d / "tiny" / "metrics.jsonl").read_text() for d in ("straight", "resumed")]
+    assert metrics[0] == metrics[1]
+
+
+def test_cli_runs_and_python_m_entry(photos, tmp_path, capsys):
+    status = main([
+        "--data", str(photos), "--checkpoints-dir", str(tmp_path), "--name", "cli", "--netG", "unet_64",
+        "--size", "64", "--ngf", "4", "--ndf", "4", "--sa-sizes", "32", "--batch-size", "2", "--max-steps", "2",
+        "--eval-every", "2", "--num-workers", "0", "--no-progress", "--gan-mode", "hinge", "--spectral-norm",
+    ])
+    assert status == 0
+    assert (tmp_path / "cli" / "latest.safetensors").is_file()
+    config = json.loads((tmp_path / "cli" / "latest.json").read_text())
+    assert config["train"]["gan_mode"] == "hinge" and config["generator"]["kwargs"]["sa_sizes"] == [32]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "96"], "not divisible by 2\\*\\*6 = 64"),
+    (["--preset", "expt9"], "invalid choice"),
+    (["--sa-sizes", "48"], "no feature map of size 48"),
+    (["--batch-size", "64"], "larger than the 20 training images"),
+    (["--resume"], "no checkpoint at"),
+])
+def test_cli_errors_are_clear(photos, tmp_path, capsys, args, message):
+    base = ["--data", str(photos), "--checkpoints-dir", str(tmp_path), "--netG", "unet_64", "--size", "64",
+            "--ngf", "4", "--ndf", "4", "--num-workers", "0", "--max-steps", "1"]
+    try:
+        status = main(base + args)
+    except SystemExit as exit:  # argparse's own errors (choices)
+        status = exit.code
+    assert status == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_empty_data_folder_is_an_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["--data", str(tmp_path / "empty"), "--checkpoints-dir", str(tmp_path)]) == 2
+    assert "has no images" in capsys.readouterr().err
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--help"])
+    assert exit.value.code == 0
+    text = capsys.readouterr().out
+    for action in train_module.build_parser()._actions:
+        assert action.help, action.option_strings
+    for option in ("--preset", "--sa-sizes", "--lr-d", "--ema", "--resume", "--eval-every", "--amp", "--config"):
+        assert option in text
+
+
+def test_config_precedence_and_presets(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("gan-mode: hinge\nlr_g: 0.0001\nsize: 256x512\nnetG: unet_256\n")
+    config = merge_config({"lr_g": 0.0003}, str(config_file), preset="expt6")
+    assert config.gan_mode == "hinge" and config.lr_g == 0.0003 and config.size == (256, 512)
+    assert config.sa_sizes == (64,) and config.lr_d == 2e-4  # from the preset
+    json_file = tmp_path / "run.json"
+    json_file.write_text(json.dumps({"ngf": 32, "bogus": 1}))
+    with pytest.raises(ValueError, match="unknown option\\(s\\) \\['bogus'\\]"):
+        merge_config({}, str(json_file))
+    assert len(PRESETS) == 8 and PRESETS["expt5"]["sa_sizes"] == (64,) and PRESETS["expt5"]["gan_mode"] == "vanilla"
+    assert {p["gan_mode"] for p in PRESETS.values()} == {"vanilla", "lsgan"}
+    assert {p["sa_sizes"] for p in PRESETS.values()} == {(), (32,), (64,), (128,)}
