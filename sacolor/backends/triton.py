@@ -86,6 +86,9 @@ class TritonBackend(Backend):
     priority = 30
     devices = frozenset({"cuda"})
     dtypes = frozenset({torch.float32, torch.bfloat16, torch.float16})
+    # The widest query tile the compile tests check for spills (qk = C / 8 at C = 512);
+    # v has no limit: values wider than one slice are split across programs.
+    max_qk_channels = 64
 
     def unavailable_reason(self) -> str | None:
         try:
