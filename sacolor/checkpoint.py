@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,18 +50,20 @@ class CheckpointFiles:
 
 
 def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    """Writes through ``write(tmp_path)`` then renames, so readers never see half a file."""
+    """Writes through ``write(tmp_path)`` then renames, so readers never see half a file.
+
+    The temporary name is unique per process and call; it is created by ``write``
+    itself, so the file gets the usual permissions (umask), unlike ``mkstemp``'s 0600.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        write(tmp)
+        write(str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -31,7 +31,7 @@ def test_find_and_screen_images(tmp_path):
     assert [p.name for p, _ in scan.unreadable] == ["broken.png"]
 
 
-@pytest.mark.filterwarnings("ignore:--data: skipped")
+@pytest.mark.filterwarnings("ignore:--data")
 def test_collect_splits_reports_once_and_holds_out_deterministically(tmp_path):
     write_image_folder(tmp_path, 20)
     Image.fromarray(np.full((20, 20), 90, np.uint8)).save(tmp_path / "gray.png")
@@ -55,7 +55,7 @@ def test_train_and_test_subfolders_are_the_split(tmp_path):
     assert all("test" in p.parts for p in test) and len(test) == 2
 
 
-@pytest.mark.filterwarnings("ignore:--data: skipped")
+@pytest.mark.filterwarnings("ignore:--data")
 def test_clear_errors_for_empty_or_missing_data(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="has no images"):

@@ -62,10 +62,17 @@ def test_resume_continues_exactly(photos, tmp_path):
     straight = load_file(tmp_path / "straight" / "tiny" / "latest.safetensors")
     resumed = load_file(tmp_path / "resumed" / "tiny" / "latest.safetensors")
     assert straight.keys() == resumed.keys() and any(k.startswith("ema.") for k in straight)
+    # Bitwise equal on this machine; float32 tolerance leaves room for kernels whose
+    # parallel reductions are not order-stable elsewhere.
     for name in straight:
-        torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=0, msg=name)
-    metrics = [(tmp_path / d / "tiny" / "metrics.jsonl").read_text() for d in ("straight", "resumed")]
-    assert metrics[0] == metrics[1]
+        torch.testing.assert_close(resumed[name], straight[name], msg=name)
+    records = [
+        [json.loads(line) for line in (tmp_path / d / "tiny" / "metrics.jsonl").read_text().splitlines()]
+        for d in ("straight", "resumed")
+    ]
+    assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == [3, 6]
+    for a, b in zip(*records):
+        assert a == pytest.approx(b, rel=1e-4)
 
 
 def test_cli_runs_and_python_m_entry(photos, tmp_path, capsys):
