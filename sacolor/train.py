@@ -284,8 +284,8 @@ class Trainer:
                     losses = self.step(batch)
                     history.append(losses)
                     images_per_s = (self.step_count - start_step) * config.batch_size * self.world_size / (time.perf_counter() - started)
-                    bar.update(1)
-                    bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()}, "img/s": f"{images_per_s:.1f}"})
+                    bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()}, "img/s": f"{images_per_s:.1f}"}, refresh=False)
+                    bar.update(1)  # redraws at most every mininterval
                     if writer is not None:
                         for key, value in losses.items():
                             writer.add_scalar(f"train/{key}", value, self.step_count)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from colour_images import write_image_folder
+from colour_images import write_image_folder, write_video
 from sacolor import train as train_module
 from sacolor.checkpoint import load_generator
 from sacolor.config import PRESETS, TrainConfig, merge_config
@@ -75,9 +75,11 @@ def test_resume_continues_exactly(photos, tmp_path):
         assert a == pytest.approx(b, rel=1e-4)
 
 
-def test_cli_runs_and_python_m_entry(photos, tmp_path, capsys):
+def test_cli_runs_on_photos_and_a_video(photos, tmp_path):
+    video = write_video(tmp_path / "film.mp4", seconds=2.0, rate=10, height=64, width=96)
     status = main([
-        "--data", str(photos), "--checkpoints-dir", str(tmp_path), "--name", "cli", "--netG", "unet_64",
+        "--data", str(photos), str(video), "--frame-cache", str(tmp_path / "frames"),
+        "--checkpoints-dir", str(tmp_path), "--name", "cli", "--netG", "unet_64",
         "--size", "64", "--ngf", "4", "--ndf", "4", "--sa-sizes", "32", "--batch-size", "2", "--max-steps", "2",
         "--eval-every", "2", "--num-workers", "0", "--no-progress", "--gan-mode", "hinge", "--spectral-norm",
     ])
@@ -85,6 +87,7 @@ def test_cli_runs_and_python_m_entry(photos, tmp_path, capsys):
     assert (tmp_path / "cli" / "latest.safetensors").is_file()
     config = json.loads((tmp_path / "cli" / "latest.json").read_text())
     assert config["train"]["gan_mode"] == "hinge" and config["generator"]["kwargs"]["sa_sizes"] == [32]
+    assert len(list((tmp_path / "frames").rglob("*.png"))) == 4  # 2 s at 2 frames/s, cached once
 
 
 @pytest.mark.parametrize("args, message", [
