@@ -514,11 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _init_distributed() -> tuple[int, int]:
+def _init_distributed(device: str) -> tuple[int, int]:
+    """Joins the torchrun job, if any: NCCL between GPUs, gloo on CPU. Returns (rank, world size)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return 0, 1
-    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    on_gpu = device != "cpu" and torch.cuda.is_available()
+    dist.init_process_group(backend="nccl" if on_gpu else "gloo")
     return dist.get_rank(), world_size
 
 
@@ -535,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
-    rank, world_size = _init_distributed()
+    rank, world_size = _init_distributed(config.device)
     try:
         trainer = Trainer(config, rank, world_size)
         trainer.fit()
