@@ -17,6 +17,7 @@ import sys
 import time
 
 from sacolor.kernels import aot
+from sacolor.kernels.common import MAX_BLOCK_C
 
 HEADER = (
     "| kernel | dtype | BLOCK_M | BLOCK_N | warps | stages | sm | registers | spill stores (B) "
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, spilling = report(tuple(args.dtypes.split(",")), tuple(int(c) for c in args.caps.split(",")))
     shapes = ", ".join(f"{k}={v}" for k, v in aot.WIDEST.items())
     table = "\n".join([
-        f"Widest shapes ({shapes}, BLOCK_C=64): the most register pressure any input produces.",
+        f"Widest shapes ({shapes}, BLOCK_C={MAX_BLOCK_C}): the most register pressure any input produces.",
         "",
         HEADER,
         *rows,

@@ -12,8 +12,10 @@ N x M matrix never exists:
 
 with P = exp2(q.k * scale * log2 e - lse * log2 e) and dS = P * (dO V^T - delta).
 Each program owns its output rows, so there are no atomics and the result is
-deterministic. Values wider than MAX_BLOCK_V are split: the first slice is
-done with dK (which needs all of dO V^T), the others by a dV-only launch.
+deterministic. Values wider than MAX_BLOCK_V are split: a dK-only launch
+streams every slice of v and dO for dO V^T, and a dV-only launch runs one
+program per (key tile, value slice); keeping the dK and dV accumulators in
+separate programs is what keeps those variants from spilling.
 """
 
 from __future__ import annotations
@@ -25,25 +27,23 @@ import triton.language as tl
 from .common import (
     LOG2E,
     MAX_BLOCK_V,
-    autotuning,
-    config_meta,
+    TunedKernel,
+    configs,
     dot_over_channels,
     dot_width,
     input_precision,
 )
 
-# BLOCK_N keys owned per program, BLOCK_M queries per inner iteration.
-DKDV_CONFIGS = [
-    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-    for bm, bn, w, s in [
-        (32, 64, 4, 2),
-        (64, 64, 4, 2),
-        (64, 64, 8, 2),
-        (32, 128, 8, 2),
-        (64, 128, 8, 2),
-    ]
-]
-DKDV_DEFAULT = DKDV_CONFIGS[1]
+# Channels per step when dO V^T streams a split v (smaller than a value slice:
+# fewer registers in the inner loop).
+SPLIT_CHUNK = tl.constexpr(32)
+
+# BLOCK_N keys owned per program, BLOCK_M queries per inner iteration, per
+# dtype family; the first of each is the default. None spills (see attention_fwd).
+DKDV_CONFIGS = {
+    "16bit": configs([(32, 32, 4, 2), (64, 32, 4, 2), (16, 32, 4, 2), (32, 32, 4, 3)]),
+    "fp32": configs([(32, 32, 8, 2), (16, 32, 8, 2), (32, 16, 8, 2)]),
+}
 
 
 @triton.jit
@@ -59,17 +59,14 @@ def _attn_bwd_dkdv(
     stride_dk_b, stride_dk_n, stride_dk_c,
     stride_dv_b, stride_dv_n, stride_dv_c,
     qk_scale, scale,
-    COMPUTE_DK: tl.constexpr, QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
+    COMPUTE_DK: tl.constexpr, COMPUTE_DV: tl.constexpr, SPLIT_V: tl.constexpr,
+    QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
-    # The dV-only launch covers value slices 1, 2, ...; slice 0 goes with dK.
-    if COMPUTE_DK:
-        v_block = tl.program_id(2)
-    else:
-        v_block = tl.program_id(2) + 1
+    v_block = tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < M
     offs_qk = tl.arange(0, QK_PAD)
@@ -87,6 +84,11 @@ def _attn_bwd_dkdv(
         k_ptr + (offs_n[:, None] * stride_k_n + offs_qk[None, :] * stride_k_c),
         mask=mask_n[:, None] & mask_qk[None, :], other=0.0,
     )
+    if not SPLIT_V:  # one slice holds all of v: keep the value tile in registers
+        v = tl.load(
+            v_ptr + (offs_n[:, None] * stride_v_n + offs_v[None, :] * stride_v_c),
+            mask=mask_n[:, None] & mask_v[None, :], other=0.0,
+        )
     dk = tl.zeros((BLOCK_N, QK_PAD), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
     for m0 in range(0, N, BLOCK_M):
@@ -99,25 +101,31 @@ def _attn_bwd_dkdv(
         # lse = +inf past the last query makes those columns of P exactly 0.
         lse = tl.load(lse_ptr + offs_m * stride_lse_n, mask=mask_m, other=float("inf"))
         p_t = tl.math.exp2(tl.dot(k, q_t, input_precision=INPUT_PRECISION) * qk_scale - lse[None, :] * LOG2E)
-        do = tl.load(
-            do_ptr + (offs_m[:, None] * stride_do_n + offs_v[None, :] * stride_do_c),
-            mask=mask_m[:, None] & mask_v[None, :], other=0.0,
-        )
-        dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=INPUT_PRECISION)
-        if COMPUTE_DK:
-            dp_t = dot_over_channels(
-                v_ptr, stride_v_n, stride_v_c, offs_n, mask_n,
-                do_ptr, stride_do_n, stride_do_c, offs_m, mask_m,
-                V, BLOCK_N, BLOCK_M, BLOCK_V, INPUT_PRECISION,
+        if COMPUTE_DV or not SPLIT_V:
+            do = tl.load(
+                do_ptr + (offs_m[:, None] * stride_do_n + offs_v[None, :] * stride_do_c),
+                mask=mask_m[:, None] & mask_v[None, :], other=0.0,
             )
+        if COMPUTE_DV:
+            dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=INPUT_PRECISION)
+        if COMPUTE_DK:
+            if SPLIT_V:  # dP needs every slice of v and dO
+                dp_t = dot_over_channels(
+                    v_ptr, stride_v_n, stride_v_c, offs_n, mask_n,
+                    do_ptr, stride_do_n, stride_do_c, offs_m, mask_m,
+                    V, BLOCK_N, BLOCK_M, SPLIT_CHUNK, INPUT_PRECISION,
+                )
+            else:
+                dp_t = tl.dot(v, tl.trans(do), input_precision=INPUT_PRECISION)
             delta = tl.load(delta_ptr + offs_m * stride_delta_n, mask=mask_m, other=0.0)
             ds_t = p_t * (dp_t - delta[None, :])
             dk = tl.dot(ds_t.to(q_t.dtype), tl.trans(q_t), dk, input_precision=INPUT_PRECISION)
 
-    tl.store(
-        dv_ptr + pid_b * stride_dv_b + (offs_n[:, None] * stride_dv_n + offs_v[None, :] * stride_dv_c),
-        dv, mask=mask_n[:, None] & mask_v[None, :],
-    )
+    if COMPUTE_DV:
+        tl.store(
+            dv_ptr + pid_b * stride_dv_b + (offs_n[:, None] * stride_dv_n + offs_v[None, :] * stride_dv_c),
+            dv, mask=mask_n[:, None] & mask_v[None, :],
+        )
     if COMPUTE_DK:
         tl.store(
             dk_ptr + pid_b * stride_dk_b + (offs_n[:, None] * stride_dk_n + offs_qk[None, :] * stride_dk_c),
@@ -126,17 +134,10 @@ def _attn_bwd_dkdv(
 
 
 # BLOCK_M queries owned per program, BLOCK_N keys per inner iteration.
-DQ_CONFIGS = [
-    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-    for bm, bn, w, s in [
-        (64, 32, 4, 2),
-        (64, 64, 4, 2),
-        (64, 64, 8, 3),
-        (128, 32, 8, 2),
-        (128, 64, 8, 2),
-    ]
-]
-DQ_DEFAULT = DQ_CONFIGS[1]
+DQ_CONFIGS = {
+    "16bit": configs([(64, 32, 4, 2), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 3)]),
+    "fp32": configs([(32, 32, 8, 2), (32, 16, 8, 2), (16, 32, 8, 2)]),
+}
 
 
 @triton.jit
@@ -151,7 +152,7 @@ def _attn_bwd_dq(
     stride_delta_b, stride_delta_n,
     stride_dq_b, stride_dq_n, stride_dq_c,
     qk_scale, scale,
-    QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
+    SPLIT_V: tl.constexpr, QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -172,6 +173,13 @@ def _attn_bwd_dq(
     )
     lse = tl.load(lse_ptr + pid_b * stride_lse_b + offs_m * stride_lse_n, mask=mask_m, other=0.0)
     delta = tl.load(delta_ptr + pid_b * stride_delta_b + offs_m * stride_delta_n, mask=mask_m, other=0.0)
+    offs_v = tl.arange(0, BLOCK_V)
+    mask_v = offs_v < V
+    if not SPLIT_V:  # one slice holds all of dO: keep it in registers
+        do = tl.load(
+            do_ptr + (offs_m[:, None] * stride_do_n + offs_v[None, :] * stride_do_c),
+            mask=mask_m[:, None] & mask_v[None, :], other=0.0,
+        )
     dq = tl.zeros((BLOCK_M, QK_PAD), dtype=tl.float32)
     for n0 in range(0, M, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
@@ -182,11 +190,18 @@ def _attn_bwd_dq(
         )
         p = tl.math.exp2(tl.dot(q, k_t, input_precision=INPUT_PRECISION) * qk_scale - lse[:, None] * LOG2E)
         p = tl.where(mask_n[None, :], p, 0.0)
-        dp = dot_over_channels(
-            do_ptr, stride_do_n, stride_do_c, offs_m, mask_m,
-            v_ptr, stride_v_n, stride_v_c, offs_n, mask_n,
-            V, BLOCK_M, BLOCK_N, BLOCK_V, INPUT_PRECISION,
-        )
+        if SPLIT_V:
+            dp = dot_over_channels(
+                do_ptr, stride_do_n, stride_do_c, offs_m, mask_m,
+                v_ptr, stride_v_n, stride_v_c, offs_n, mask_n,
+                V, BLOCK_M, BLOCK_N, SPLIT_CHUNK, INPUT_PRECISION,
+            )
+        else:
+            v = tl.load(
+                v_ptr + (offs_n[:, None] * stride_v_n + offs_v[None, :] * stride_v_c),
+                mask=mask_n[:, None] & mask_v[None, :], other=0.0,
+            )
+            dp = tl.dot(do, tl.trans(v), input_precision=INPUT_PRECISION)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(k_t.dtype), tl.trans(k_t), dq, input_precision=INPUT_PRECISION)
 
@@ -196,23 +211,8 @@ def _attn_bwd_dq(
     )
 
 
-_attn_bwd_dkdv_tuned = triton.autotune(configs=DKDV_CONFIGS, key=["N", "M", "QK", "V", "COMPUTE_DK"])(
-    _attn_bwd_dkdv
-)
-_attn_bwd_dq_tuned = triton.autotune(configs=DQ_CONFIGS, key=["N", "M", "QK", "V"])(_attn_bwd_dq)
-
-
-def _launch(
-    kernel, tuned, default: triton.Config, tiles_of: str, size: int, planes: int, batch: int,
-    args: tuple, constexprs: dict,
-) -> None:
-    """Launches ``kernel`` over (tiles of ``size`` along ``tiles_of``, batch, planes)."""
-    if autotuning():
-        grid = lambda meta: (triton.cdiv(size, meta[tiles_of]), batch, planes)  # noqa: E731
-        tuned[grid](*args, **constexprs)
-    else:
-        meta = config_meta(default)
-        kernel[(triton.cdiv(size, meta[tiles_of]), batch, planes)](*args, **constexprs, **meta)
+ATTN_BWD_DKDV = TunedKernel(_attn_bwd_dkdv, DKDV_CONFIGS, key=["N", "M", "QK", "V", "COMPUTE_DK", "COMPUTE_DV"])
+ATTN_BWD_DQ = TunedKernel(_attn_bwd_dq, DQ_CONFIGS, key=["N", "M", "QK", "V"])
 
 
 def launch_attention_bwd(
@@ -244,17 +244,21 @@ def launch_attention_bwd(
     dv = torch.empty((batch, m, v_channels), device=q.device, dtype=torch.float32)
     block_v = dot_width(v_channels, MAX_BLOCK_V)
     v_blocks = triton.cdiv(v_channels, block_v)
-    common = dict(QK_PAD=dot_width(qk), BLOCK_V=block_v, INPUT_PRECISION=input_precision(q.dtype))
+    common = dict(
+        SPLIT_V=v_blocks > 1, QK_PAD=dot_width(qk), BLOCK_V=block_v, INPUT_PRECISION=input_precision(q.dtype)
+    )
     inputs = (
         n, m, qk, v_channels,
         *q.stride(), *k.stride(), *v.stride(), *d_o.stride(), *lse.stride(), *delta.stride(),
     )
     dkdv_args = (q, k, v, d_o, lse, delta, dk, dv, *inputs, *dk.stride(), *dv.stride(), scale * LOG2E.value, scale)
-    _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_tuned, DKDV_DEFAULT, "BLOCK_N", m, 1, batch, dkdv_args,
-            dict(COMPUTE_DK=True, **common))
-    if v_blocks > 1:
-        _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_tuned, DKDV_DEFAULT, "BLOCK_N", m, v_blocks - 1, batch,
-                dkdv_args, dict(COMPUTE_DK=False, **common))
+    if v_blocks == 1:
+        launches = [(1, dict(COMPUTE_DK=True, COMPUTE_DV=True))]
+    else:  # dK needs every value slice: its own launch, then one dV program per slice
+        launches = [(1, dict(COMPUTE_DK=True, COMPUTE_DV=False)), (v_blocks, dict(COMPUTE_DK=False, COMPUTE_DV=True))]
+    for planes, flags in launches:
+        grid = lambda meta, planes=planes: (triton.cdiv(m, meta["BLOCK_N"]), batch, planes)  # noqa: E731
+        ATTN_BWD_DKDV.launch(q.dtype, grid, dkdv_args, dict(**flags, **common))
     dq_args = (q, k, v, d_o, lse, delta, dq, *inputs, *dq.stride(), scale * LOG2E.value, scale)
-    _launch(_attn_bwd_dq, _attn_bwd_dq_tuned, DQ_DEFAULT, "BLOCK_M", n, 1, batch, dq_args, common)
+    ATTN_BWD_DQ.launch(q.dtype, lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), batch, 1), dq_args, common)
     return dq, dk, dv

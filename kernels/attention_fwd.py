@@ -25,8 +25,8 @@ from .common import (
     LOG2E,
     MAX_BLOCK_C,
     MAX_BLOCK_V,
-    autotuning,
-    config_meta,
+    TunedKernel,
+    configs,
     dot_over_channels,
     dot_width,
     input_precision,
@@ -48,21 +48,13 @@ def _store_y(
     )
 
 
-# BLOCK_M queries per program, BLOCK_N keys per inner iteration. Every entry
-# must compile for sm_80 and sm_90 and not spill (tests/test_triton_compile.py,
-# benchmarks/triton_report.py).
-FWD_CONFIGS = [
-    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-    for bm, bn, w, s in [
-        (64, 64, 4, 2),
-        (64, 64, 4, 3),
-        (64, 32, 4, 3),
-        (128, 64, 8, 2),
-        (128, 32, 8, 3),
-        (128, 128, 8, 2),
-    ]
-]
-FWD_DEFAULT = FWD_CONFIGS[0]
+# BLOCK_M queries per program, BLOCK_N keys per inner iteration, per dtype
+# family; the first of each is the default. Every entry compiles for sm_80 and
+# sm_90 without spilling (tests/test_triton_compile.py, benchmarks/TRITON_REPORT.md).
+FWD_CONFIGS = {
+    "16bit": configs([(64, 64, 8, 2), (64, 32, 8, 2), (64, 64, 8, 3), (32, 32, 4, 2), (32, 64, 4, 2)]),
+    "fp32": configs([(32, 32, 8, 2), (32, 32, 8, 3), (32, 64, 8, 2)]),
+}
 
 
 @triton.jit
@@ -167,7 +159,7 @@ def _attn_fwd(
             )
 
 
-_attn_fwd_tuned = triton.autotune(configs=FWD_CONFIGS, key=["N", "M", "QK", "V"])(_attn_fwd)
+ATTN_FWD = TunedKernel(_attn_fwd, FWD_CONFIGS, key=["N", "M", "QK", "V"])
 
 
 def launch_attention_fwd(
@@ -220,12 +212,7 @@ def launch_attention_fwd(
         QK_PAD=dot_width(qk), BLOCK_V=block_v, BLOCK_C=dot_width(channels, MAX_BLOCK_C),
         INPUT_PRECISION=input_precision(x.dtype),
     )
-    if autotuning():
-        grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), batch, v_blocks)  # noqa: E731
-        _attn_fwd_tuned[grid](*args, **constexprs)
-    else:
-        meta = config_meta(FWD_DEFAULT)
-        _attn_fwd[(triton.cdiv(n, meta["BLOCK_M"]), batch, v_blocks)](*args, **constexprs, **meta)
+    ATTN_FWD.launch(x.dtype, lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), batch, v_blocks), args, constexprs)
     if wo is not None and not fuse_out_proj:
         out = o @ wo.float().t()
         if bo is not None:

@@ -8,6 +8,7 @@ through its own strides, so x and y are read and written in the module's
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 import triton
@@ -20,8 +21,9 @@ MIN_DOT_DIM = 16
 # Widest value slice one program accumulates; wider v is split across programs
 # (grid axis 2), each recomputing the scores for its slice (see FLOOR_H100.md).
 MAX_BLOCK_V = 128
-# Channel chunk for the projections computed inside the kernels.
-MAX_BLOCK_C = 64
+# Channel chunk for the projections computed inside the kernels (32 keeps the
+# fused Wo epilogue from spilling).
+MAX_BLOCK_C = 32
 
 AUTOTUNE_ENV_VAR = "SACOLOR_TRITON_AUTOTUNE"
 
@@ -44,9 +46,41 @@ def autotuning() -> bool:
     return not triton.knobs.runtime.interpret and os.environ.get(AUTOTUNE_ENV_VAR, "1") != "0"
 
 
-def config_meta(config: triton.Config) -> dict:
-    """A Config as launch keyword arguments (block sizes, warps, stages)."""
-    return {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+def configs(rows: list[tuple[int, int, int, int]]) -> list[triton.Config]:
+    """(BLOCK_M, BLOCK_N, warps, stages) rows as autotune configs; the first is the default."""
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in rows
+    ]
+
+
+def dtype_family(dtype: torch.dtype | str) -> str:
+    """"fp32" (IEEE dots run on the FMA units: small tiles) or "16bit" (tensor cores)."""
+    return "fp32" if dtype in (torch.float32, "fp32") else "16bit"
+
+
+class TunedKernel:
+    """A jit kernel with autotune configs per dtype family.
+
+    Launched through ``triton.autotune`` (keyed on ``key``) on a GPU, or with
+    the family's first (default) config when autotuning is off.
+    """
+
+    def __init__(self, fn, configs: dict[str, list[triton.Config]], key: list[str]) -> None:
+        self.fn = fn
+        self.configs = configs
+        self._tuned = {family: triton.autotune(configs=cs, key=key)(fn) for family, cs in configs.items()}
+
+    def default(self, dtype: torch.dtype | str) -> triton.Config:
+        return self.configs[dtype_family(dtype)][0]
+
+    def launch(self, dtype: torch.dtype, grid: Callable[[dict], tuple], args: tuple, constexprs: dict) -> None:
+        """Runs the kernel; ``grid`` maps the launch's BLOCK_* values to the grid."""
+        if autotuning():
+            self._tuned[dtype_family(dtype)][grid](*args, **constexprs)
+        else:
+            config = self.default(dtype)
+            meta = {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+            self.fn[grid(meta)](*args, **constexprs, **meta)
 
 
 @triton.jit
