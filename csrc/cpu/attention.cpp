@@ -159,6 +159,14 @@ Tensor padded(const Tensor& t, int64_t rows, int64_t cols, double fill = 0.0) {
   return at::constant_pad_nd(t, {0, cols - t.size(2), 0, rows - t.size(1)}, fill).contiguous();
 }
 
+// The right-hand operand layout of the tile kernels (tiles.h): t (B, depth,
+// cols) zero-padded to (B, depth_pad, cols_pad), stored as (B, cols_pad /
+// width, depth_pad, width).
+Tensor panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width) {
+  const Tensor p = padded(t, depth_pad, cols_pad);
+  return p.view({p.size(0), depth_pad, cols_pad / width, width}).permute({0, 2, 1, 3}).contiguous();
+}
+
 // Padded sizes shared by the forward and the backward of one call.
 struct Sizes {
   int64_t batch, n, m, n_pad, m_pad, qk, qk_pad, v, v_pad;
@@ -187,8 +195,9 @@ std::tuple<Tensor, Tensor> attention_forward(const Operands& op, double scale) {
   const Sizes s = Sizes::of(op, kt);
   const Tensor q = padded(project(op.wq, op.bq, op.x_rows()).mul_(scale * kLog2e).transpose(1, 2),
                           s.n_pad, s.qk_pad);
-  const Tensor k_t = padded(project_pooled(op, op.wk, op.bk).cols, s.qk, s.m_pad);
-  const Tensor v = padded(project_pooled(op, op.wv, op.bv).cols.transpose(1, 2), s.m_pad, s.v_pad);
+  const Tensor k_t = panels(project_pooled(op, op.wk, op.bk).cols, s.qk, s.m_pad, kt.width);
+  const Tensor v =
+      panels(project_pooled(op, op.wv, op.bv).cols.transpose(1, 2), s.m_pad, s.v_pad, kt.width);
   Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
   Tensor lse = at::empty({s.batch, s.n}, op.x.options());
 
@@ -243,8 +252,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const 
                                                       const Tensor& lse, double scale) {
   const KernelTable<T>& kt = kernels<T>();
   const Sizes s = Sizes::of(op, kt);
-  const Tensor q_t = padded(q_cols * (scale * kLog2e), s.qk, s.n_pad);
-  const Tensor q = padded(q_cols.transpose(1, 2), s.n_pad, s.qk_pad);
+  const Tensor q_t = panels(q_cols * (scale * kLog2e), s.qk, s.n_pad, kt.width);
+  const Tensor q = panels(q_cols.transpose(1, 2), s.n_pad, s.qk_pad, kt.width);
   const Tensor k = padded(k_cols.transpose(1, 2), s.m_pad, s.qk_pad);
   // Each row of dS sums to 0 and each row of P to 1, so subtracting the mean
   // key from k in dq = dS k, and the mean value from v and o in
@@ -252,10 +261,10 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const 
   // cancellation a common offset (a bias, or the max-pool's positive mean)
   // causes in float32.
   const Tensor k_mean = k_cols.mean(-1, true), v_mean = v_cols.mean(-1, true);
-  const Tensor k_centered = padded((k_cols - k_mean).transpose(1, 2), s.m_pad, s.qk_pad);
+  const Tensor k_centered = panels((k_cols - k_mean).transpose(1, 2), s.m_pad, s.qk_pad, kt.width);
   const Tensor v = padded((v_cols - v_mean).transpose(1, 2), s.m_pad, s.v_pad);
-  const Tensor dout = padded(d_o, s.n_pad, s.v_pad);
-  const Tensor dout_t = padded(d_o.transpose(1, 2), s.v, s.n_pad);
+  const Tensor dout = panels(d_o, s.n_pad, s.v_pad, kt.width);
+  const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, kt.width);
   // +inf log-sum-exp on padded queries gives them probability 0.
   const Tensor lse2 = padded((lse * kLog2e).unsqueeze(1), 1, s.n_pad, INFINITY);
   const Tensor delta =

@@ -9,7 +9,10 @@
 //
 // Layout inside the kernels: one batch element at a time, rows = positions,
 // every buffer zero-padded so that rows are a multiple of the block size and
-// channel widths a multiple of the vector width.
+// channel widths a multiple of the vector width. The right-hand operand B
+// (depth x cols) of every product is stored as panels: (cols / width, depth,
+// width), so a kernel walking the depth of a block reads each panel
+// sequentially (the hardware prefetcher keeps up; strided rows do not).
 #pragma once
 
 #include <cstdint>
@@ -20,8 +23,8 @@ namespace sacolor::cpu {
 template <typename T>
 struct ForwardProblem {
   const T* q;   // (n_pad, qk_pad), already multiplied by scale * log2(e)
-  const T* kt;  // (qk, m_pad): keys transposed
-  const T* v;   // (m_pad, v_pad)
+  const T* kt;  // keys transposed (qk x m_pad), in panels: (m_pad / width, qk, width)
+  const T* v;   // values (m_pad x v_pad), in panels: (v_pad / width, m_pad, width)
   T* o;         // (n, v_channels): the normalised output rows
   T* lse;       // (n,): natural-log log-sum-exp of the scaled scores
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
@@ -31,13 +34,14 @@ struct ForwardProblem {
 // dispatcher applies `scale`: dq = scale * sum_j ds_ij k_j, dk = scale * sum_i ds_ij q_i.
 template <typename T>
 struct BackwardProblem {
-  const T* qt;     // (qk, n_pad): queries transposed, multiplied by scale * log2(e)
-  const T* q;      // (n_pad, qk_pad): queries, unscaled
-  const T* k;      // (m_pad, qk_pad)
-  const T* kc;     // (m_pad, qk_pad): keys minus their mean, for dq (see attention.cpp)
-  const T* v;      // (m_pad, v_pad): values minus their mean
-  const T* dout;   // (n_pad, v_pad): dO, the gradient of o
-  const T* doutt;  // (v_channels, n_pad): dO transposed
+  // "in panels" as above: a (depth x cols) matrix stored as (cols / width, depth, width).
+  const T* qt;     // queries transposed (qk x n_pad), times scale * log2(e), in panels
+  const T* q;      // queries (n_pad x qk_pad), unscaled, in panels
+  const T* k;      // (m_pad, qk_pad), row-major
+  const T* kc;     // keys minus their mean (m_pad x qk_pad), in panels; for dq
+  const T* v;      // (m_pad, v_pad), row-major: values minus their mean
+  const T* dout;   // dO (n_pad x v_pad), the gradient of o, in panels
+  const T* doutt;  // dO transposed (v_channels x n_pad), in panels
   const T* lse2;   // (n_pad,): log-sum-exp in base 2 (scaled scores), +inf on padding
   const T* delta;  // (n_pad,): rowsum(dO * (O - mean value))
   T* dq;           // (n_pad, qk_pad): accumulated into (+=)

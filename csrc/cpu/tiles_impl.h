@@ -3,9 +3,9 @@
 // tiles_<isa>.cpp inside its own namespace.
 //
 // Every matrix product here has the form C (rows x cols) (+)= A (rows x depth) B
-// (depth x cols): B rows contiguous, A read by broadcasts through arbitrary
-// strides (so A may be a transposed view), C tiles held in registers across
-// the whole depth. The forward walks key blocks for one query block with an
+// (depth x cols): B stored as panels (see tiles.h), A read by broadcasts
+// through arbitrary strides (so A may be a transposed view), C row-major, its
+// tiles held in registers across the whole depth. The forward walks key blocks for one query block with an
 // online softmax (running max m, running sum l, rescaling o only when m
 // moves); the backward walks query blocks for one key block, recomputing the
 // probabilities from the saved log-sum-exp. Scores are kept in base 2
@@ -27,10 +27,11 @@ constexpr int max_rows(int col_vectors) {
   return rows < 8 ? rows : 8;
 }
 
-// C[rows x (CV * width)] (+)= A B over `depth`; A[r, d] = a[r * a_rs + d * a_cs].
+// C[rows x (CV * width)] (+)= A B over `depth`; A[r, d] = a[r * a_rs + d * a_cs],
+// B[d, j * width + lane] = b[j * b_ps + d * width + lane] (CV panels, b_ps apart).
 template <class Vec, int ROWS, int CV>
 inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
-                      const typename Vec::T* b, int64_t ldb, typename Vec::T* c, int64_t ldc,
+                      const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
                       bool accumulate) {
   constexpr int W = Vec::width;
   Vec acc[ROWS][CV];
@@ -39,7 +40,7 @@ inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int
       acc[r][j] = accumulate ? Vec::load(c + r * ldc + j * W) : Vec::zero();
   for (int64_t d = 0; d < depth; ++d) {
     Vec brow[CV];
-    for (int j = 0; j < CV; ++j) brow[j] = Vec::load(b + d * ldb + j * W);
+    for (int j = 0; j < CV; ++j) brow[j] = Vec::load(b + j * b_ps + d * W);
     for (int r = 0; r < ROWS; ++r) {
       Vec ar = Vec::broadcast(a[r * a_rs + d * a_cs]);
       for (int j = 0; j < CV; ++j) acc[r][j] = Vec::fmadd(ar, brow[j], acc[r][j]);
@@ -52,42 +53,43 @@ inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int
 // The last rows % max_rows rows: picks the tile height at run time.
 template <class Vec, int CV, int ROWS = max_rows<Vec>(CV)>
 inline void gemm_tail(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
-                      int64_t a_cs, const typename Vec::T* b, int64_t ldb, typename Vec::T* c,
+                      int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
                       int64_t ldc, bool accumulate) {
   if constexpr (ROWS > 0) {
     if (rows == ROWS) {
-      gemm_tile<Vec, ROWS, CV>(depth, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
+      gemm_tile<Vec, ROWS, CV>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
     } else {
-      gemm_tail<Vec, CV, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
+      gemm_tail<Vec, CV, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
     }
   }
 }
 
 template <class Vec, int CV>
 inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
-                              int64_t a_cs, const typename Vec::T* b, int64_t ldb,
+                              int64_t a_cs, const typename Vec::T* b, int64_t b_ps,
                               typename Vec::T* c, int64_t ldc, bool accumulate) {
   constexpr int R = max_rows<Vec>(CV);
   int64_t r = 0;
   for (; r + R <= rows; r += R)
-    gemm_tile<Vec, R, CV>(depth, a + r * a_rs, a_rs, a_cs, b, ldb, c + r * ldc, ldc, accumulate);
+    gemm_tile<Vec, R, CV>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc, accumulate);
   if (r < rows)
-    gemm_tail<Vec, CV>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, ldb, c + r * ldc, ldc,
+    gemm_tail<Vec, CV>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
                        accumulate);
 }
 
-// C (+)= A B; cols is a multiple of the vector width. Column groups outermost
-// so a B column slice stays in L1 while every row tile streams past it.
+// C (+)= A B; cols is a multiple of the vector width, B panels are b_ps apart.
+// Column groups outermost so their B panels stay in L1 while every row tile
+// streams past them.
 template <class Vec>
 void gemm(int64_t rows, int64_t cols, int64_t depth, const typename Vec::T* a, int64_t a_rs,
-          int64_t a_cs, const typename Vec::T* b, int64_t ldb, typename Vec::T* c, int64_t ldc,
+          int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
           bool accumulate) {
   constexpr int W = Vec::width;
   int64_t col = 0;
   for (; col + 2 * W <= cols; col += 2 * W)
-    gemm_column_group<Vec, 2>(rows, depth, a, a_rs, a_cs, b + col, ldb, c + col, ldc, accumulate);
+    gemm_column_group<Vec, 2>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc, accumulate);
   if (col < cols)
-    gemm_column_group<Vec, 1>(rows, depth, a, a_rs, a_cs, b + col, ldb, c + col, ldc, accumulate);
+    gemm_column_group<Vec, 1>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc, accumulate);
 }
 
 template <class Vec>
@@ -125,6 +127,7 @@ template <class Vec, int64_t BM, int64_t BN>
 void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
                    typename Vec::T* scratch) {
   using T = typename Vec::T;
+  constexpr int W = Vec::width;
   const T neg_inf = -__builtin_inf();
   T* s = scratch;                 // (BM, BN) scores, then probabilities
   T* acc = s + BM * BN;           // (BM, v_pad) unnormalised o
@@ -138,7 +141,7 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
     run_sum[i] = T(0);
   }
   for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
-    gemm<Vec>(BM, BN, p.qk, q, p.qk_pad, 1, p.kt + j0, p.m_pad, s, BN, false);
+    gemm<Vec>(BM, BN, p.qk, q, p.qk_pad, 1, p.kt + j0 * p.qk, p.qk * W, s, BN, false);
     const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
     for (int64_t i = 0; i < BM; ++i) {
       T* row = s + i * BN;
@@ -157,7 +160,7 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
       run_sum[i] += sum;
       run_max[i] = new_max;
     }
-    gemm<Vec>(BM, p.v_pad, BN, s, BN, 1, p.v + j0 * p.v_pad, p.v_pad, acc, p.v_pad, true);
+    gemm<Vec>(BM, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W, acc, p.v_pad, true);
   }
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
   for (int64_t i = 0; i < rows; ++i) {
@@ -191,7 +194,7 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   for (int64_t i = 0; i < BN * p.qk_pad; ++i) dk[i] = T(0);
   for (int64_t i = 0; i < BN * p.v_pad; ++i) dv[i] = T(0);
   for (int64_t i0 = 0; i0 < p.n_pad; i0 += BM) {
-    gemm<Vec>(BN, BM, p.qk, k, p.qk_pad, 1, p.qt + i0, p.n_pad, pt, BM, false);
+    gemm<Vec>(BN, BM, p.qk, k, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt, BM, false);
     for (int64_t j = 0; j < BN; ++j) {
       T* row = pt + j * BM;
       if (j >= valid) {  // padded keys take no probability
@@ -202,9 +205,10 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
         Vec::exp2(Vec::load(row + i) - Vec::load(p.lse2 + i0 + i)).store(row + i);
     }
     // dV += P^T dO
-    gemm<Vec>(BN, p.v_pad, BM, pt, BM, 1, p.dout + i0 * p.v_pad, p.v_pad, dv, p.v_pad, true);
+    gemm<Vec>(BN, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, dv, p.v_pad, true);
     // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta)
-    gemm<Vec>(BN, BM, p.v_channels, v, p.v_pad, 1, p.doutt + i0, p.n_pad, dst, BM, false);
+    gemm<Vec>(BN, BM, p.v_channels, v, p.v_pad, 1, p.doutt + i0 * p.v_channels,
+              p.v_channels * W, dst, BM, false);
     for (int64_t j = 0; j < BN; ++j) {
       T* ds_row = dst + j * BM;
       const T* p_row = pt + j * BM;
@@ -213,8 +217,8 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
             .store(ds_row + i);
     }
     // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
-    gemm<Vec>(BN, p.qk_pad, BM, dst, BM, 1, p.q + i0 * p.qk_pad, p.qk_pad, dk, p.qk_pad, true);
-    gemm<Vec>(BM, p.qk_pad, BN, dst, 1, BM, p.kc + j0 * p.qk_pad, p.qk_pad, p.dq + i0 * p.qk_pad,
+    gemm<Vec>(BN, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, dk, p.qk_pad, true);
+    gemm<Vec>(BM, p.qk_pad, BN, dst, 1, BM, p.kc + j0 * W, p.m_pad * W, p.dq + i0 * p.qk_pad,
               p.qk_pad, true);
   }
 }
