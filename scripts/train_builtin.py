@@ -14,9 +14,15 @@ Training: ``sacolor-train`` with the options in ``TRAIN_ARGS`` (a unet_128
 generator with 16 base channels and self-attention on its 32x32 features,
 PatchGAN with 32 base channels, log GAN loss + 100 x L1, batches of 8,
 lr 4e-4 (G) / 2e-4 (D), EMA 0.99, 128x128 crops, seed 0) for ``--steps`` steps on the CPU. The EMA generator is exported as
-fp16 safetensors + JSON to ``sacolor/assets/builtin.*``, the README picture
+fp16 safetensors + JSON to ``sacolor/assets/builtin.*`` (5.2 MB), the README picture
 (``docs/sample_gray_colourised.png``) is drawn, and ``sacolor-eval`` compares
 the model with the all-gray baseline on the held-out photos.
+
+The shipped model: 300 steps (2 400 crops, about 5 passes over the 462
+tiles), 38 minutes of wall time on a 2-core CPU shared with other jobs (load
+average 6-8), torch 2.13.0. Held-out photos (sacolor-eval, 5 photos at 256 px
+on the short side): PSNR 18.39 dB vs 16.31 dB all-gray, SSIM 0.820 vs 0.818,
+colourfulness 27.0 vs 0.1 (the originals: 68.9).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ TILE_STRIDE = 128
 TILE_SCALES = (160, 288, 512)  # shorter side of each photo before tiling
 TEST_SHORT_SIDE = 256  # held-out photos are evaluated at this size (the model renders at 128)
 SEED = 0
+STEPS = 300
 FIGURE_GAP = 8
 TRAIN_ARGS = [
     "--netG", "unet_128", "--ngf", "16", "--ndf", "32", "--sa-sizes", "32", "--size", "128",
@@ -139,7 +146,7 @@ def make_figure(target: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for data and the training run")
-    parser.add_argument("--steps", type=int, default=3000, help="optimisation steps (default 3000)")
+    parser.add_argument("--steps", type=int, default=STEPS, help=f"optimisation steps (default {STEPS}, the shipped model)")
     parser.add_argument("--skip-prepare", action="store_true", help="reuse the data already in --work")
     parser.add_argument("--skip-train", action="store_true", help="export and evaluate the run already in --work")
     args = parser.parse_args(argv)

@@ -8,6 +8,7 @@ audio packets, and the file system (what exists after a run).
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from media import FPS, audio_packets, frame_times, make_clip, photo, tiny_checkp
 from PIL import Image
 from skimage import color
 
+import sacolor
 from sacolor.colorizer import parse_size
 from sacolor.images import load_rgb
 from sacolor.infer import main
@@ -136,3 +138,12 @@ def test_render_size_and_usage_errors(checkpoint, tmp_path, capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     assert "--temporal" in capsys.readouterr().out
+
+
+def test_builtin_model_is_the_default(tmp_path):
+    sample = Path(sacolor.__file__).parent / "assets" / "sample_gray.jpg"
+    assert main([str(sample), "-o", str(tmp_path / "cat.png"), "--quiet"]) == 0
+    result = tmp_path / "cat.png"
+    assert Image.open(result).size == Image.open(sample).size
+    np.testing.assert_allclose(lightness(result), lightness(sample), atol=L_TOLERANCE)
+    assert np.abs(color.rgb2lab(load_rgb(result))[..., 1:]).mean() > 1.0  # it adds colour
