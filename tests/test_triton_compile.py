@@ -1,0 +1,57 @@
+"""Every Triton kernel compiles for sm_80 and sm_90, with no GPU, and does not spill.
+
+``triton.compile(ASTSource(...), target=GPUTarget("cuda", cap, 32))`` runs the
+full pipeline down to a cubin (the triton wheel ships ptxas), so this catches
+what the interpreter accepts but the GPU compiler rejects; ``ptxas -v`` on the
+PTX gives registers and spills (kernels/aot.py).
+
+Budget on a 2-core CPU (measured): 3 to 6 s per compilation, 10 to 30 s for one
+that spills. The default suite compiles each kernel's default configuration
+(the one used when autotuning is off) once per dtype, spread over both
+architectures (about 40 s); ``-m slow`` compiles the full matrix: every
+autotune configuration of every kernel and constexpr variant, for fp32, bf16
+and fp16, for sm_80 and sm_90 (see benchmarks/triton_report.py for the table).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("triton")
+if os.environ.get("TRITON_INTERPRET") == "1":
+    pytest.skip(
+        "TRITON_INTERPRET=1 turns @triton.jit functions into interpreter functions, "
+        "which cannot be compiled", allow_module_level=True,
+    )
+
+from sacolor.kernels import aot  # noqa: E402  (after the interpreter check)
+
+# One architecture per dtype keeps the default run short; -m slow covers the rest.
+DEFAULT_MATRIX = {"bf16": 90, "fp16": 80, "fp32": 90}
+
+
+def _compile_without_spills(variant: aot.Variant, capability: int) -> None:
+    compiled = aot.compile_variant(variant, capability)
+    assert compiled.asm["cubin"], "no cubin produced"
+    usage = aot.ptxas_usage(compiled, capability)
+    assert usage.spill_stores == 0 and usage.spill_loads == 0, (
+        f"{variant.describe()} on sm_{capability} spills: {usage}"
+    )
+
+
+@pytest.mark.parametrize(
+    "variant, capability",
+    [(v, DEFAULT_MATRIX[v.dtype]) for v in aot.default_variants()],
+    ids=lambda p: p.describe() if isinstance(p, aot.Variant) else f"sm{p}",
+)
+def test_default_configs_compile(variant: aot.Variant, capability: int) -> None:
+    _compile_without_spills(variant, capability)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capability", aot.CAPABILITIES, ids=lambda c: f"sm{c}")
+@pytest.mark.parametrize("variant", aot.variants(), ids=aot.Variant.describe)
+def test_every_config_compiles(variant: aot.Variant, capability: int) -> None:
+    _compile_without_spills(variant, capability)
