@@ -185,7 +185,13 @@ def lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
         (B, 3, H, W) RGB in [0, 1].
     """
     rgb = lab_to_rgb(lab)
-    outside = _gamut_error(lab, rgb) > GAMUT_TOLERANCE  # (B, H, W)
+    # Only a colour that ``lab_to_rgb`` clipped can be out of gamut, and a
+    # clipped colour has a channel at 0 or 1: check just those pixels.
+    clipped = ((rgb <= 0.0) | (rgb >= 1.0)).any(dim=-3)  # (B, H, W)
+    if not clipped.any():
+        return rgb
+    outside = clipped.clone()
+    outside[clipped] = _gamut_error(_as_image(lab.permute(0, 2, 3, 1)[clipped]), _as_image(rgb.permute(0, 2, 3, 1)[clipped]))[0, 0] > GAMUT_TOLERANCE
     if not outside.any():
         return rgb
     pixels = lab.permute(0, 2, 3, 1)[outside]  # (N, 3)
