@@ -20,20 +20,32 @@ MIB = 1 << 20
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _status_bytes(field: str) -> int:
+def status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS, VmHWM, ...) in bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"/proc/self/status has no {field} (Linux only)")
 
 
-def _reset_peak() -> bool:
+def reset_peak() -> bool:
     """Resets VmHWM to the current RSS (Linux >= 4.0); False where refused."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return False
     return True
+
+
+def peak_growth(fn) -> int:
+    """Bytes the resident set grew to at its peak while ``fn()`` ran.
+
+    Exact where the kernel lets us reset the peak (Linux >= 4.0); otherwise
+    only growth beyond the process's earlier peak is seen.
+    """
+    before = status_bytes("VmRSS") if reset_peak() else status_bytes("VmHWM")
+    fn()
+    return max(0, status_bytes("VmHWM") - before)
 
 
 def measure(channels: int, height: int, width: int, backend: str, batch: int = 1) -> dict:
@@ -52,14 +64,11 @@ def measure(channels: int, height: int, width: int, backend: str, batch: int = 1
     with torch.no_grad():
         module.gamma.fill_(0.7)
     x = torch.randn(batch, channels, height, width, requires_grad=True)
-    reset = _reset_peak()
-    before = _status_bytes("VmRSS") if reset else _status_bytes("VmHWM")
-    module(x).sum().backward()
-    peak = _status_bytes("VmHWM")
+    growth = peak_growth(lambda: module(x).sum().backward())
     return {
         "case": f"SelfAttention({channels}) on {batch}x{channels}x{height}x{width}, backend {backend}",
-        "peak_bytes": peak,
-        "growth_bytes": peak - before,
+        "peak_bytes": status_bytes("VmHWM"),
+        "growth_bytes": growth,
         "threads": torch.get_num_threads(),
     }
 

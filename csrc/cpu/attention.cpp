@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -186,6 +187,20 @@ struct Sizes {
   }
 };
 
+// Runs task(i, scratch) for every i in [0, count) on torch's threads (so
+// torch.set_num_threads applies), each thread taking the next index not yet
+// taken. On a shared machine a thread the OS delays holds up only the task it
+// is on, not a fixed half of the work. `scratch` is per thread.
+template <typename T, typename Task>
+void for_each_task(int64_t count, int64_t scratch_size, const Task& task) {
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    std::vector<T> scratch(scratch_size);
+    for (int64_t i = next++; i < count; i = next++) task(i, scratch.data());
+  });
+}
+
 // ---- forward -------------------------------------------------------------
 
 // o (B, N, v) and lse (B, N) of the attention core.
@@ -207,18 +222,16 @@ std::tuple<Tensor, Tensor> attention_forward(const Operands& op, double scale) {
   const T* v_ptr = v.data_ptr<T>();
   T* o_ptr = o.data_ptr<T>();
   T* lse_ptr = lse.data_ptr<T>();
-  at::parallel_for(0, s.batch * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(kt.forward_scratch(s.qk_pad, s.v_pad));
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / blocks;
-      const ForwardProblem<T> p{q_ptr + b * s.n_pad * s.qk_pad,
-                                k_ptr + b * s.qk * s.m_pad,
-                                v_ptr + b * s.m_pad * s.v_pad,
-                                o_ptr + b * s.n * s.v,
-                                lse_ptr + b * s.n,
-                                s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
-      kt.forward_block(p, task % blocks, scratch.data());
-    }
+  const int64_t scratch = kt.forward_scratch(s.qk_pad, s.v_pad);
+  for_each_task<T>(s.batch * blocks, scratch, [&](int64_t task, T* work) {
+    const int64_t b = task / blocks;
+    const ForwardProblem<T> p{q_ptr + b * s.n_pad * s.qk_pad,
+                              k_ptr + b * s.qk * s.m_pad,
+                              v_ptr + b * s.m_pad * s.v_pad,
+                              o_ptr + b * s.n * s.v,
+                              lse_ptr + b * s.n,
+                              s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
+    kt.forward_block(p, task % blocks, work);
   });
   return {o, lse};
 }
@@ -272,13 +285,14 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const 
   Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, op.x.options());
   Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, op.x.options());
 
-  // Parallel over key blocks; dq is a sum over key blocks, so each part (one
-  // per thread, a contiguous run of (batch, key block) tasks) sums into its
-  // own buffer and the parts are added in a fixed order afterwards: no
-  // atomics, and the same bits on every run with the same thread count.
+  // Parallel over key blocks; dq is a sum over key blocks, so each part (a
+  // contiguous run of (batch, key block) tasks, four parts per thread for
+  // load balance) sums into its own buffer and the parts are added in a fixed
+  // order afterwards: no atomics, and the same bits on every run with the
+  // same thread count. Extra memory: O((B + 4 * threads) * N * qk).
   const int64_t key_blocks = s.m_pad / kt.block_n;
   const int64_t tasks = s.batch * key_blocks;
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(4 * at::get_num_threads(), tasks));
   auto first_task = [&](int64_t part) { return part * tasks / parts; };
   auto first_batch = [&](int64_t part) { return first_task(part) / key_blocks; };
   auto batches = [&](int64_t part) {
@@ -294,28 +308,26 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const 
   const T *dout_t_ptr = dout_t.data_ptr<T>(), *lse2_ptr = lse2.data_ptr<T>();
   const T* delta_ptr = delta.data_ptr<T>();
   T *dk_ptr = dk.data_ptr<T>(), *dv_ptr = dv.data_ptr<T>();
-  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(kt.backward_scratch(s.qk_pad, s.v_pad));
-    for (int64_t part = begin; part < end; ++part) {
-      T* dq_part = dq_parts[part].data_ptr<T>();
-      for (int64_t task = first_task(part); task < first_task(part + 1); ++task) {
-        const int64_t b = task / key_blocks;
-        const BackwardProblem<T> p{
-            qt_ptr + b * s.qk * s.n_pad,
-            q_ptr + b * s.n_pad * s.qk_pad,
-            k_ptr + b * s.m_pad * s.qk_pad,
-            kc_ptr + b * s.m_pad * s.qk_pad,
-            v_ptr + b * s.m_pad * s.v_pad,
-            dout_ptr + b * s.n_pad * s.v_pad,
-            dout_t_ptr + b * s.v * s.n_pad,
-            lse2_ptr + b * s.n_pad,
-            delta_ptr + b * s.n_pad,
-            dq_part + (b - first_batch(part)) * s.n_pad * s.qk_pad,
-            dk_ptr + b * s.m_pad * s.qk_pad,
-            dv_ptr + b * s.m_pad * s.v_pad,
-            s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
-        kt.backward_block(p, task % key_blocks, scratch.data());
-      }
+  const int64_t scratch = kt.backward_scratch(s.qk_pad, s.v_pad);
+  for_each_task<T>(parts, scratch, [&](int64_t part, T* work) {
+    T* dq_part = dq_parts[part].data_ptr<T>();
+    for (int64_t task = first_task(part); task < first_task(part + 1); ++task) {
+      const int64_t b = task / key_blocks;
+      const BackwardProblem<T> p{
+          qt_ptr + b * s.qk * s.n_pad,
+          q_ptr + b * s.n_pad * s.qk_pad,
+          k_ptr + b * s.m_pad * s.qk_pad,
+          kc_ptr + b * s.m_pad * s.qk_pad,
+          v_ptr + b * s.m_pad * s.v_pad,
+          dout_ptr + b * s.n_pad * s.v_pad,
+          dout_t_ptr + b * s.v * s.n_pad,
+          lse2_ptr + b * s.n_pad,
+          delta_ptr + b * s.n_pad,
+          dq_part + (b - first_batch(part)) * s.n_pad * s.qk_pad,
+          dk_ptr + b * s.m_pad * s.qk_pad,
+          dv_ptr + b * s.m_pad * s.v_pad,
+          s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
+      kt.backward_block(p, task % key_blocks, work);
     }
   });
   Tensor dq = at::zeros({s.batch, s.n_pad, s.qk_pad}, op.x.options());

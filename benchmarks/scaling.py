@@ -1,0 +1,210 @@
+"""Time and peak memory against N, every implementation side by side, in one process.
+
+    python -m benchmarks.scaling [--quick] [--out DIR] [--memory-limit-gib 8] [--repeats 3]
+
+For each case (benchmarks.cases) and each implementation (the registry's
+backends plus the SDPA baselines) it times one forward (no grad) and one
+forward + backward (best of --repeats, wall clock) and reads the peak growth
+of the resident set during the first run. An implementation that refuses a
+case, or whose N x M scores would not fit in --memory-limit-gib, is reported
+with its reason instead of being run. It prints, per case, each backend's
+speed-up over the best baseline and the cpu backend's time against the floor
+(benchmarks.floor), and writes DIR/scaling.md (the tables) and
+DIR/scaling.png (time and peak memory against N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .cases import BASELINES, MODES, Case, Implementation, all_cases, implementations, quick_cases
+from .floor import Rates, floor_seconds, measure_rates
+from .memory import MIB, peak_growth
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Result:
+    case: Case
+    implementation: str
+    mode: str
+    seconds: float | None = None
+    peak_bytes: int | None = None
+    refusal: str | None = None
+
+
+def _run(impl: Implementation, case: Case, mode: str, repeats: int, limit_gib: float) -> Result:
+    refusal = impl.refusal(case, mode, limit_gib)
+    if refusal:
+        return Result(case, impl.name, mode, refusal=refusal)
+    step = impl.step(case, mode)
+    start = time.perf_counter()
+    peak = peak_growth(step)  # the first run: allocations, thread start-up
+    first = time.perf_counter() - start
+    times = [first]
+    for _ in range(repeats if first < 5.0 else 0):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return Result(case, impl.name, mode, min(times[1:] or times), peak)
+
+
+def _best_baseline(results: list[Result], case: Case, mode: str) -> Result | None:
+    ran = [r for r in results if r.case == case and r.mode == mode and r.implementation in BASELINES
+           and r.seconds is not None]
+    return min(ran, key=lambda r: r.seconds) if ran else None
+
+
+def _summary_lines(results: list[Result], case: Case, rates: Rates) -> list[str]:
+    """One line per mode: each fused backend against the best baseline and the floor."""
+    lines = []
+    for mode in MODES:
+        best = _best_baseline(results, case, mode)
+        floor = floor_seconds(case, mode, rates)
+        fma_floor = floor_seconds(case, mode, rates, fma_only=True)
+        for r in results:
+            if r.case != case or r.mode != mode or r.implementation in BASELINES or r.seconds is None:
+                continue
+            versus = (f"{best.seconds / r.seconds:.1f}x faster than {best.implementation} "
+                      f"({best.seconds:.3f} s)") if best else "no baseline fits"
+            lines.append(f"{case} {mode:8s} {r.implementation}: {r.seconds:.3f} s, {versus}; "
+                         f"{r.seconds / floor:.2f}x the floor ({floor:.3f} s), "
+                         f"{r.seconds / fma_floor:.2f}x the FMA-only floor")
+    return lines
+
+
+def _cell(r: Result | None) -> str:
+    if r is None:
+        return ""
+    if r.refusal:
+        return "does not fit" if r.refusal.startswith("does not fit") else "refused"
+    return f"{r.seconds:.4f}"
+
+
+def _markdown(results: list[Result], cases: list[Case], impls: list[str], rates: Rates, header: str) -> str:
+    find = {(r.case, r.implementation, r.mode): r for r in results}
+    out = [header, "", "## Time (s, best of the repeats) and peak memory growth (MiB, forward + backward)", ""]
+    out.append("| case | N | M | implementation | fwd s | fwd+bwd s | peak MiB |")
+    out.append("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
+    for case in cases:
+        for name in impls:
+            fwd, both = find.get((case, name, "fwd")), find.get((case, name, "fwd+bwd"))
+            peak = "" if both is None or both.peak_bytes is None else f"{both.peak_bytes / MIB:.0f}"
+            out.append(f"| {case} | {case.queries} | {case.keys} | {name} | {_cell(fwd)} | {_cell(both)} | {peak} |")
+    out += ["", "## Against the best baseline and the floor", ""]
+    out.append("| case | mode | best baseline | s | cpu s | speed-up | floor s | cpu / floor | cpu / FMA-only floor |")
+    out.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for case in cases:
+        for mode in MODES:
+            best, cpu = _best_baseline(results, case, mode), find.get((case, "cpu", mode))
+            if cpu is None or cpu.seconds is None:
+                continue
+            floor = floor_seconds(case, mode, rates)
+            fma_floor = floor_seconds(case, mode, rates, fma_only=True)
+            base = f"{best.implementation} | {best.seconds:.4f} | " if best else "none fits | | "
+            speedup = f"{best.seconds / cpu.seconds:.1f}x" if best else ""
+            out.append(f"| {case} | {mode} | {base}{cpu.seconds:.4f} | {speedup} | {floor:.4f} | "
+                       f"{cpu.seconds / floor:.2f} | {cpu.seconds / fma_floor:.2f} |")
+    refusals = sorted({(r.implementation, r.refusal) for r in results if r.refusal})
+    if refusals:
+        out += ["", "## Not run", ""]
+        out += [f"- {name}: {reason}" for name, reason in refusals]
+    return "\n".join(out) + "\n"
+
+
+def _plot(results: list[Result], impls: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(r.case.layout, r.case.channels) for r in results})
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.5 * len(groups), 7.5), squeeze=False)
+    for col, (layout, channels) in enumerate(groups):
+        for name in impls:
+            ran = sorted((r for r in results if (r.case.layout, r.case.channels) == (layout, channels)
+                          and r.implementation == name and r.mode == "fwd+bwd" and r.seconds is not None),
+                         key=lambda r: r.case.queries)
+            if not ran:
+                continue
+            n = [r.case.queries for r in ran]
+            axes[0, col].plot(n, [r.seconds for r in ran], marker="o", label=name)
+            axes[1, col].plot(n, [r.peak_bytes / MIB for r in ran], marker="o", label=name)
+        axes[0, col].set_title(f"{layout}, C={channels}: forward + backward")
+        axes[0, col].set_ylabel("seconds")
+        axes[1, col].set_ylabel("peak RSS growth (MiB)")
+        for ax in axes[:, col]:
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("N = H x W")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    isa = torch.ops.sacolor_C.cpu_isa() if hasattr(torch.ops.sacolor_C, "cpu_isa") else "n/a"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"cpu kernel ISA {isa}, load average at start {load}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="C=64 only, up to 128x128 (the issue's targets)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--memory-limit-gib", type=float, default=8.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    import sacolor  # noqa: F401  (loads the extension so cpu_isa exists)
+
+    sacolor.available_backends()
+    machine = _machine()
+    print(machine)
+    rates = measure_rates()
+    print(f"floor rates: SGEMM {rates.fma_per_s / 1e9:.1f} GFMA/s, exp {rates.exp_per_s / 1e9:.2f} G/s")
+    cases = quick_cases() if args.quick else all_cases()
+    impls = implementations()
+    results: list[Result] = []
+    for case in cases:
+        for impl in impls:
+            for mode in MODES:
+                result = _run(impl, case, mode, args.repeats, args.memory_limit_gib)
+                results.append(result)
+                shown = result.refusal or f"{result.seconds:.4f} s, peak +{result.peak_bytes / MIB:.0f} MiB"
+                print(f"  {case} {impl.name:12s} {mode:8s} {shown}", flush=True)
+        for line in _summary_lines(results, case, rates):
+            print(line, flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = [i.name for i in impls if any(r.implementation == i.name and r.seconds for r in results)]
+    header = (f"# Scaling report\n\n`python -m benchmarks.scaling{' --quick' if args.quick else ''}`\n\n"
+              f"Machine: {machine}.\n\nFloor rates (benchmarks.floor): SGEMM {rates.fma_per_s / 1e9:.1f} GFMA/s, "
+              f"exp {rates.exp_per_s / 1e9:.2f} G/s.")
+    (args.out / "scaling.md").write_text(_markdown(results, cases, names, rates, header))
+    _plot(results, names, args.out / "scaling.png")
+    print(f"wrote {args.out / 'scaling.md'} and {args.out / 'scaling.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
