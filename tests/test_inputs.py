@@ -189,3 +189,10 @@ def test_nonzero_gamma_does_not_shortcut(attention_forbidden) -> None:
         module.gamma.fill_(1e-3)
         with pytest.raises(RuntimeError, match="attention ran"):
             module(_x())
+
+
+def test_explain_follows_the_environment_override(monkeypatch) -> None:
+    monkeypatch.setenv(registry.ENV_VAR, "reference")
+    w = _weights(torch.float32)
+    first = sacolor.explain(_x(), w["wq"], w["wk"], w["wv"]).splitlines()[0]
+    assert first == f"auto -> reference (from {registry.ENV_VAR}=reference)"

@@ -72,9 +72,15 @@ def _auto_candidates(inputs: AttentionInputs) -> list[Backend]:
 
 
 def explain(inputs: AttentionInputs) -> str:
-    """Which backend ``auto`` picks for ``inputs`` and why each other one refuses."""
-    chosen = next((b.name for b in _auto_candidates(inputs) if not b.refusals(inputs)), None)
-    return f"auto -> {chosen}\n" + _refusal_report(inputs)
+    """Which backend ``auto`` runs for ``inputs`` (SACOLOR_BACKEND included) and
+    why each backend refuses."""
+    try:
+        chosen = select(inputs).name
+    except (ValueError, NotImplementedError) as err:
+        chosen = f"none ({str(err).splitlines()[0]})"
+    override = os.environ.get(ENV_VAR)
+    via = f" (from {ENV_VAR}={override})" if override else ""
+    return f"auto -> {chosen}{via}\n" + _refusal_report(inputs)
 
 
 def select(inputs: AttentionInputs, backend: str | None = None) -> Backend:
