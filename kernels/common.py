@@ -54,7 +54,7 @@ def configs(rows: list[tuple[int, int, int, int]]) -> list[triton.Config]:
 
 
 def dtype_family(dtype: torch.dtype | str) -> str:
-    """"fp32" (IEEE dots run on the FMA units: small tiles) or "16bit" (tensor cores)."""
+    """The config family: fp32 (IEEE dots run on the FMA units: small tiles) or 16bit (tensor cores)."""
     return "fp32" if dtype in (torch.float32, "fp32") else "16bit"
 
 

@@ -8,13 +8,16 @@ PTX gives registers and spills (kernels/aot.py).
 Budget on a 2-core CPU (measured): 3 to 6 s per compilation, 10 to 30 s for one
 that spills. The default suite compiles each kernel's default configuration
 (the one used when autotuning is off) once per dtype, spread over both
-architectures (about 40 s); ``-m slow`` compiles the full matrix: every
-autotune configuration of every kernel and constexpr variant, for fp32, bf16
-and fp16, for sm_80 and sm_90 (see benchmarks/triton_report.py for the table).
+architectures (43 s with an empty Triton cache); ``-m slow`` compiles the
+full matrix: every autotune configuration of every kernel and constexpr
+variant, for fp32, bf16 and fp16, for sm_80 and sm_90 (160 compilations,
+about 15 min; the same table as benchmarks/TRITON_REPORT.md), plus the fp32
+configurations with TF32 dots.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -55,3 +58,12 @@ def test_default_configs_compile(variant: aot.Variant, capability: int) -> None:
 @pytest.mark.parametrize("variant", aot.variants(), ids=aot.Variant.describe)
 def test_every_config_compiles(variant: aot.Variant, capability: int) -> None:
     _compile_without_spills(variant, capability)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capability", aot.CAPABILITIES, ids=lambda c: f"sm{c}")
+@pytest.mark.parametrize("variant", aot.variants(("fp32",)), ids=aot.Variant.describe)
+def test_tf32_configs_compile(variant: aot.Variant, capability: int) -> None:
+    """fp32 inputs with torch.backends.cuda.matmul.allow_tf32: tensor-core dots."""
+    tf32 = dataclasses.replace(variant, constants={**variant.constants, "INPUT_PRECISION": "tf32"})
+    _compile_without_spills(tf32, capability)

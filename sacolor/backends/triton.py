@@ -47,7 +47,7 @@ def _keys_values(inputs: AttentionInputs) -> tuple[Tensor, Tensor, Tensor | None
     """k (B, M, qk) and v (B, M, v) in x's dtype, from one GEMM, then the max-pool.
 
     Pools after the projection (BigGAN order, see ``sacolor.inputs``). Returns
-    k, v (views of one buffer) and the pool's argmax (None when pool == 1).
+    k, v and the pool's argmax (None when pool == 1).
     """
     x = inputs.x
     w = torch.cat([inputs.wk, inputs.wv])
@@ -63,7 +63,8 @@ def _keys_values(inputs: AttentionInputs) -> tuple[Tensor, Tensor, Tensor | None
         grid = kv.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[2:])
         pooled, indices = F.max_pool2d(grid, inputs.pool, return_indices=True)
         kv = pooled.flatten(2).transpose(1, 2).contiguous()
-    k, v = kv.split([inputs.qk_channels, inputs.v_channels], dim=-1)
+    # Separate contiguous tensors: aligned rows let the kernels use 16-byte loads.
+    k, v = (t.contiguous() for t in kv.split([inputs.qk_channels, inputs.v_channels], dim=-1))
     return k, v, indices
 
 
