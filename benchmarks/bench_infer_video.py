@@ -7,7 +7,10 @@ across one photo, a cut to another, 24 fps, with an AAC tone. The script
 times ``sacolor-infer`` with and without temporal stabilisation (the whole
 command: decode, model, stabiliser, colour transfer, H.264 encode, audio copy),
 then runs ``sacolor-eval`` on the clip to report CDC with and without it and
-PSNR against the all-gray baseline. It prints one JSON object.
+PSNR against the all-gray baseline. A model whose colours barely flicker gives
+the stabiliser little to do, so a stress test adds a random per-frame chroma
+offset (``JITTER`` ab units, a flickery model) and reports CDC with the
+stabiliser off and at several strengths. It prints one JSON object.
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ import torch
 from PIL import Image
 from skimage import data
 
+from sacolor.colorizer import Colorizer, parse_size, to_uint8
 from sacolor.evaluate import main as evaluate
 from sacolor.infer import main as infer
+from sacolor.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 from sacolor.video import write_video
 
 WIDTH, HEIGHT, FPS, SAMPLE_RATE = 640, 272, 24, 44100
+JITTER = 6.0
+STRENGTHS = (0.5, 0.7, 0.85)
 
 
 def film_frames(count: int) -> list[np.ndarray]:
@@ -46,6 +53,21 @@ def film_frames(count: int) -> list[np.ndarray]:
     return frames
 
 
+def flicker_stress(frames: list[np.ndarray], checkpoint: str | None, render_size: tuple[int, int] | None) -> dict[str, float]:
+    """CDC of the model's output with a random per-frame ab offset, stabiliser off and on."""
+    colorizer = Colorizer.from_checkpoint(checkpoint, "cpu", render_size)
+    rgb = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    lightness = colorizer.lightness(rgb)
+    ab = colorizer.predict_ab(lightness)
+    ab = ab + JITTER * torch.randn(len(frames), 2, 1, 1, generator=torch.Generator().manual_seed(0))
+    small = colorizer.to_render_size(lightness)
+    result = {"off": color_distribution_consistency(color_histograms(to_uint8(colorizer.compose(lightness, ab))))}
+    for strength in STRENGTHS:
+        steady = ChromaStabilizer(strength=strength)(small, ab)
+        result[f"strength_{strength}"] = color_distribution_consistency(color_histograms(to_uint8(colorizer.compose(lightness, steady))))
+    return {key: round(value, 5) for key, value in result.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=48)
@@ -58,7 +80,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         clip = Path(scratch) / "film.mp4"
         seconds = np.arange(int(SAMPLE_RATE * args.frames / FPS)) / SAMPLE_RATE
-        write_video(clip, film_frames(args.frames), fps=FPS, audio=(0.2 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32), sample_rate=SAMPLE_RATE)
+        frames = film_frames(args.frames)
+        write_video(clip, frames, fps=FPS, audio=(0.2 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32), sample_rate=SAMPLE_RATE)
         result = {"clip": f"{WIDTH}x{HEIGHT}, {args.frames} frames", "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
         for label, flag in (("temporal", "--temporal"), ("no_temporal", "--no-temporal")):
             started = time.perf_counter()
@@ -69,6 +92,7 @@ def main() -> None:
         with contextlib.redirect_stdout(report):
             evaluate([str(clip), "--json", "--quiet", *common])
         result["eval"] = json.loads(report.getvalue())
+    result[f"cdc_with_chroma_jitter_{JITTER}"] = flicker_stress(frames, args.checkpoint, parse_size(args.render_size) if args.render_size else None)
     print(json.dumps(result, indent=1))
 
 
