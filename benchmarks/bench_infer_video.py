@@ -29,7 +29,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from sacolor.colorizer import Colorizer, parse_size, to_uint8
+from sacolor.colorizer import Colorizer, to_uint8
+from sacolor.config import parse_size
 from sacolor.evaluate import main as evaluate
 from sacolor.infer import main as infer
 from sacolor.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms

@@ -11,7 +11,6 @@ fits instead of clipping RGB, so the output's L equals the input's L (up to
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,19 +28,6 @@ GAMUT_TOLERANCE = 0.05
 GAMUT_BISECTION_STEPS = 8  # chroma scale to 1/256: finer than 8-bit output shows
 # (L (T, 1, h, w), ab (T, 2, h, w)) -> ab, applied to consecutive frames.
 Stabilize = Callable[[Tensor, Tensor], Tensor]
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"256" -> (256, 256); "256x512" -> (256, 512) (height x width).
-
-    Raises:
-        ValueError: not N or HxW with positive integers.
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", text)
-    if not match or int(match.group(1)) < 1 or (match.group(2) and int(match.group(2)) < 1):
-        raise ValueError(f"size must be N or HxW with positive integers, e.g. 256 or 256x512; got {text!r}")
-    height = int(match.group(1))
-    return height, int(match.group(2) or height)
 
 
 def resolve_device(name: str) -> torch.device:

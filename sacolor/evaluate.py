@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .colorizer import Colorizer, parse_size, to_uint8
+from .colorizer import Colorizer, to_uint8
+from .config import parse_size
 from .images import load_rgb
 from .infer import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, _positive_int
 from .metrics import colorfulness, psnr, ssim

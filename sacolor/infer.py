@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .colorizer import Colorizer, parse_size, to_uint8
+from .colorizer import Colorizer, to_uint8
+from .config import parse_size
 from .images import IMAGE_SUFFIXES, load_rgb, save_rgb
 from .sources import VIDEO_SUFFIXES, Source, collect_sources, is_media
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms

@@ -17,7 +17,7 @@ from PIL import Image
 from skimage import color
 
 import sacolor
-from sacolor.colorizer import parse_size
+from sacolor.config import parse_size
 from sacolor.images import load_rgb
 from sacolor.infer import main
 from sacolor.video import probe
