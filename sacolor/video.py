@@ -93,7 +93,8 @@ def recolor_video(
 
     The video is encoded H.264 yuv420p at the source's frame rate, and every
     output frame carries its source frame's timestamp, so frame count and
-    timing match. The first audio stream, if any, is copied packet by packet.
+    timing match. yuv420p needs even sides, so an odd width or height is padded
+    by repeating the last column or row. The first audio stream, if any, is copied packet by packet.
     ``dst``'s suffix picks the container (mp4, mkv, mov, ...).
 
     Args:
@@ -110,17 +111,25 @@ def recolor_video(
         The number of frames written.
 
     Raises:
-        ValueError: ``src`` is not a readable video, or ``process`` returned
-            frames of the wrong shape or dtype.
+        ValueError: ``src`` is not a readable video, FFmpeg fails to decode or
+            encode it, or ``process`` returned frames of the wrong shape or dtype.
     """
     _check_batch_size(batch_size)
+    try:
+        return _recolor(src, dst, process, batch_size, on_frames, crf)
+    except av.FFmpegError as error:
+        raise ValueError(f"{src}: FFmpeg failed while re-encoding ({error})") from error
+
+
+def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
     written = 0
     with _open_input(src) as source, av.open(str(dst), mode="w") as sink:
         video_in = _video_stream(source, src)
         audio_in = source.streams.audio[0] if source.streams.audio else None
         video_out = sink.add_stream(VIDEO_CODEC, rate=Fraction(video_in.average_rate or 25))
-        video_out.width = video_in.codec_context.width
-        video_out.height = video_in.codec_context.height
+        # yuv420p needs even sides: an odd side gets its last row or column repeated.
+        video_out.width = _even(video_in.codec_context.width)
+        video_out.height = _even(video_in.codec_context.height)
         video_out.pix_fmt = PIXEL_FORMAT
         video_out.time_base = video_in.time_base
         video_out.codec_context.time_base = video_in.time_base
@@ -136,7 +145,9 @@ def recolor_video(
                     f"process must return a uint8 array of shape {rgb.shape}; got "
                     f"{getattr(recolored, 'dtype', type(recolored))} {getattr(recolored, 'shape', '')}"
                 )
+            padding = ((0, video_out.height - rgb.shape[1]), (0, video_out.width - rgb.shape[2]), (0, 0))
             for frame, pixels in zip(frames, recolored):
+                pixels = np.pad(pixels, padding, mode="edge") if any(p[1] for p in padding) else pixels
                 out = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format=PIXEL_FORMAT)
                 out.pts = frame.pts
                 out.time_base = frame.time_base
@@ -210,6 +221,10 @@ def write_video(
                 block.pts = start
                 sink.mux(sound.encode(block))
             sink.mux(sound.encode(None))
+
+
+def _even(side: int) -> int:
+    return side + side % 2
 
 
 def _check_batch_size(batch_size: int) -> None:

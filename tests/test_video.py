@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 from media import FPS, audio_packets, frame_times, make_clip
@@ -69,3 +70,20 @@ def test_corrupt_file_is_named(tmp_path):
         probe(broken)
     with pytest.raises(ValueError, match="broken.mp4"):
         recolor_video(broken, tmp_path / "out.mp4", lambda f: f)
+
+
+def test_odd_frame_size_is_padded_to_even(tmp_path):
+    # libx264's yuv420p needs even sides; the source here is lossless FFV1 at 45x31.
+    odd = tmp_path / "odd.mkv"
+    frames = [np.full((31, 45, 3), 40 * i, dtype=np.uint8) for i in range(4)]
+    with av.open(str(odd), "w") as sink:
+        stream = sink.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 45, 31, "yuv420p"
+        for pixels in frames:
+            sink.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")))
+        sink.mux(stream.encode(None))
+    out = tmp_path / "out.mkv"
+    assert recolor_video(odd, out, lambda f: f) == 4
+    info = probe(out)
+    assert (info.width, info.height) == (46, 32)
+    assert frame_times(out) == frame_times(odd)
