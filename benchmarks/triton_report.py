@@ -20,8 +20,8 @@ from sacolor.kernels import aot
 from sacolor.kernels.common import MAX_BLOCK_C
 
 HEADER = (
-    "| kernel | dtype | BLOCK_M | BLOCK_N | warps | stages | sm | registers | spill stores (B) "
-    "| spill loads (B) | shared (B) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| kernel | dtype | aligned | BLOCK_M | BLOCK_N | warps | stages | sm | registers | spill stores (B) "
+    "| spill loads (B) | shared (B) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -35,7 +35,8 @@ def report(dtypes: tuple[str, ...], capabilities: tuple[int, ...]) -> tuple[list
             spilling += bool(spills)
             c = variant.config
             rows.append(
-                f"| {variant.kernel_name} | {variant.dtype} | {c.kwargs['BLOCK_M']} | {c.kwargs['BLOCK_N']} "
+                f"| {variant.kernel_name} | {variant.dtype} | {'yes' if variant.aligned else 'no'} "
+                f"| {c.kwargs['BLOCK_M']} | {c.kwargs['BLOCK_N']} "
                 f"| {c.num_warps} | {c.num_stages} | {capability} | {usage.registers} "
                 f"| {usage.spill_stores}{' **spills**' if spills else ''} | {usage.spill_loads} | {usage.shared} |"
             )
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     shapes = ", ".join(f"{k}={v}" for k, v in aot.WIDEST.items())
     table = "\n".join([
         f"Widest shapes ({shapes}, BLOCK_C={MAX_BLOCK_C}): the most register pressure any input produces.",
+        "aligned = every integer argument divisible by 16 (sizes like N = 4096; 16-byte vector loads,",
+        "cp.async pipelining); not aligned = the general code (ragged N, odd C).",
         "",
         HEADER,
         *rows,

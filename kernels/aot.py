@@ -10,8 +10,8 @@ The signatures mirror what a real launch specialises: contiguous inner
 strides are the constant 1 (Triton specialises integer arguments equal to 1),
 pointers are 16-byte aligned (torch allocations are; the backend passes k and
 v as separate contiguous tensors), other integers carry no divisibility hint
-(N, C, qk may be anything), and o / lse / delta / the gradients are fp32
-whatever the input dtype.
+unless ``aligned`` (see ``compile_variant``), and o / lse / delta / the
+gradients are fp32 whatever the input dtype.
 """
 
 from __future__ import annotations
@@ -52,17 +52,20 @@ class Variant:
     config: triton.Config
     dtype: str
     constants: dict = field(hash=False)
+    # Every integer argument divisible by 16, as Triton specialises at run time
+    # for sizes like N = 4096, C = 64 (see compile_variant).
+    aligned: bool = False
 
     def describe(self) -> str:
         c = self.config
         shape = ",".join(f"{k}={v}" for k, v in self.constants.items() if k != "INPUT_PRECISION")
         return (
             f"{self.kernel_name} {self.dtype} BLOCK_M={c.kwargs['BLOCK_M']} BLOCK_N={c.kwargs['BLOCK_N']} "
-            f"warps={c.num_warps} stages={c.num_stages} [{shape}]"
+            f"warps={c.num_warps} stages={c.num_stages} [{shape}]{' aligned' if self.aligned else ''}"
         )
 
 
-def _signature(v: Variant) -> tuple[dict, dict, dict]:
+def _signature(v: Variant, aligned: bool) -> tuple[dict, dict, dict]:
     """Triton's signature, constexprs and attributes for ``v``."""
     constexprs = {**v.constants, **v.config.kwargs}
     signature, attrs = {}, {}
@@ -80,12 +83,21 @@ def _signature(v: Variant) -> tuple[dict, dict, dict]:
             signature[name] = "fp32"
         else:
             signature[name] = "i32"
+            if aligned:
+                attrs[(index,)] = [["tt.divisibility", 16]]
     return signature, constexprs, attrs
 
 
 def compile_variant(v: Variant, capability: int):
-    """Compiles ``v`` for sm_<capability>; returns Triton's CompiledKernel (asm, metadata)."""
-    signature, constexprs, attrs = _signature(v)
+    """Compiles ``v`` for sm_<capability>; returns Triton's CompiledKernel (asm, metadata).
+
+    ``v.aligned`` marks every integer argument divisible by 16, as Triton does
+    at run time when sizes and strides are (N = 4096, C = 64, and the row
+    strides the backend pads to 16): the loads then become 16-byte vectors
+    pipelined with cp.async. Without it, the code is the general one (ragged
+    N, odd C): both are compiled and checked.
+    """
+    signature, constexprs, attrs = _signature(v, v.aligned)
     source = ASTSource(v.fn, signature, constexprs, attrs)
     # fp fusion on, as at run time (stated explicitly: Triton 3.9 warns when it is implicit).
     options = {"num_warps": v.config.num_warps, "num_stages": v.config.num_stages, "enable_fp_fusion": True}
@@ -165,7 +177,7 @@ DQ_VARIANTS = {
 
 
 def variants(dtypes=DTYPES, all_epilogues: bool = True) -> list[Variant]:
-    """Every autotune config of every kernel, for each dtype.
+    """Every autotune config of every kernel, for each dtype, general and aligned.
 
     Args:
         dtypes: Triton dtype names ("fp32", "bf16", "fp16").
@@ -178,11 +190,12 @@ def variants(dtypes=DTYPES, all_epilogues: bool = True) -> list[Variant]:
         (attention_bwd.ATTN_BWD_DQ, "bwd_dq", DQ_VARIANTS),
     ]
     return [
-        Variant(f"{kernel}[{name}]", tuned.fn, config, dtype, constants)
+        Variant(f"{kernel}[{name}]", tuned.fn, config, dtype, constants, aligned)
         for tuned, kernel, named in groups
         for name, constants in (named.items() if all_epilogues else list(named.items())[:1])
         for dtype in dtypes
         for config in tuned.configs[dtype_family(dtype)]
+        for aligned in (False, True)
     ]
 
 

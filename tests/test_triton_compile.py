@@ -5,14 +5,19 @@ full pipeline down to a cubin (the triton wheel ships ptxas), so this catches
 what the interpreter accepts but the GPU compiler rejects; ``ptxas -v`` on the
 PTX gives registers and spills (kernels/aot.py).
 
-Budget on a 2-core CPU (measured): 3 to 6 s per compilation, 10 to 30 s for one
-that spills. The default suite compiles each kernel's default configuration
-(the one used when autotuning is off) once per dtype, spread over both
-architectures (43 s with an empty Triton cache); ``-m slow`` compiles the
-full matrix: every autotune configuration of every kernel and constexpr
-variant, for fp32, bf16 and fp16, for sm_80 and sm_90 (160 compilations,
-about 15 min; the same table as benchmarks/TRITON_REPORT.md), plus the fp32
-configurations with TF32 dots.
+Each variant is compiled twice: general (no divisibility hints: ragged N,
+odd C) and aligned (every integer divisible by 16, as Triton specialises for
+N = 4096, C = 64: vector loads, cp.async pipelining): different code, both
+must not spill.
+
+Budget on a 2-core CPU (measured): 1 to 6 s per compilation, 10 to 30 s for
+one that spills. The default suite compiles each kernel's default
+configuration (the one used when autotuning is off) once per dtype, spread
+over both architectures, general and aligned (18 compilations, about 60 s with
+an empty Triton cache); ``-m slow`` compiles the full matrix: every autotune
+configuration of every kernel and constexpr variant, for fp32, bf16 and fp16,
+for sm_80 and sm_90 (320 compilations, about 12 min; the same table as
+benchmarks/TRITON_REPORT.md), plus the fp32 configurations with TF32 dots.
 """
 
 from __future__ import annotations

@@ -43,6 +43,24 @@ def _project(w: Tensor, b: Tensor | None, src: Tensor) -> Tensor:
     return out if b is None else out + b
 
 
+ROW_ALIGNMENT = 16  # elements
+
+
+def _aligned_rows(t: Tensor) -> Tensor:
+    """``t`` (..., n) with each row starting a multiple of 16 elements apart.
+
+    Same values (a view into a zero-padded buffer when n is not a multiple of
+    16): Triton then specialises the row stride as divisible by 16 and the
+    kernels' main-loop loads become 16-byte vectors pipelined with cp.async.
+    """
+    n = t.shape[-1]
+    if n % ROW_ALIGNMENT == 0 and t.is_contiguous():
+        return t
+    padded = t.new_zeros(*t.shape[:-1], -(-n // ROW_ALIGNMENT) * ROW_ALIGNMENT)
+    padded[..., :n] = t
+    return padded[..., :n]
+
+
 def _keys_values(inputs: AttentionInputs) -> tuple[Tensor, Tensor, Tensor | None]:
     """k (B, M, qk) and v (B, M, v) in x's dtype, from one GEMM, then the max-pool.
 
@@ -63,8 +81,7 @@ def _keys_values(inputs: AttentionInputs) -> tuple[Tensor, Tensor, Tensor | None
         grid = kv.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[2:])
         pooled, indices = F.max_pool2d(grid, inputs.pool, return_indices=True)
         kv = pooled.flatten(2).transpose(1, 2).contiguous()
-    # Separate contiguous tensors: aligned rows let the kernels use 16-byte loads.
-    k, v = (t.contiguous() for t in kv.split([inputs.qk_channels, inputs.v_channels], dim=-1))
+    k, v = (_aligned_rows(t) for t in kv.split([inputs.qk_channels, inputs.v_channels], dim=-1))
     return k, v, indices
 
 
@@ -120,7 +137,7 @@ class TritonBackend(Backend):
     def backward(self, inputs: AttentionInputs, dy: Tensor, o: Tensor, lse: Tensor) -> Gradients:
         x = inputs.x
         k, v, pool_indices = _keys_values(inputs)
-        q = _project(inputs.wq, inputs.bq, x.flatten(2))
+        q = _aligned_rows(_project(inputs.wq, inputs.bq, x.flatten(2)))
         f32 = {name: None if t is None else t.float() for name, t in inputs.named_tensors().items()}
 
         # Through the epilogue: y = gamma * (Wo o + bo) + x.
@@ -137,7 +154,7 @@ class TritonBackend(Backend):
         delta = (d_o * o).sum(-1)
 
         dq, dk, dv = _kernels("attention_bwd").launch_attention_bwd(
-            q, k, v, d_o.to(x.dtype), lse, delta, float(inputs.scale)
+            q, k, v, _aligned_rows(d_o.to(x.dtype)), lse, delta, float(inputs.scale)
         )
 
         # Through the pool and the projections q = Wq x + bq, [k v] = [Wk Wv] x + [bk bv].
