@@ -94,8 +94,8 @@ def recolor_video(
     The video is encoded H.264 yuv420p at the source's frame rate, and every
     output frame carries its source frame's timestamp, so frame count and
     timing match. yuv420p needs even sides, so an odd width or height is padded
-    by repeating the last column or row. The first audio stream, if any, is copied packet by packet.
-    ``dst``'s suffix picks the container (mp4, mkv, mov, ...).
+    by repeating the last column or row. The first audio stream, if any, is
+    copied packet by packet. ``dst``'s suffix picks the container (mp4, mkv, mov, ...).
 
     Args:
         src: the input video.
@@ -126,7 +126,8 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
     with _open_input(src) as source, av.open(str(dst), mode="w") as sink:
         video_in = _video_stream(source, src)
         audio_in = source.streams.audio[0] if source.streams.audio else None
-        video_out = sink.add_stream(VIDEO_CODEC, rate=Fraction(video_in.average_rate or 25))
+        rate = Fraction(video_in.average_rate or video_in.guessed_rate or 25)
+        video_out = sink.add_stream(VIDEO_CODEC, rate=rate)
         # yuv420p needs even sides: an odd side gets its last row or column repeated.
         video_out.width = _even(video_in.codec_context.width)
         video_out.height = _even(video_in.codec_context.height)
@@ -158,7 +159,8 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
 
         pending: list[av.VideoFrame] = []
         streams = [video_in] + ([audio_in] if audio_in is not None else [])
-        next_pts = 0  # for sources whose frames carry no timestamps
+        # Sources whose frames carry no timestamps get evenly spaced ones.
+        next_pts, frame_step = 0, max(1, round(1 / (rate * Fraction(video_in.time_base))))
         for packet in _demux(source, streams, src):
             if packet.stream is audio_in:
                 if packet.dts is None:  # demuxer flush packet: nothing to copy
@@ -169,7 +171,7 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
             for frame in _decode_packet(packet, src):
                 if frame.pts is None:
                     frame.pts = next_pts
-                next_pts = frame.pts + 1
+                next_pts = frame.pts + frame_step
                 pending.append(frame)
                 if len(pending) == batch_size:
                     encode(pending)
