@@ -114,7 +114,8 @@ def _sdpa_module(module: sacolor.SelfAttention, pad_qk: bool) -> Callable[[Tenso
         v = _conv(x, module.value.weight, module.value.bias)
         if module.pool > 1:  # keys and values pooled after projection, as the op does
             k, v = F.max_pool2d(k, module.pool), F.max_pool2d(v, module.pool)
-        q, k, v = (t.flatten(2).transpose(1, 2).unsqueeze(1) for t in (q, k, v))  # (B, 1, L, ch)
+        # (B, 1, L, ch), contiguous: SDPA's CPU flash kernel refuses a strided last dim.
+        q, k, v = (t.flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for t in (q, k, v))
         if pad_qk and q.shape[-1] < v.shape[-1]:
             pad = (0, v.shape[-1] - q.shape[-1])
             q, k = F.pad(q, pad), F.pad(k, pad)

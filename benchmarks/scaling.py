@@ -1,6 +1,7 @@
 """Time and peak memory against N, every implementation side by side, in one process.
 
     python -m benchmarks.scaling [--quick] [--out DIR] [--memory-limit-gib 8] [--repeats 3]
+                                 [--threads T] [--clock wall|cpu]
 
 For each case (benchmarks.cases) and each implementation (the registry's
 backends plus the SDPA baselines) it times one forward (no grad) and one
@@ -11,6 +12,10 @@ with its reason instead of being run. It prints, per case, each backend's
 speed-up over the best baseline and the cpu backend's time against the floor
 (benchmarks.floor), and writes DIR/scaling.md (the tables) and
 DIR/scaling.png (time and peak memory against N).
+
+On a machine shared with other jobs, wall-clock times measure the share of
+the cores this process got as much as the code; ``--threads 1 --clock cpu``
+times single-threaded CPU time instead, which other processes do not inflate.
 """
 
 from __future__ import annotations
@@ -42,19 +47,19 @@ class Result:
     refusal: str | None = None
 
 
-def _run(impl: Implementation, case: Case, mode: str, repeats: int, limit_gib: float) -> Result:
+def _run(impl: Implementation, case: Case, mode: str, repeats: int, limit_gib: float, clock) -> Result:
     refusal = impl.refusal(case, mode, limit_gib)
     if refusal:
         return Result(case, impl.name, mode, refusal=refusal)
     step = impl.step(case, mode)
-    start = time.perf_counter()
+    start = clock()
     peak = peak_growth(step)  # the first run: allocations, thread start-up
-    first = time.perf_counter() - start
+    first = clock() - start
     times = [first]
     for _ in range(repeats if first < 5.0 else 0):
-        start = time.perf_counter()
+        start = clock()
         step()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return Result(case, impl.name, mode, min(times[1:] or times), peak)
 
 
@@ -142,9 +147,10 @@ def _plot(results: list[Result], impls: list[str], path: Path) -> None:
         axes[0, col].set_title(f"{layout}, C={channels}: forward + backward")
         axes[0, col].set_ylabel("seconds")
         axes[1, col].set_ylabel("peak RSS growth (MiB)")
+        axes[0, col].set_yscale("log")
+        axes[1, col].set_yscale("symlog", linthresh=1.0)  # growth can be 0: freed memory reused
         for ax in axes[:, col]:
             ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
             ax.set_xlabel("N = H x W")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
@@ -173,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--memory-limit-gib", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads first")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: time.perf_counter; cpu: time.process_time (all threads summed)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
 
     import sacolor  # noqa: F401  (loads the extension so cpu_isa exists)
 
@@ -188,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         for impl in impls:
             for mode in MODES:
-                result = _run(impl, case, mode, args.repeats, args.memory_limit_gib)
+                result = _run(impl, case, mode, args.repeats, args.memory_limit_gib, clock)
                 results.append(result)
                 shown = result.refusal or f"{result.seconds:.4f} s, peak +{result.peak_bytes / MIB:.0f} MiB"
                 print(f"  {case} {impl.name:12s} {mode:8s} {shown}", flush=True)
@@ -197,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     names = [i.name for i in impls if any(r.implementation == i.name and r.seconds for r in results)]
-    header = (f"# Scaling report\n\n`python -m benchmarks.scaling{' --quick' if args.quick else ''}`\n\n"
+    command = " ".join(["python -m benchmarks.scaling", *(argv if argv is not None else sys.argv[1:])])
+    header = (f"# Scaling report\n\n`{command}` ({args.clock}-clock seconds)\n\n"
               f"Machine: {machine}.\n\nFloor rates (benchmarks.floor): SGEMM {rates.fma_per_s / 1e9:.1f} GFMA/s, "
               f"exp {rates.exp_per_s / 1e9:.2f} G/s.")
     (args.out / "scaling.md").write_text(_markdown(results, cases, names, rates, header))

@@ -1,0 +1,32 @@
+"""pytest-benchmark suite: SelfAttention forward and forward + backward, every
+available backend and the SDPA baselines side by side.
+
+    pytest benchmarks/ --benchmark-only [-k "C=64"] [--benchmark-group-by=param:case]
+
+Not collected by the default test run (pyproject's testpaths is tests/). A
+case an implementation cannot run (a backend's refusal, or N x M scores that
+would not fit in SACOLOR_BENCH_MEMORY_GIB, default 8) is skipped with the
+reason, so nothing disappears silently.
+"""
+
+import os
+
+import pytest
+
+from benchmarks.cases import MODES, all_cases, implementations
+
+MEMORY_LIMIT_GIB = float(os.environ.get("SACOLOR_BENCH_MEMORY_GIB", "8"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("impl", implementations(), ids=lambda i: i.name)
+@pytest.mark.parametrize("case", all_cases(), ids=str)
+def test_self_attention(benchmark, case, impl, mode):
+    refusal = impl.refusal(case, mode, MEMORY_LIMIT_GIB)
+    if refusal:
+        pytest.skip(f"{impl.name}: {refusal}")
+    step = impl.step(case, mode)
+    benchmark.group = f"{case} {mode}"
+    benchmark.extra_info.update(queries=case.queries, keys=case.keys, implementation=impl.name)
+    # Large cases take seconds per call: a few rounds, one warm-up.
+    benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
