@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from .colorizer import Colorizer, to_uint8
 from .config import parse_size
-from .images import load_rgb
 from .infer import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, _positive_int
+from .io.images import load_rgb
+from .io.paths import collect_sources, is_media
+from .io.video import iter_rgb_batches
 from .metrics import colorfulness, psnr, ssim
-from .sources import collect_sources, is_media
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
-from .video import iter_rgb_batches
 
 # Rows of the report: what each one colourises with.
 MODEL, UNSTABILIZED, GRAY, TRUTH = "model", "model_no_temporal", "gray", "truth"

@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from .colorizer import Colorizer, to_uint8
 from .config import parse_size
-from .images import IMAGE_SUFFIXES, load_rgb, save_rgb
-from .sources import VIDEO_SUFFIXES, Source, collect_sources, is_media
+from .io.images import load_rgb, save_rgb
+from .io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, collect_sources, is_media
+from .io.video import probe, recolor_video
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
-from .video import probe, recolor_video
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1

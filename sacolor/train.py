@@ -38,10 +38,10 @@ from .checkpoint import (
     strip_prefix,
 )
 from .config import PRESETS, TrainConfig, merge_config
-from .data.images import ColorizationDataset, PairTransform
+from .data.dataset import ColorizationDataset, PairTransform
 from .data.lab import AB_SCALE, normalized_lab_to_rgb
 from .data.sampler import ResumableSampler
-from .data.sources import collect_splits
+from .data.splits import collect_splits
 from .losses import GANLoss, l1_loss
 from .metrics import colorfulness, psnr, ssim
 from .models import build_discriminator, build_generator

@@ -12,8 +12,8 @@ import torch
 from skimage import data
 
 from sacolor.checkpoint import save_checkpoint
+from sacolor.io.video import write_video
 from sacolor.models import build_generator
-from sacolor.video import write_video
 
 RENDER = 64
 SAMPLE_RATE = 16000

@@ -8,11 +8,13 @@ import torch
 from PIL import Image
 
 from colour_images import smooth_colour_image, write_image_folder, write_video
-from sacolor.data.images import ColorizationDataset, PairTransform, find_images, scan_images
+from sacolor.data.dataset import ColorizationDataset, PairTransform
+from sacolor.data.frame_cache import cached_frames
 from sacolor.data.lab import normalized_lab_to_rgb
 from sacolor.data.sampler import ResumableSampler
-from sacolor.data.sources import collect_splits, split_fraction
-from sacolor.data.video import cached_frames, split_by_time
+from sacolor.data.screening import scan_images
+from sacolor.data.splits import collect_splits, split_by_time, split_fraction
+from sacolor.io.paths import find_images
 
 
 def test_find_and_screen_images(tmp_path):
@@ -127,7 +129,7 @@ def test_video_frames_are_sampled_cached_and_split_by_time(tmp_path, monkeypatch
     assert [round(f.time, 1) for f in frames] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
     with Image.open(frames[0].path) as first:
         assert first.height >= 32 and first.width >= 64
-    import sacolor.data.video as video_module
+    import sacolor.io.video as video_module
 
     monkeypatch.setattr(video_module.av, "open", lambda *a, **k: pytest.fail("decoded the video again"))
     again, _ = cached_frames(video, tmp_path / "cache", fps=2.0, cover=(32, 64))

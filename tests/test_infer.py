@@ -18,9 +18,9 @@ from skimage import color
 
 import sacolor
 from sacolor.config import parse_size
-from sacolor.images import load_rgb
 from sacolor.infer import main
-from sacolor.video import probe
+from sacolor.io.images import load_rgb
+from sacolor.io.video import probe
 
 # 8-bit rounding of R, G and B moves L by at most about 0.3 (0..100 scale).
 L_TOLERANCE = 0.5

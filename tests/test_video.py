@@ -1,4 +1,4 @@
-"""sacolor.video: frame count, timestamps and audio survive a re-encode.
+"""sacolor.io.video: frame count, timestamps and audio survive a re-encode.
 
 Oracles: the source file itself (its decoded timestamps and its audio packets,
 read independently with PyAV) and the callback's known effect (inversion).
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from media import FPS, audio_packets, frame_times, make_clip
 
-from sacolor.video import iter_rgb_batches, probe, recolor_video
+from sacolor.io.video import iter_rgb_batches, probe, recolor_video
 
 
 @pytest.fixture(scope="module")

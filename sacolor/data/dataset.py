@@ -1,81 +1,20 @@
-"""Image files -> training pairs: finding and screening images, the crop /
-resize / flip transform, and the dataset that yields normalised L and ab."""
+"""Image files -> training pairs: the crop / resize / flip transform, and the
+dataset that yields normalised L and ab."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..io.images import READ_ERRORS, open_image
 from .lab import rgb_to_normalized_lab
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-# PIL modes that carry no colour at all.
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-# An RGB image whose channels differ by at most this (0..255) everywhere is gray;
-# the slack absorbs JPEG's chroma noise.
-GRAY_TOLERANCE = 3
-# Side of the thumbnail the gray check looks at (a cheap, reduced decode).
-GRAY_CHECK_SIDE = 64
-
-_LOAD_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
-
-
-def find_images(root: str | Path) -> list[Path]:
-    """Every image file under ``root`` (recursive), sorted; extensions in ``IMAGE_EXTENSIONS``."""
-    root = Path(root)
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-def _is_gray(image: Image.Image) -> bool:
-    if image.mode in GRAY_MODES:
-        return True
-    image.draft("RGB", (GRAY_CHECK_SIDE, GRAY_CHECK_SIDE))  # JPEG: decode at reduced scale
-    thumb = image.convert("RGB")
-    thumb.thumbnail((GRAY_CHECK_SIDE, GRAY_CHECK_SIDE))
-    rgb = np.asarray(thumb, dtype=np.int16)
-    return int(np.abs(rgb - rgb.mean(axis=-1, keepdims=True)).max()) <= GRAY_TOLERANCE
-
-
-@dataclass
-class ImageScan:
-    """The outcome of screening candidate files."""
-
-    colour: list[Path] = field(default_factory=list)
-    gray: list[Path] = field(default_factory=list)
-    unreadable: list[tuple[Path, str]] = field(default_factory=list)
-
-    def report(self, where: str) -> None:
-        """One warning for the gray files, one for the unreadable ones."""
-        if self.gray:
-            warnings.warn(
-                f"{where}: skipped {len(self.gray)} grayscale image(s) (no colour to learn from), "
-                f"e.g. {self.gray[0]}",
-                stacklevel=2,
-            )
-        if self.unreadable:
-            shown = "; ".join(f"{p}: {why}" for p, why in self.unreadable[:5])
-            more = f" (and {len(self.unreadable) - 5} more)" if len(self.unreadable) > 5 else ""
-            warnings.warn(f"{where}: skipped {len(self.unreadable)} unreadable file(s): {shown}{more}", stacklevel=2)
-
-
-def scan_images(paths: Iterable[Path]) -> ImageScan:
-    """Sorts files into colour, gray and unreadable (the latter with the reason)."""
-    scan = ImageScan()
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                (scan.gray if _is_gray(image) else scan.colour).append(path)
-        except _LOAD_ERRORS as err:
-            scan.unreadable.append((path, f"{type(err).__name__}: {err}"))
-    return scan
 
 
 class PairTransform:
@@ -139,7 +78,7 @@ class ColorizationDataset(Dataset):
     next one, so one bad file never stops training.
 
     Args:
-        paths: screened colour images (see ``scan_images``).
+        paths: screened colour images (see ``screening.scan_images``).
         transform: a ``PairTransform``.
 
     Raises:
@@ -162,9 +101,9 @@ class ColorizationDataset(Dataset):
         for offset in range(len(self.paths)):
             path = self.paths[(index + offset) % len(self.paths)]
             try:
-                with Image.open(path) as image:
+                with open_image(path) as image:
                     rgb = self.transform(image, generator)
-            except _LOAD_ERRORS as err:
+            except READ_ERRORS as err:
                 if path not in self._reported:
                     self._reported.add(path)
                     warnings.warn(f"could not load {path} ({type(err).__name__}: {err}); using the next image", stacklevel=2)

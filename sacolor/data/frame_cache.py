@@ -1,5 +1,5 @@
-"""The report's movie dataset: frames sampled k per second with PyAV, resized
-and cached as images on first use, split into train and test by time."""
+"""The report's movie dataset: frames sampled k per second (``io.video.sample_frames``),
+resized and cached as images on first use (``splits.split_by_time`` splits them)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
+import numpy as np
 from PIL import Image
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ogv")
+from ..io.video import sample_frames
+
 INDEX_NAME = "index.json"
 
 
@@ -24,10 +25,6 @@ class Frame:
 
     time: float
     path: Path
-
-
-def is_video(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def _cache_dir(video: Path, cache_root: Path, fps: float, cover: tuple[int, int]) -> Path:
@@ -46,31 +43,19 @@ def _cover(image: Image.Image, cover: tuple[int, int]) -> Image.Image:
 
 def _extract(video: Path, out_dir: Path, fps: float, cover: tuple[int, int]) -> dict:
     frames = []
-    next_time = 0.0
+
+    def keep(time: float, rgb: np.ndarray) -> None:
+        name = f"t{round(time * 1000):010d}.png"
+        _cover(Image.fromarray(rgb), cover).save(out_dir / name)
+        frames.append({"time": time, "file": name})
+
     try:
-        with av.open(str(video)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{video} has no video stream")
-            stream = container.streams.video[0]
-            duration = float(stream.duration * stream.time_base) if stream.duration else None
-            last_time = 0.0
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    continue
-                last_time = frame.time
-                if frame.time + 1e-6 < next_time:
-                    continue
-                name = f"t{round(frame.time * 1000):010d}.png"
-                _cover(frame.to_image(), cover).save(out_dir / name)
-                frames.append({"time": frame.time, "file": name})
-                next_time += 1.0 / fps
-                while next_time <= frame.time:  # a gap in the stream: sample at its end
-                    next_time += 1.0 / fps
-    except av.FFmpegError as err:
-        raise ValueError(f"could not decode video {video}: {err}") from err
+        duration = sample_frames(video, fps, keep)
+    except ValueError as err:
+        raise ValueError(f"could not decode video ({err})") from err
     if not frames:
         raise ValueError(f"video {video} has no decodable frames")
-    return {"video": str(video), "fps": fps, "duration": duration or last_time, "frames": frames}
+    return {"video": str(video), "fps": fps, "duration": duration, "frames": frames}
 
 
 def cached_frames(
@@ -112,19 +97,3 @@ def cached_frames(
             raise
     index = json.loads((target / INDEX_NAME).read_text())
     return [Frame(f["time"], target / f["file"]) for f in index["frames"]], float(index["duration"])
-
-
-def split_by_time(frames: list[Frame], duration: float, val_fraction: float) -> tuple[list[Frame], list[Frame]]:
-    """The first (1 - val_fraction) of the running time trains, the rest tests.
-
-    Both parts keep at least one frame when there are two or more.
-
-    Raises:
-        ValueError: fewer than two frames.
-    """
-    if len(frames) < 2:
-        raise ValueError(f"a video needs at least 2 sampled frames to split into train and test; got {len(frames)}")
-    cut = (1.0 - val_fraction) * duration
-    n_train = sum(f.time < cut for f in frames)
-    n_train = min(max(n_train, 1), len(frames) - 1)
-    return frames[:n_train], frames[n_train:]

@@ -1,4 +1,5 @@
-"""``--data`` entries (image folders, video files) -> train and test image lists."""
+"""``--data`` entries (image folders, video files) -> train and test image lists:
+folders split at random (with a fixed seed), videos split by time."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import torch
 
-from .images import IMAGE_EXTENSIONS, ImageScan, find_images, scan_images
-from .video import VIDEO_EXTENSIONS, cached_frames, is_video, split_by_time
+from ..io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, find_images, is_video, suffix_list
+from .frame_cache import Frame, cached_frames
+from .screening import ImageScan, scan_images
 
 # The held-out split of a folder without train/ and test/ must not move when
 # --seed changes, so it has its own fixed seed.
@@ -27,6 +29,22 @@ def split_fraction(paths: Sequence[Path], val_fraction: float) -> tuple[list[Pat
     n_test = min(max(1, round(val_fraction * len(paths))), len(paths) - 1)
     test = set(order[:n_test])
     return [p for i, p in enumerate(paths) if i not in test], [p for i, p in enumerate(paths) if i in test]
+
+
+def split_by_time(frames: list[Frame], duration: float, val_fraction: float) -> tuple[list[Frame], list[Frame]]:
+    """The first (1 - val_fraction) of the running time trains, the rest tests.
+
+    Both parts keep at least one frame when there are two or more.
+
+    Raises:
+        ValueError: fewer than two frames.
+    """
+    if len(frames) < 2:
+        raise ValueError(f"a video needs at least 2 sampled frames to split into train and test; got {len(frames)}")
+    cut = (1.0 - val_fraction) * duration
+    n_train = sum(f.time < cut for f in frames)
+    n_train = min(max(n_train, 1), len(frames) - 1)
+    return frames[:n_train], frames[n_train:]
 
 
 def collect_splits(
@@ -71,13 +89,13 @@ def collect_splits(
                 parts = [screen(find_images(entry / "train")), screen(find_images(entry / "test"))]
                 for part, name in zip(parts, ("train", "test")):
                     if not part:
-                        raise ValueError(f"--data {entry / name} has no usable colour images ({_extensions()})")
+                        raise ValueError(f"--data {entry / name} has no usable colour images ({suffix_list(IMAGE_SUFFIXES)})")
                 train += parts[0]
                 test += parts[1]
                 continue
             found = find_images(entry)
             if not found:
-                raise ValueError(f"--data {entry} has no images (searched recursively for {_extensions()})")
+                raise ValueError(f"--data {entry} has no images (searched recursively for {suffix_list(IMAGE_SUFFIXES)})")
             colour = screen(found)
             if len(colour) < 2:
                 raise ValueError(
@@ -95,13 +113,10 @@ def collect_splits(
             test += [f.path for f in part_test]
         elif entry.exists():
             raise ValueError(
-                f"--data {entry} is neither a folder nor a video file ({'/'.join(e.lstrip('.') for e in VIDEO_EXTENSIONS)})"
+                f"--data {entry} is neither a folder nor a video file ({suffix_list(VIDEO_SUFFIXES)})"
             )
         else:
             raise FileNotFoundError(f"--data {entry} does not exist")
     scan_total.report("--data")
     return train, test
 
-
-def _extensions() -> str:
-    return "/".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)

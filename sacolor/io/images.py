@@ -1,23 +1,49 @@
-"""Still images in and out: any mode Pillow reads, as float RGB; outputs as 8-bit RGB.
+"""Still images in and out: the one image reader (training and inference), float RGB; outputs as 8-bit RGB.
 
 Scans and old photographs come as 8-bit gray, palette, 16-bit gray, CMYK or
-camera JPEGs with an EXIF rotation; ``load_rgb`` turns all of them into one
-upright float RGB array so the rest of the pipeline sees a single format.
+camera JPEGs with an EXIF rotation. ``open_image`` opens any of them upright,
+leaving the decode lazy so that training can still ``draft`` a big JPEG at
+reduced scale; ``load_rgb`` turns any of them into one float RGB array so the
+rest of the inference pipeline sees a single format.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2"}
-)
+# What Pillow raises for a file it cannot read: not an image, truncated or
+# corrupt data, or a decompression bomb.
+READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 # Modes whose samples are wider than 8 bits, and the value that means white.
 _WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 JPEG_QUALITY = 95
+
+
+@contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """Open an image file with Pillow, turned upright by its EXIF orientation.
+
+    An image that needs no turning is yielded still undecoded (``draft`` works
+    on it); one that does is decoded and transposed. The file is closed on exit.
+
+    Args:
+        path: the image file.
+
+    Yields:
+        The upright PIL image, in the file's own mode.
+
+    Raises:
+        One of ``READ_ERRORS``: Pillow cannot read the file.
+    """
+    with Image.open(path) as image:
+        # exif_transpose always decodes; reading the tag first keeps the common case lazy.
+        upright = image.getexif().get(ExifTags.Base.Orientation, 1) == 1
+        yield image if upright else ImageOps.exif_transpose(image)
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -36,14 +62,13 @@ def load_rgb(path: str | Path) -> np.ndarray:
         ValueError: the file is not an image Pillow can decode (naming it).
     """
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
+        with open_image(path) as image:
             image.load()
             if image.mode in _WIDE_MODES:
                 gray = np.asarray(image, dtype=np.float32) / _WIDE_MODES[image.mode]
                 return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1)
             return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except READ_ERRORS as error:
         raise ValueError(f"{path}: cannot read image ({error})") from error
 
 

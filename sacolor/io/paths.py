@@ -1,19 +1,24 @@
-"""Turn command-line INPUT arguments (files, folders, globs) into media files.
+"""Which files are images and videos (by suffix), and finding them: folder
+searches and the expansion of command-line INPUT arguments (files, folders, globs).
 
-Folders are searched recursively for images and videos; an explicitly named
-file is taken whatever its suffix (it fails later, by name, if it is neither).
-Each source remembers the path its output should have relative to the output
-folder, so a folder's tree is mirrored and every output keeps its input's name.
+The suffix sets here are the only ones: training, inference and evaluation all
+decide "image or video" with them. Folders are searched recursively; an
+explicitly named file is taken whatever its suffix (it fails later, by name, if
+it is neither). Each source remembers the path its output should have relative
+to the output folder, so a folder's tree is mirrored and every output keeps its
+input's name.
 """
 
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .images import IMAGE_SUFFIXES
-
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2"}
+)
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv", ".3gp"}
 )
@@ -36,12 +41,37 @@ class Source:
     @property
     def is_video(self) -> bool:
         """Whether to treat the file as a video (by suffix; images are the rest)."""
-        return self.path.suffix.lower() in VIDEO_SUFFIXES
+        return is_video(self.path)
 
 
-def is_media(path: Path) -> bool:
-    """Whether a file found in a folder is an image or a video, by its suffix."""
-    return path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+def is_image(path: str | Path) -> bool:
+    """Whether a file is an image, by its suffix (see ``IMAGE_SUFFIXES``)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether a file is a video, by its suffix (see ``VIDEO_SUFFIXES``)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def is_media(path: str | Path) -> bool:
+    """Whether a file is an image or a video, by its suffix."""
+    return is_image(path) or is_video(path)
+
+
+def find_files(folder: str | Path, wanted: Callable[[Path], bool]) -> list[Path]:
+    """The files under ``folder`` (recursive) for which ``wanted`` is true, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if wanted(p) and p.is_file())
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder`` (recursive), sorted; suffixes in ``IMAGE_SUFFIXES``."""
+    return find_files(folder, is_image)
+
+
+def suffix_list(suffixes: frozenset[str]) -> str:
+    """Suffixes for a message, e.g. "bmp/gif/jpeg/..."."""
+    return "/".join(sorted(s.lstrip(".") for s in suffixes))
 
 
 def collect_sources(arguments: list[str]) -> tuple[list[Source], list[str]]:
@@ -67,7 +97,7 @@ def collect_sources(arguments: list[str]) -> tuple[list[Source], list[str]]:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and is_media(p))
+            found = find_files(path, is_media)
             if not found:
                 problems.append(f"{argument}: folder holds no images or videos")
             for file in found:

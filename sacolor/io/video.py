@@ -1,10 +1,11 @@
-"""Video I/O with PyAV: decode in batches, re-encode H.264, keep the audio.
+"""Video I/O with PyAV: decode in batches, sample frames over time, re-encode H.264, keep the audio.
 
 ``recolor_video`` is the whole film path of ``sacolor-infer``: it decodes the
 source's frames as RGB batches, hands each batch to a callback, and encodes the
 callback's frames as H.264 (yuv420p) with the source's own timestamps, frame
 rate and frame count. The first audio stream is remuxed packet by packet, so
-the sound is bit-identical to the source. Nothing here knows about models.
+the sound is bit-identical to the source. ``sample_frames`` decodes the frames
+the training data takes from a film, a few per second. Nothing here knows about models.
 """
 
 from __future__ import annotations
@@ -79,6 +80,41 @@ def iter_rgb_batches(path: str | Path, batch_size: int) -> Iterator[np.ndarray]:
                 batch = []
         if batch:
             yield np.stack(batch)
+
+
+def sample_frames(path: str | Path, fps: float, keep: Callable[[float, np.ndarray], None]) -> float:
+    """Decode a video and hand ``keep`` one frame every 1/fps seconds.
+
+    A frame is taken when its time reaches the next sampling time; after a gap
+    in the stream, sampling resumes at the gap's end. Frames without a
+    timestamp are skipped.
+
+    Args:
+        path: the video.
+        fps: frames taken per second of video.
+        keep: called in time order with (time in seconds, uint8 RGB (H, W, 3)).
+
+    Returns:
+        The duration in seconds: the stream's, or the last frame's time when
+        the container does not say.
+
+    Raises:
+        ValueError: the file is not a readable video, or its data is corrupt.
+    """
+    next_time = last_time = 0.0
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        for frame in _decode(container, stream, path):
+            if frame.time is None:
+                continue
+            last_time = frame.time
+            if frame.time + 1e-6 < next_time:
+                continue
+            keep(frame.time, frame.to_ndarray(format="rgb24"))
+            next_time += 1.0 / fps
+            while next_time <= frame.time:  # a gap in the stream: sample at its end
+                next_time += 1.0 / fps
+        return float(stream.duration * stream.time_base) if stream.duration else last_time
 
 
 def recolor_video(
