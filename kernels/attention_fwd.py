@@ -53,7 +53,7 @@ def _store_y(
 # sm_90 without spilling (tests/test_triton_compile.py, benchmarks/TRITON_REPORT.md).
 FWD_CONFIGS = {
     "16bit": configs([(64, 64, 8, 2), (64, 32, 8, 2), (64, 64, 8, 3), (32, 32, 4, 2), (32, 64, 4, 2)]),
-    "fp32": configs([(32, 32, 8, 2), (32, 32, 8, 3)]),
+    "fp32": configs([(32, 32, 8, 3), (16, 32, 8, 2)]),
 }
 
 
