@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..nn import SelfAttention
-from .layers import apply_spectral_norm, attention_levels, conv_bias, init_weights, norm_layer
+from .layers import LayerOptions
 
 
 class PatchDiscriminator(nn.Module):
@@ -19,33 +18,22 @@ class PatchDiscriminator(nn.Module):
         in_channels: 3 (L and ab).
         ndf: channels of the first conv; deeper ones use up to 8 * ndf.
         n_layers: stride-2 convs (3 is pix2pix's 70x70 PatchGAN).
-        norm: "batch", "instance" or "none".
-        sa_sizes: feature sizes (shorter side) that get self-attention.
-        spectral_norm: spectrally normalise every conv.
-        input_size: (H, W) the sizes in ``sa_sizes`` refer to.
-        attention_backend: backend of the attention op.
+        options: norm, self-attention sizes, spectral norm, input size and
+            attention backend (see ``LayerOptions``).
     """
 
     def __init__(
-        self,
-        in_channels: int = 3,
-        ndf: int = 64,
-        n_layers: int = 3,
-        norm: str = "batch",
-        sa_sizes: tuple[int, ...] = (),
-        spectral_norm: bool = False,
-        input_size: tuple[int, int] = (128, 128),
-        attention_backend: str = "auto",
+        self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, options: LayerOptions = LayerOptions()
     ) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be at least 1; got {n_layers}")
-        make_norm = norm_layer(norm)
-        bias = conv_bias(norm)
-        attend = attention_levels(sa_sizes, input_size, n_layers + 1, "the discriminator")
+        make_norm = options.make_norm
+        bias = options.conv_bias
+        attend = options.attention_levels(n_layers + 1, "the discriminator")
         if 0 in attend:  # the raw (L, ab) input is not a feature map
             raise ValueError(
-                f"sa_sizes: the discriminator has no feature map at the input size {min(input_size)}"
+                f"sa_sizes: the discriminator has no feature map at the input size {min(options.input_size)}"
             )
 
         layers: list[nn.Module] = []
@@ -57,7 +45,7 @@ class PatchDiscriminator(nn.Module):
                 layers.append(make_norm(c))
             layers.append(nn.LeakyReLU(0.2, True))
             if i in attend:
-                layers.append(SelfAttention(c, spectral_norm=spectral_norm, backend=attention_backend))
+                layers.append(options.attention(c))
             c_prev = c
         c = ndf * min(2**n_layers, 8)
         layers += [
@@ -67,9 +55,7 @@ class PatchDiscriminator(nn.Module):
             nn.Conv2d(c, 1, 4, 1, 1),
         ]
         self.net = nn.Sequential(*layers)
-        init_weights(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
+        options.initialize(self)
 
     def forward(self, l_and_ab: Tensor) -> Tensor:
         """(B, 3, H, W) normalised L and ab -> (B, 1, H', W') patch logits."""

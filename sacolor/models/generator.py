@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..nn import SelfAttention
-from .layers import apply_spectral_norm, attention_levels, conv_bias, init_weights, norm_layer
+from .layers import LayerOptions
 
 
 class UNetGenerator(nn.Module):
@@ -25,13 +24,10 @@ class UNetGenerator(nn.Module):
         out_channels: 2 (normalised ab, tanh range).
         depth: number of downsamplings (6 for unet_64, 7 for unet_128, 8 for unet_256).
         ngf: channels after the first conv; deeper levels use up to 8 * ngf.
-        norm: "batch", "instance" or "none".
         dropout: pix2pix's dropout (0.5) in the innermost 8*ngf decoder stages;
             inactive in eval mode.
-        sa_sizes: feature sizes (shorter side) that get self-attention.
-        spectral_norm: spectrally normalise every conv.
-        input_size: (H, W) the sizes in ``sa_sizes`` refer to.
-        attention_backend: backend of the attention op ("auto" picks the best).
+        options: norm, self-attention sizes, spectral norm, input size and
+            attention backend (see ``LayerOptions``).
     """
 
     def __init__(
@@ -40,22 +36,18 @@ class UNetGenerator(nn.Module):
         out_channels: int = 2,
         depth: int = 7,
         ngf: int = 64,
-        norm: str = "batch",
         dropout: bool = False,
-        sa_sizes: tuple[int, ...] = (),
-        spectral_norm: bool = False,
-        input_size: tuple[int, int] = (128, 128),
-        attention_backend: str = "auto",
+        options: LayerOptions = LayerOptions(),
     ) -> None:
         super().__init__()
         if depth < 5:
             raise ValueError(f"depth must be at least 5 (pix2pix's UNet); got {depth}")
         self.depth = depth
-        make_norm = norm_layer(norm)
-        bias = conv_bias(norm)
+        make_norm = options.make_norm
+        bias = options.conv_bias
         # channels[i]: channels of the encoder feature map at level i.
         channels = [in_channels] + [ngf * min(2**i, 8) for i in range(depth)]
-        attend = attention_levels(sa_sizes, input_size, depth, "the generator")
+        attend = options.attention_levels(depth, "the generator")
 
         self.encoder = nn.ModuleList()
         for i in range(depth):
@@ -81,13 +73,13 @@ class UNetGenerator(nn.Module):
                 if level in dropout_levels:
                     layers.append(nn.Dropout(0.5))
                 if level - 1 in attend:
-                    layers.append(SelfAttention(channels[level - 1], spectral_norm=spectral_norm, backend=attention_backend))
+                    layers.append(options.attention(channels[level - 1]))
             elif 0 in attend:
                 layers += [
                     nn.ConvTranspose2d(c_in, ngf, 4, 2, 1, bias=bias),
                     make_norm(ngf),
                     nn.ReLU(True),
-                    SelfAttention(ngf, spectral_norm=spectral_norm, backend=attention_backend),
+                    options.attention(ngf),
                     nn.Conv2d(ngf, out_channels, 1),
                     nn.Tanh(),
                 ]
@@ -95,9 +87,7 @@ class UNetGenerator(nn.Module):
                 layers += [nn.ConvTranspose2d(c_in, out_channels, 4, 2, 1), nn.Tanh()]
             self.decoder.append(nn.Sequential(*layers))
 
-        init_weights(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
+        options.initialize(self)
 
     @property
     def multiple(self) -> int:
