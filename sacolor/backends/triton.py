@@ -6,9 +6,10 @@ tensors through Triton's interpreter; that path is for testing, so
 ``backend="triton"`` does.
 
 Around the kernels, in PyTorch: the key/value projection GEMM (and the
-max-pool before it), and in the backward the gradient of o through gamma and
-Wo, delta = rowsum(dO * O), and the projection weight, bias and x gradients
-from dQ, dK, dV (GEMMs and reductions, as in ``reference_backward``).
+max-pool after it, BigGAN order), and in the backward the gradient of o
+through gamma and Wo, delta = rowsum(dO * O), and the projection weight, bias
+and x gradients from dQ, dK, dV (GEMMs and reductions, as in
+``reference_backward``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .base import Backend, ForwardResult, Gradients
 from .reference import pack_gradients
 
 INTERPRET_ENV_VAR = "TRITON_INTERPRET"
+ROW_ALIGNMENT = 16  # elements
 
 
 def _interpreting() -> bool:
@@ -41,9 +43,6 @@ def _project(w: Tensor, b: Tensor | None, src: Tensor) -> Tensor:
     """(out, C) weight applied to src (B, C, N) -> (B, N, out)."""
     out = torch.matmul(src.transpose(1, 2), w.t())
     return out if b is None else out + b
-
-
-ROW_ALIGNMENT = 16  # elements
 
 
 def _aligned_rows(t: Tensor) -> Tensor:
