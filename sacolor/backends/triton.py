@@ -14,6 +14,7 @@ and x gradients from dQ, dK, dV (GEMMs and reductions, as in
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from types import ModuleType
@@ -37,6 +38,11 @@ def _interpreting() -> bool:
 def _kernels(name: str) -> ModuleType:
     """A kernel module, imported on first use: importing it imports Triton."""
     return importlib.import_module(f"sacolor.kernels.{name}")
+
+
+def _on_device_of(t: Tensor) -> contextlib.AbstractContextManager:
+    """Triton launches on the current CUDA device: make it ``t``'s (e.g. cuda:1)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def _project(w: Tensor, b: Tensor | None, src: Tensor) -> Tensor:
@@ -127,10 +133,11 @@ class TritonBackend(Backend):
         x = inputs.x
         batch, channels, height, width = x.shape
         k, v, _ = _keys_values(inputs)
-        y, o, lse = _kernels("attention_fwd").launch_attention_fwd(
-            x.view(batch, channels, height * width), inputs.wq, inputs.bq, k, v,
-            inputs.wo, inputs.bo, inputs.gamma, float(inputs.scale),
-        )
+        with _on_device_of(x):
+            y, o, lse = _kernels("attention_fwd").launch_attention_fwd(
+                x.view(batch, channels, height * width), inputs.wq, inputs.bq, k, v,
+                inputs.wo, inputs.bo, inputs.gamma, float(inputs.scale),
+            )
         return ForwardResult(y.view(x.shape), o, lse)
 
     def backward(self, inputs: AttentionInputs, dy: Tensor, o: Tensor, lse: Tensor) -> Gradients:
@@ -152,9 +159,10 @@ class TritonBackend(Backend):
             d_o = d_out @ f32["wo"]
         delta = (d_o * o).sum(-1)
 
-        dq, dk, dv = _kernels("attention_bwd").launch_attention_bwd(
-            q, k, v, _aligned_rows(d_o.to(x.dtype)), lse, delta, float(inputs.scale)
-        )
+        with _on_device_of(x):
+            dq, dk, dv = _kernels("attention_bwd").launch_attention_bwd(
+                q, k, v, _aligned_rows(d_o.to(x.dtype)), lse, delta, float(inputs.scale)
+            )
 
         # Through the pool and the projections q = Wq x + bq, [k v] = [Wk Wv] x + [bk bv].
         dkv = _unpool(torch.cat([dk, dv], dim=-1), pool_indices, inputs.pool, x.shape)
