@@ -13,11 +13,12 @@ must not spill.
 Budget on a 2-core CPU (measured): 1 to 6 s per compilation, 10 to 30 s for
 one that spills. The default suite compiles each kernel's default
 configuration (the one used when autotuning is off) once per dtype, spread
-over both architectures, general and aligned (18 compilations, about 60 s with
+over both architectures, general and aligned (18 compilations, 50 s with
 an empty Triton cache); ``-m slow`` compiles the full matrix: every autotune
 configuration of every kernel and constexpr variant, for fp32, bf16 and fp16,
-for sm_80 and sm_90 (320 compilations, about 12 min; the same table as
-benchmarks/TRITON_REPORT.md), plus the fp32 configurations with TF32 dots.
+for sm_80 and sm_90 (320 compilations, about 12 min cold; the same table as
+benchmarks/TRITON_REPORT.md), plus the fp32 configurations with TF32 dots
+(64 more, about 3 min); 199 s in all with a warm Triton cache.
 """
 
 from __future__ import annotations
