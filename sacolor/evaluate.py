@@ -21,11 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
 from .colorizer import Colorizer, to_uint8
-from .config import parse_size
-from .infer import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, _positive_int
 from .io.images import load_rgb
-from .io.paths import collect_sources, is_media
+from .io.paths import collect_sources, is_media, suffix_help
 from .io.video import iter_rgb_batches
 from .metrics import colorfulness, psnr, ssim
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
@@ -43,16 +42,38 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sacolor-eval",
         description="Evaluate colourisation on colour ground truth: each input is turned gray, colourised, and "
         "compared with the original (PSNR, SSIM, colourfulness; CDC for videos), next to the all-gray baseline.",
+        epilog=f"Rows: {MODEL} (the model; temporally stabilised for videos), {UNSTABILIZED} (videos: the model "
+        f"without stabilisation), {GRAY} (ab = 0, the baseline to beat), {TRUTH} (the inputs' own colourfulness and "
+        f"CDC). PSNR (dB, capped at {PSNR_CAP_DB:g}) and SSIM are against the input, higher is better; CDC is "
+        f"frame-to-frame colour flicker, lower is steadier. {suffix_help()} Exit status: {EXIT_OK} when every input "
+        f"was evaluated, {EXIT_SOME_FAILED} when some could not be (each is reported by name) or nothing could, "
+        f"{EXIT_USAGE} for bad options or an unusable checkpoint or device.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="colour images, folders (recursive), glob patterns or videos")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory or .safetensors file (default: the built-in model)")
-    parser.add_argument("--render-size", type=parse_size, default=None, metavar="N|HxW", help="size the model runs at (default: the checkpoint's training size)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs (auto: CUDA when present)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="video frames per model call (default 8)")
-    parser.add_argument("--max-frames", type=_positive_int, default=None, metavar="N", help="evaluate only the first N frames of each video")
-    parser.add_argument("--temporal-strength", type=float, default=0.7, metavar="S", help="temporal stabilisation strength for videos, as in sacolor-infer (default 0.7)")
-    parser.add_argument("--json", action="store_true", help='print one JSON object: {"model": {...}, "gray": {...}, "n": ...}')
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="colour images or videos (the ground truth): files, folders (searched recursively) or glob patterns "
+        "(quote them; ** recurses)",
+    )
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, metavar="N",
+        help="video frames per model call (default 8); images go one at a time",
+    )
+    parser.add_argument(
+        "--max-frames", type=positive_int, default=None, metavar="N",
+        help="evaluate only the first N frames of each video (default: all)",
+    )
+    parser.add_argument(
+        "--temporal-strength", type=strength, default=0.7, metavar="S",
+        help="strength in [0, 1) of the temporal stabilisation of the model row for videos, as in sacolor-infer "
+        "(default 0.7); the model_no_temporal row shows the same frames without it",
+    )
+    parser.add_argument(
+        "--json", action="store_true",
+        help='print one JSON object instead of the table: {"model": {"psnr": ..., ...}, "gray": {...}, "n": ...}, '
+        "with the model_no_temporal and truth rows too when there are videos",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar; errors and the results are still printed")
     return parser
 
 
@@ -149,9 +170,6 @@ def format_table(summary: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-eval``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if not 0.0 <= args.temporal_strength < 1.0:
-        print(f"sacolor-eval: error: --temporal-strength must be in [0, 1); got {args.temporal_strength}", file=sys.stderr)
-        return EXIT_USAGE
     try:
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
     except (FileNotFoundError, ValueError) as error:

@@ -25,17 +25,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
 from .colorizer import Colorizer, to_uint8
-from .config import parse_size
 from .io.images import load_rgb, save_rgb
-from .io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, collect_sources, is_media
+from .io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, collect_sources, is_media, suffix_help
 from .io.video import probe, recolor_video
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
-
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-
 
 @dataclass(frozen=True)
 class Job:
@@ -51,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sacolor-infer",
         description="Colourise black-and-white photos and films. The model predicts colour at "
         "--render-size; each output keeps its input's own resolution, detail and luminance.",
+        epilog=f"{suffix_help()} Exit status: {EXIT_OK} when every input was colourised, {EXIT_SOME_FAILED} when "
+        f"some failed (each is reported by name), {EXIT_USAGE} for bad options or an unusable checkpoint or device.",
     )
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
@@ -58,21 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Colour inputs are treated as gray.",
     )
     parser.add_argument(
-        "-o", "--output", required=True,
-        help="output file (one input file) or folder (created if missing; outputs keep the inputs' names, "
-        "folder inputs keep their sub-folders)",
+        "-o", "--output", required=True, metavar="PATH",
+        help="output file (one input file; its suffix picks the format) or folder (created if missing; outputs "
+        "keep the inputs' names and formats, folder inputs keep their sub-folders)",
     )
+    add_model_arguments(parser)
     parser.add_argument(
-        "--checkpoint", default=None,
-        help="checkpoint directory or .safetensors file from sacolor-train (default: the built-in model)",
+        "--batch-size", type=positive_int, default=8, metavar="N",
+        help="images or video frames per model call (default 8); lower it if memory runs out",
     )
-    parser.add_argument(
-        "--render-size", type=parse_size, default=None, metavar="N|HxW",
-        help="size the model runs at, e.g. 256 or 256x512 for films; multiples of the generator's 2**depth "
-        "(default: the checkpoint's training size)",
-    )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs; auto picks CUDA when present (bf16 there)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="images or video frames per model call (default 8)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: skip them with an error)")
     parser.add_argument(
         "--temporal", action=argparse.BooleanOptionalAction, default=True,
@@ -80,18 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         "flow (default on; --no-temporal turns it off)",
     )
     parser.add_argument(
-        "--temporal-strength", type=float, default=0.7, metavar="S",
-        help="weight of the previous frame's colour in [0, 1) (default 0.7); higher is steadier but slower to follow real changes",
+        "--temporal-strength", type=strength, default=0.7, metavar="S",
+        help="with --temporal, weight of the previous frame's colour in [0, 1) (default 0.7); higher is steadier "
+        "but slower to follow real changes",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet", action="store_true",
+        help="no progress bars, per-video flicker (CDC) lines or final count; errors are still printed",
+    )
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
-    return value
 
 
 def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list[Job], list[str]]:
@@ -229,9 +217,6 @@ class Runner:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-infer``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if not 0.0 <= args.temporal_strength < 1.0:
-        print(f"sacolor-infer: error: --temporal-strength must be in [0, 1); got {args.temporal_strength}", file=sys.stderr)
-        return EXIT_USAGE
     sources, problems = collect_sources(args.inputs)
     jobs, output_problems = plan_jobs(sources, args.output, args.overwrite)
     try:

@@ -42,6 +42,7 @@ from .data.dataset import ColorizationDataset, PairTransform
 from .data.lab import AB_SCALE, normalized_lab_to_rgb
 from .data.sampler import ResumableSampler
 from .data.splits import collect_splits
+from .io.paths import suffix_help
 from .losses import GANLoss, l1_loss
 from .metrics import colorfulness, psnr, ssim
 from .models import build_discriminator, build_generator
@@ -440,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
             "priority: built-in defaults, --preset, --config, then these options. "
             "Multi-GPU/CPU: torchrun --nproc_per_node=K -m sacolor.train ..."
         ),
+        epilog=f"{suffix_help()} Exit status: 0 when training finished, 2 for bad options or unusable data.",
         argument_default=argparse.SUPPRESS,
     )
     flag = argparse.BooleanOptionalAction
@@ -457,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the report's experiments (UNet128, 128x128, lr 2e-4): expt1/2 no attention, expt3/4 SA at 32^2, "
         "expt5/6 at 64^2, expt7/8 at 128^2; odd = log (vanilla) loss, even = least squares"))
     add(src, "--data", "required: image folders (recursive; DIR/train and DIR/test used as the split when present) "
-        "and/or video files (sampled --fps frames per second, split by time)", nargs="+")
+        "and/or video files (sampled --fps frames per second, split by time); grayscale and unreadable images "
+        "are skipped with one warning each", nargs="+")
     add(src, "--name", "run name: outputs go to <checkpoints-dir>/<name>/")
     add(src, "--checkpoints-dir", "where run folders go (latest.safetensors, latest.json, latest.pt, metrics.jsonl, samples/)")
     add(src, "--size", "training crop, H or HxW (e.g. 128 or 256x512); sides must be multiples of 2^depth of --netG")
@@ -468,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(src, "--val-fraction", "held-out fraction of a folder without train/test subfolders (at least 1 image), "
         "or the final fraction of each video's running time", type=float)
     add(src, "--fps", "video frames sampled per second", type=float)
-    add(src, "--frame-cache", "where sampled video frames are cached (default: ~/.cache/sacolor/frames)")
-    add(src, "--num-workers", "data loading processes per training process", type=int)
+    add(src, "--frame-cache", "where sampled video frames are cached (default: $XDG_CACHE_HOME/sacolor/frames, "
+        "~/.cache/sacolor/frames without it)")
+    add(src, "--num-workers", "data loading processes per training process; 0 loads in the training process", type=int)
 
     model = parser.add_argument_group("models")
     add(model, "--netG", "generator: UNet with 6, 7 or 8 downsamplings", choices=("unet_64", "unet_128", "unet_256"))
@@ -490,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(train, "--lambda-l1", "weight of the L1 loss on ab", type=float)
     add(train, "--batch-size", "images per step and per process", type=int)
     add(train, "--n-epochs", "epochs to train, unless --max-steps is given", type=int)
-    add(train, "--max-steps", "total optimisation steps (overrides --n-epochs)", type=int)
+    add(train, "--max-steps", "total optimisation steps (overrides --n-epochs; default: --n-epochs worth of steps)", type=int)
     add(train, "--lr-g", "generator Adam learning rate", type=float)
     add(train, "--lr-d", "discriminator Adam learning rate (TTUR: set it apart from --lr-g, e.g. 4e-4 vs 1e-4)", type=float)
     add(train, "--beta1", "Adam beta1", type=float)
@@ -506,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("evaluation, checkpoints, progress")
     add(run, "--eval-every", "evaluate on the held-out images every N steps (and at the end)", type=int)
     add(run, "--eval-images", "evaluate on at most this many held-out images (default: all of them)", type=int)
-    add(run, "--n-samples", "images in each saved sample grid (gray | truth | generated)", type=int)
+    add(run, "--n-samples", "images in each sample grid (gray | truth | generated) saved to <run>/samples/ at "
+        "each evaluation; 0 for none", type=int)
     add(run, "--save-every", "write the checkpoint every N steps (and at the end)", type=int)
     add(run, "--resume", "continue <checkpoints-dir>/<name>/latest exactly: weights, optimisers, scaler, "
         "EMA, step, random state and data position", action=flag)

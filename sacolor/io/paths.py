@@ -74,6 +74,14 @@ def suffix_list(suffixes: frozenset[str]) -> str:
     return "/".join(sorted(s.lstrip(".") for s in suffixes))
 
 
+def suffix_help() -> str:
+    """One sentence for a CLI's help: which suffixes make a file an image or a video."""
+    return (
+        f"Files in folders count by suffix (any case): images {suffix_list(IMAGE_SUFFIXES)}; "
+        f"videos {suffix_list(VIDEO_SUFFIXES)}."
+    )
+
+
 def collect_sources(arguments: list[str]) -> tuple[list[Source], list[str]]:
     """Expand INPUT arguments into sources, in order, without duplicates.
 
