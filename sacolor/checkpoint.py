@@ -188,12 +188,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     spec = config.get("generator")
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"{files.config} has no 'generator' entry with a 'name'; not a sacolor checkpoint?")
-    kwargs = dict(spec.get("kwargs", {}))
-    if "input_size" in kwargs:
-        kwargs["input_size"] = tuple(kwargs["input_size"])
-    if "sa_sizes" in kwargs:
-        kwargs["sa_sizes"] = tuple(kwargs["sa_sizes"])
-    generator = build_generator(spec["name"], **kwargs)
+    # JSON gives lists where the builder took tuples; LayerOptions accepts either.
+    generator = build_generator(spec["name"], **spec.get("kwargs", {}))
     weights = strip_prefix(tensors, EMA_PREFIX) or strip_prefix(tensors, GENERATOR_PREFIX)
     if not weights:
         raise ValueError(f"{files.weights} has no '{EMA_PREFIX}*' or '{GENERATOR_PREFIX}*' tensors")
