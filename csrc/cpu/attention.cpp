@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <optional>
@@ -124,33 +125,54 @@ Tensor project(const Tensor& w, const OptTensor& b, const Tensor& src) {
   return b.has_value() ? out.add_(b->unsqueeze(-1)) : out;
 }
 
-// Keys or values: projected at full resolution, then max-pooled (BigGAN order,
-// see sacolor/inputs.py). `full` and `index` are what the backward needs to
-// send each pooled gradient back to its argmax; undefined when pool == 1.
-struct Pooled {
-  Tensor cols;   // (B, out, M)
-  Tensor full;   // (B, out, H, W), before pooling
-  Tensor index;  // (B, out, H / pool, W / pool)
+// q, k and v come from one GEMM over x: (B, qk + qk + v, N); keys and values
+// are then max-pooled together (pooling is per channel; BigGAN order, see
+// sacolor/inputs.py). kv_full and kv_index let the backward send each pooled
+// gradient back to its argmax; they are undefined when pool == 1.
+struct Projections {
+  Tensor q;         // (B, qk, N)
+  Tensor k;         // (B, qk, M)
+  Tensor v;         // (B, v, M)
+  Tensor kv_full;   // (B, qk + v, H, W), before pooling
+  Tensor kv_index;  // (B, qk + v, H / pool, W / pool)
 };
 
-Pooled project_pooled(const Operands& op, const Tensor& w, const OptTensor& b) {
-  Tensor projected = project(w, b, op.x_rows());
-  if (op.pool == 1) return {projected, Tensor(), Tensor()};
-  const int64_t p = op.pool;
-  Tensor full = projected.view({op.batch(), w.size(0), op.x.size(2), op.x.size(3)});
-  auto [pooled, index] = at::max_pool2d_with_indices(full, {p, p}, {p, p});
-  return {pooled.reshape({op.batch(), w.size(0), op.keys()}), full, index};
+// [wq; wk; wv] (2 qk + v, C), and the biases stacked alike (zeros where absent).
+std::pair<Tensor, OptTensor> stacked_weights(const Operands& op) {
+  const Tensor w = at::cat({op.wq, op.wk, op.wv});
+  if (!op.bq.has_value() && !op.bk.has_value() && !op.bv.has_value()) return {w, std::nullopt};
+  auto or_zeros = [&](const OptTensor& b, const Tensor& weight) {
+    return b.has_value() ? *b : at::zeros({weight.size(0)}, weight.options());
+  };
+  return {w, at::cat({or_zeros(op.bq, op.wq), or_zeros(op.bk, op.wk), or_zeros(op.bv, op.wv)})};
 }
 
-// The gradient (B, out, N) at full resolution of a pooled projection, from d (B, M, out).
-Tensor unpooled_grad(const Operands& op, const Pooled& pooled, const Tensor& d) {
-  Tensor d_cols = d.transpose(1, 2);
-  if (op.pool == 1) return d_cols;
+Projections project_all(const Operands& op) {
+  const int64_t qk = op.wq.size(0), v = op.wv.size(0);
+  const auto [w, b] = stacked_weights(op);
+  const Tensor all = project(w, b, op.x_rows());
+  const Tensor q = all.narrow(1, 0, qk), kv = all.narrow(1, qk, qk + v);
+  if (op.pool == 1) return {q, kv.narrow(1, 0, qk), kv.narrow(1, qk, v), Tensor(), Tensor()};
   const int64_t p = op.pool;
-  Tensor grid = d_cols.reshape(pooled.index.sizes());
-  return at::max_pool2d_with_indices_backward(grid, pooled.full, {p, p}, {p, p}, {0, 0}, {1, 1},
-                                              false, pooled.index)
-      .view({op.batch(), d.size(2), op.queries()});
+  const Tensor full = kv.reshape({op.batch(), qk + v, op.x.size(2), op.x.size(3)});
+  const auto [pooled, index] = at::max_pool2d_with_indices(full, {p, p}, {p, p});
+  const Tensor kv_pooled = pooled.view({op.batch(), qk + v, op.keys()});
+  return {q, kv_pooled.narrow(1, 0, qk), kv_pooled.narrow(1, qk, v), full, index};
+}
+
+// The gradient (B, 2 qk + v, N) of the stacked projection's output, at full
+// resolution, from dq (B, N, qk), dk (B, M, qk) and dv (B, M, v).
+Tensor stacked_grad(const Operands& op, const Projections& proj, const Tensor& dq,
+                    const Tensor& dk, const Tensor& dv) {
+  Tensor dkv = at::cat({dk, dv}, 2).transpose(1, 2);  // (B, qk + v, M)
+  if (op.pool > 1) {
+    const int64_t p = op.pool;
+    dkv = at::max_pool2d_with_indices_backward(dkv.reshape(proj.kv_index.sizes()), proj.kv_full,
+                                               {p, p}, {p, p}, {0, 0}, {1, 1}, false,
+                                               proj.kv_index)
+              .view({op.batch(), dkv.size(1), op.queries()});
+  }
+  return at::cat({dq.transpose(1, 2), dkv}, 1);
 }
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -208,11 +230,10 @@ template <typename T>
 std::tuple<Tensor, Tensor> attention_forward(const Operands& op, double scale) {
   const KernelTable<T>& kt = kernels<T>();
   const Sizes s = Sizes::of(op, kt);
-  const Tensor q = padded(project(op.wq, op.bq, op.x_rows()).mul_(scale * kLog2e).transpose(1, 2),
-                          s.n_pad, s.qk_pad);
-  const Tensor k_t = panels(project_pooled(op, op.wk, op.bk).cols, s.qk, s.m_pad, kt.width);
-  const Tensor v =
-      panels(project_pooled(op, op.wv, op.bv).cols.transpose(1, 2), s.m_pad, s.v_pad, kt.width);
+  const Projections proj = project_all(op);
+  const Tensor q = padded((proj.q * (scale * kLog2e)).transpose(1, 2), s.n_pad, s.qk_pad);
+  const Tensor k_t = panels(proj.k, s.qk, s.m_pad, kt.width);
+  const Tensor v = panels(proj.v.transpose(1, 2), s.m_pad, s.v_pad, kt.width);
   Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
   Tensor lse = at::empty({s.batch, s.n}, op.x.options());
 
@@ -370,36 +391,41 @@ self_attention_bwd(const Tensor& dy, const Tensor& x, const Tensor& wq, const Op
     d_o = at::matmul(d_out, *op.wo);
   }
   d_o = d_o.contiguous();
-  const Tensor q_cols = project(op.wq, op.bq, op.x_rows());
-  const Pooled k = project_pooled(op, op.wk, op.bk), v = project_pooled(op, op.wv, op.bv);
+  const Projections proj = project_all(op);
   auto [dq, dk, dv] =
       op.x.scalar_type() == at::kDouble
-          ? attention_backward<double>(op, q_cols, k.cols, v.cols, d_o, o, lse, scale)
-          : attention_backward<float>(op, q_cols, k.cols, v.cols, d_o, o, lse, scale);
+          ? attention_backward<double>(op, proj.q, proj.k, proj.v, d_o, o, lse, scale)
+          : attention_backward<float>(op, proj.q, proj.k, proj.v, d_o, o, lse, scale);
 
-  // Through the projections (and the pooling) back to full resolution: (B, out, N).
-  const Tensor dq_cols = dq.transpose(1, 2);
-  const Tensor dk_cols = unpooled_grad(op, k, dk), dv_cols = unpooled_grad(op, v, dv);
+  // Through the pooling and the stacked projection: one GEMM each for dx and dW.
+  const Tensor d_all = stacked_grad(op, proj, dq, dk, dv);  // (B, 2 qk + v, N)
   const Tensor x_rows = op.x_rows();
-  Tensor dx = dy.to(op.x.scalar_type()).view({batch, channels, -1});
-  dx = dx + at::matmul(op.wq.t(), dq_cols) + at::matmul(op.wk.t(), dk_cols) +
-       at::matmul(op.wv.t(), dv_cols);
+  const Tensor dx = dy.to(op.x.scalar_type()).view({batch, channels, -1}) +
+                    at::matmul(stacked_weights(op).first.t(), d_all);
+  const Tensor dw_all = weight_grad(d_all, x_rows), db_all = d_all.sum({0, 2});
+  // Rows (first, count) of q, k and v in the stack.
+  const int64_t qk = op.wq.size(0);
+  const std::array<std::pair<int64_t, int64_t>, 3> rows = {
+      {{0, qk}, {qk, qk}, {2 * qk, op.wv.size(0)}}};
+  auto part = [&](const Tensor& t, int which) {
+    return t.narrow(0, rows[which].first, rows[which].second);
+  };
 
-  // Back to each input's dtype; absent inputs get fresh empty tensors.
+  // Fresh tensors in each input's dtype and shape (parts of one stacked
+  // gradient must not alias each other); absent inputs get empty ones.
   auto like = [&](const Tensor& g, const Tensor& input) {
-    return g.reshape(input.sizes()).to(input.scalar_type()).contiguous();
+    return g.reshape(input.sizes()).to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   };
   auto like_opt = [&](const Tensor& g, const OptTensor& input) {
     return input.has_value() ? like(g, *input) : x.new_empty({0});
   };
-  auto bias_grad = [](const Tensor& d_cols) { return d_cols.sum({0, 2}); };
   return {like(dx, x),
-          like(weight_grad(dq_cols, x_rows), wq),
-          like_opt(bq.has_value() ? bias_grad(dq_cols) : Tensor(), bq),
-          like(weight_grad(dk_cols, x_rows), wk),
-          like_opt(bk.has_value() ? bias_grad(dk_cols) : Tensor(), bk),
-          like(weight_grad(dv_cols, x_rows), wv),
-          like_opt(bv.has_value() ? bias_grad(dv_cols) : Tensor(), bv),
+          like(part(dw_all, 0), wq),
+          like_opt(part(db_all, 0), bq),
+          like(part(dw_all, 1), wk),
+          like_opt(part(db_all, 1), bk),
+          like(part(dw_all, 2), wv),
+          like_opt(part(db_all, 2), bv),
           like_opt(dwo, wo),
           like_opt(dbo, bo),
           like(dgamma, gamma)};

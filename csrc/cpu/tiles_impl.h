@@ -5,11 +5,12 @@
 // Every matrix product here has the form C (rows x cols) (+)= A (rows x depth) B
 // (depth x cols): B stored as panels (see tiles.h), A read by broadcasts
 // through arbitrary strides (so A may be a transposed view), C row-major, its
-// tiles held in registers across the whole depth. The forward walks key blocks for one query block with an
-// online softmax (running max m, running sum l, rescaling o only when m
-// moves); the backward walks query blocks for one key block, recomputing the
-// probabilities from the saved log-sum-exp. Scores are kept in base 2
-// (queries pre-multiplied by log2(e)) so the exponential is a plain exp2.
+// tiles held in registers across the whole depth. The forward walks key
+// blocks for one query block with an online softmax (running max m, running
+// sum l, rescaling o only when m moves); the backward walks query blocks for
+// one key block, recomputing the probabilities from the saved log-sum-exp.
+// Scores are kept in base 2 (queries pre-multiplied by log2(e)) so the
+// exponential is a plain exp2.
 //
 // Include only after a vector type and SACOLOR_TILES_NAMESPACE are defined.
 
@@ -87,9 +88,11 @@ void gemm(int64_t rows, int64_t cols, int64_t depth, const typename Vec::T* a, i
   constexpr int W = Vec::width;
   int64_t col = 0;
   for (; col + 2 * W <= cols; col += 2 * W)
-    gemm_column_group<Vec, 2>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc, accumulate);
+    gemm_column_group<Vec, 2>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc,
+                              accumulate);
   if (col < cols)
-    gemm_column_group<Vec, 1>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc, accumulate);
+    gemm_column_group<Vec, 1>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc,
+                              accumulate);
 }
 
 template <class Vec>
