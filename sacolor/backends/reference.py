@@ -9,31 +9,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..inputs import AttentionInputs
 from .base import Backend, ForwardResult, Gradients, accumulation_dtype
-
-
-def _project(w: Tensor, b: Tensor | None, x: Tensor) -> Tensor:
-    """(out, C) weight applied to x (B, C, N) -> (B, N, out)."""
-    out = torch.einsum("oc,bcn->bno", w, x)
-    return out if b is None else out + b
-
-
-def _project_pooled(w: Tensor, b: Tensor | None, x: Tensor, pool: int) -> tuple[Tensor, Tensor | None]:
-    """Keys or values: project x (B, C, H, W), then max-pool (BigGAN order) -> (B, M, out).
-
-    Also returns the pooling argmax (None without pooling) for the backward.
-    """
-    projected = _project(w, b, x.flatten(2))
-    if pool == 1:
-        return projected, None
-    batch, _, height, width = x.shape
-    grid = projected.transpose(1, 2).reshape(batch, -1, height, width)
-    pooled, indices = F.max_pool2d(grid, pool, return_indices=True)
-    return pooled.flatten(2).transpose(1, 2), indices
+from .projection import max_pool_positions, project, unpool_positions
 
 
 class _Forward(NamedTuple):
@@ -57,26 +37,17 @@ def _forward(inputs: AttentionInputs) -> _Forward:
     t = {k: (None if v is None else v.to(acc)) for k, v in inputs.named_tensors().items()}
     x = t["x"]
     batch, channels, height, width = x.shape
-    q = _project(t["wq"], t["bq"], x.flatten(2))
-    k, k_indices = _project_pooled(t["wk"], t["bk"], x, inputs.pool)
-    v, v_indices = _project_pooled(t["wv"], t["bv"], x, inputs.pool)
+    q = project(t["wq"], t["bq"], x.flatten(2))
+    # Keys and values: project at full resolution, then max-pool (BigGAN order).
+    k, k_indices = max_pool_positions(project(t["wk"], t["bk"], x.flatten(2)), inputs.pool, height, width)
+    v, v_indices = max_pool_positions(project(t["wv"], t["bv"], x.flatten(2)), inputs.pool, height, width)
     scores = inputs.scale * (q @ k.transpose(1, 2))
     lse = torch.logsumexp(scores, dim=-1)
     p = torch.exp(scores - lse.unsqueeze(-1))
     o = p @ v
-    out = o if t["wo"] is None else _project(t["wo"], t["bo"], o.transpose(1, 2))
+    out = o if t["wo"] is None else project(t["wo"], t["bo"], o.transpose(1, 2))
     y = t["gamma"].reshape(()) * out.transpose(1, 2).reshape(batch, channels, height, width) + x
     return _Forward(t, k_indices, v_indices, q, k, v, p, lse, o, out, y)
-
-
-def _unpool(d: Tensor, indices: Tensor | None, pool: int, shape: torch.Size) -> Tensor:
-    """(B, M, out) pooled gradient -> (B, N, out) at full resolution."""
-    if indices is None:
-        return d
-    batch, _, height, width = shape
-    grid = d.transpose(1, 2).reshape(batch, -1, height // pool, width // pool)
-    full = F.max_unpool2d(grid, indices, pool, output_size=(height, width))
-    return full.flatten(2).transpose(1, 2)
 
 
 def reference_forward(inputs: AttentionInputs) -> ForwardResult:
@@ -106,7 +77,9 @@ def reference_backward(inputs: AttentionInputs, dy: Tensor) -> Gradients:
     dq = inputs.scale * (ds @ f.k)  # (B, N, qk)
     dk = inputs.scale * (ds.transpose(1, 2) @ f.q)  # (B, M, qk)
     # Through the max-pool: each pooled gradient goes back to its argmax position.
-    dk, dv = (_unpool(d, idx, inputs.pool, x.shape) for d, idx in ((dk, f.k_indices), (dv, f.v_indices)))
+    height, width = x.shape[2:]
+    dk = unpool_positions(dk, f.k_indices, inputs.pool, height, width)
+    dv = unpool_positions(dv, f.v_indices, inputs.pool, height, width)
     dx = dy.to(x.dtype)
     for name, d in (("q", dq), ("k", dk), ("v", dv)):  # d: (B, N, out), full resolution
         grads[f"w{name}"] = torch.einsum("bno,bcn->oc", d, x.flatten(2))

@@ -20,11 +20,11 @@ import os
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..inputs import AttentionInputs
 from .base import Backend, ForwardResult, Gradients
+from .projection import max_pool_positions, project, unpool_positions
 from .reference import pack_gradients
 
 INTERPRET_ENV_VAR = "TRITON_INTERPRET"
@@ -43,12 +43,6 @@ def _kernels(name: str) -> ModuleType:
 def _on_device_of(t: Tensor) -> contextlib.AbstractContextManager:
     """Triton launches on the current CUDA device: make it ``t``'s (e.g. cuda:1)."""
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
-
-
-def _project(w: Tensor, b: Tensor | None, src: Tensor) -> Tensor:
-    """(out, C) weight applied to src (B, C, N) -> (B, N, out)."""
-    out = torch.matmul(src.transpose(1, 2), w.t())
-    return out if b is None else out + b
 
 
 def _aligned_rows(t: Tensor) -> Tensor:
@@ -80,23 +74,10 @@ def _keys_values(inputs: AttentionInputs) -> tuple[Tensor, Tensor, Tensor | None
             inputs.bk if inputs.bk is not None else inputs.wk.new_zeros(inputs.qk_channels),
             inputs.bv if inputs.bv is not None else inputs.wv.new_zeros(inputs.v_channels),
         ])
-    kv = _project(w, b, x.flatten(2))  # (B, N, qk + v)
-    indices = None
-    if inputs.pool > 1:
-        grid = kv.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[2:])
-        pooled, indices = F.max_pool2d(grid, inputs.pool, return_indices=True)
-        kv = pooled.flatten(2).transpose(1, 2).contiguous()
+    kv = project(w, b, x.flatten(2))  # (B, N, qk + v)
+    kv, indices = max_pool_positions(kv, inputs.pool, *x.shape[2:])
     k, v = (_aligned_rows(t) for t in kv.split([inputs.qk_channels, inputs.v_channels], dim=-1))
     return k, v, indices
-
-
-def _unpool(d: Tensor, indices: Tensor | None, pool: int, shape: torch.Size) -> Tensor:
-    """(B, M, out) gradient of pooled keys/values -> (B, N, out), each to its argmax."""
-    if indices is None:
-        return d
-    batch, _, height, width = shape
-    grid = d.transpose(1, 2).reshape(batch, -1, height // pool, width // pool)
-    return F.max_unpool2d(grid, indices, pool, output_size=(height, width)).flatten(2).transpose(1, 2)
 
 
 def _weight_grad(d: Tensor, src: Tensor) -> Tensor:
@@ -143,12 +124,12 @@ class TritonBackend(Backend):
     def backward(self, inputs: AttentionInputs, dy: Tensor, o: Tensor, lse: Tensor) -> Gradients:
         x = inputs.x
         k, v, pool_indices = _keys_values(inputs)
-        q = _aligned_rows(_project(inputs.wq, inputs.bq, x.flatten(2)))
+        q = _aligned_rows(project(inputs.wq, inputs.bq, x.flatten(2)))
         f32 = {name: None if t is None else t.float() for name, t in inputs.named_tensors().items()}
 
         # Through the epilogue: y = gamma * (Wo o + bo) + x.
         dy_t = dy.float().flatten(2).transpose(1, 2)  # (B, N, C)
-        out = o if f32["wo"] is None else _project(f32["wo"], f32["bo"], o.transpose(1, 2))
+        out = o if f32["wo"] is None else project(f32["wo"], f32["bo"], o.transpose(1, 2))
         grads = {"gamma": (dy_t * out).sum().reshape(inputs.gamma.shape)}
         d_out = f32["gamma"].reshape(()) * dy_t
         d_o = d_out
@@ -165,7 +146,7 @@ class TritonBackend(Backend):
             )
 
         # Through the pool and the projections q = Wq x + bq, [k v] = [Wk Wv] x + [bk bv].
-        dkv = _unpool(torch.cat([dk, dv], dim=-1), pool_indices, inputs.pool, x.shape)
+        dkv = unpool_positions(torch.cat([dk, dv], dim=-1), pool_indices, inputs.pool, *x.shape[2:])
         w_kv = torch.cat([f32["wk"], f32["wv"]])
         x_f32 = f32["x"].flatten(2)
         dk, dv = dkv.split([inputs.qk_channels, inputs.v_channels], dim=-1)
