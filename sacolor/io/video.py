@@ -99,8 +99,11 @@ def sample_frames(path: str | Path, fps: float, keep: Callable[[float, np.ndarra
         the container does not say.
 
     Raises:
-        ValueError: the file is not a readable video, or its data is corrupt.
+        ValueError: ``fps`` is not positive, the file is not a readable video,
+            or its data is corrupt.
     """
+    if not fps > 0:
+        raise ValueError(f"fps must be positive; got {fps!r}")
     next_time = last_time = 0.0
     with _open_input(path) as container:
         stream = _video_stream(container, path)
