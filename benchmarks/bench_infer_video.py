@@ -34,7 +34,7 @@ from sacolor.config import parse_size
 from sacolor.evaluate import main as evaluate
 from sacolor.infer import main as infer
 from sacolor.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
-from sacolor.video import write_video
+from sacolor.io.video import write_video
 
 WIDTH, HEIGHT, FPS, SAMPLE_RATE = 640, 272, 24, 44100
 JITTER = 6.0
