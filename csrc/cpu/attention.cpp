@@ -3,7 +3,7 @@
 // (B, positions, channels) tensors; the attention itself runs in the tile
 // kernels of tiles_*.cpp, chosen at run time for the CPU, with OpenMP over
 // (batch, block) through at::parallel_for. Nothing N x M is ever allocated:
-// extra memory is O(B * N * (qk + v)).
+// extra memory is O(B * N * (qk + v)) plus O(threads * N * qk) for the dq parts.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
