@@ -100,18 +100,14 @@ def quick_cases() -> list[Case]:
 # -- implementations -----------------------------------------------------------------------
 
 
-def _conv(x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
-    return F.conv2d(x, w, b)
-
-
 def _sdpa_module(module: sacolor.SelfAttention, pad_qk: bool) -> Callable[[Tensor], Tensor]:
     """SAGAN attention written with F.scaled_dot_product_attention on the module's weights."""
 
     def forward(x: Tensor) -> Tensor:
         batch, _, height, width = x.shape
-        q = _conv(x, module.query.weight, module.query.bias)
-        k = _conv(x, module.key.weight, module.key.bias)
-        v = _conv(x, module.value.weight, module.value.bias)
+        q = F.conv2d(x, module.query.weight, module.query.bias)
+        k = F.conv2d(x, module.key.weight, module.key.bias)
+        v = F.conv2d(x, module.value.weight, module.value.bias)
         if module.pool > 1:  # keys and values pooled after projection, as the op does
             k, v = F.max_pool2d(k, module.pool), F.max_pool2d(v, module.pool)
         # (B, 1, L, ch), contiguous: SDPA's CPU flash kernel refuses a strided last dim.
@@ -122,7 +118,7 @@ def _sdpa_module(module: sacolor.SelfAttention, pad_qk: bool) -> Callable[[Tenso
         o = F.scaled_dot_product_attention(q, k, v, scale=module.scale)
         o = o.squeeze(1).transpose(1, 2).reshape(batch, -1, height, width)
         if module.out is not None:
-            o = _conv(o, module.out.weight, module.out.bias)
+            o = F.conv2d(o, module.out.weight, module.out.bias)
         return module.gamma * o + x
 
     return forward

@@ -1,7 +1,7 @@
 """pytest-benchmark suite: SelfAttention forward and forward + backward, every
 available backend and the SDPA baselines side by side.
 
-    pytest benchmarks/ --benchmark-only [-k "C=64"] [--benchmark-group-by=param:case]
+    pytest benchmarks/ --benchmark-only [-k "heykeetae and 1x128x128"]
 
 Not collected by the default test run (pyproject's testpaths is tests/). A
 case an implementation cannot run (a backend's refusal, or N x M scores that
