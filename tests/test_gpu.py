@@ -9,15 +9,14 @@ cleanly without a CUDA device (checked when the test runs, not at import).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from attention_cases import Case, assert_close
+
 import sacolor
 from sacolor.backends.reference import reference_backward, reference_forward
-from sacolor.inputs import AttentionInputs
 
 pytestmark = pytest.mark.gpu
 
@@ -42,43 +41,6 @@ def ieee_fp32():
     torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-@dataclass(frozen=True)
-class Case:
-    channels: int
-    qk: int
-    v: int
-    height: int
-    width: int
-    pool: int = 1
-    out_proj: bool = False
-    bias: bool = True
-    batch: int = 2
-
-    def __str__(self) -> str:
-        return (
-            f"C{self.channels}-qk{self.qk}-v{self.v}-{self.height}x{self.width}-pool{self.pool}"
-            f"{'-out' if self.out_proj else ''}{'-bias' if self.bias else ''}"
-        )
-
-    def tensors(self, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor | None]:
-        gen = torch.Generator(device=device).manual_seed(0)
-
-        def rand(*shape, std=None):
-            std = std if std is not None else shape[-1] ** -0.5
-            return (torch.randn(*shape, generator=gen, device=device) * std).to(dtype)
-
-        c, qk, v = self.channels, self.qk, self.v
-        bias = (lambda n: rand(n, std=0.1)) if self.bias else (lambda n: None)
-        return {
-            "x": rand(self.batch, c, self.height, self.width, std=1.0),
-            "wq": rand(qk, c), "bq": bias(qk), "wk": rand(qk, c), "bk": bias(qk),
-            "wv": rand(v, c), "bv": bias(v),
-            "wo": rand(c, v) if self.out_proj else None,
-            "bo": bias(c) if self.out_proj else None,
-            "gamma": torch.tensor([0.7], device=device, dtype=dtype),
-        }
-
-
 CASES = [
     Case(channels=64, qk=8, v=64, height=32, width=32),  # SAGAN at 32x32
     Case(channels=32, qk=5, v=32, height=63, width=65, batch=1),  # N = 4095: ragged tiles, qk < 16
@@ -88,36 +50,15 @@ CASES = [
 ]
 
 
-def _call(t: dict, pool: int, backend: str) -> torch.Tensor:
-    return sacolor.self_attention(
-        t["x"], t["wq"], t["wk"], t["wv"], t["gamma"], bq=t["bq"], bk=t["bk"], bv=t["bv"],
-        wo=t["wo"], bo=t["bo"], pool=pool, backend=backend,
-    )
-
-
-def _assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
-    if expected.numel() == 0:
-        assert actual.numel() == 0, name
-        return
-    magnitude = max(1.0, expected.double().abs().max().item())
-    err = (actual.double() - expected.double()).abs().max().item()
-    assert err <= tol * magnitude, f"{name}: max error {err:.3g} > {tol:g} x {magnitude:.3g}"
-
-
-def _float64(t: dict, pool: int = 1) -> AttentionInputs:
-    """The oracle's inputs: the same tensors in float64."""
-    return AttentionInputs.create(**{n: None if v is None else v.double() for n, v in t.items()}, pool=pool)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_forward_matches_reference(cuda, case: Case, dtype: torch.dtype) -> None:
     t = case.tensors(dtype, cuda)
     with torch.no_grad():
-        y = _call(t, case.pool, "triton")
-    expected = reference_forward(_float64(t, case.pool)).y
+        y = case.call(t, "triton")
+    expected = reference_forward(case.oracle(t)).y
     assert y.dtype == dtype and y.shape == t["x"].shape
-    _assert_close("y", y, expected, TOLERANCE[dtype])
+    assert_close("y", y, expected, TOLERANCE[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -125,14 +66,14 @@ def test_forward_matches_reference(cuda, case: Case, dtype: torch.dtype) -> None
 def test_backward_matches_reference(cuda, case: Case, dtype: torch.dtype) -> None:
     t = case.tensors(dtype, cuda)
     leaves = {n: None if v is None else v.clone().requires_grad_() for n, v in t.items()}
-    y = _call(leaves, case.pool, "triton")
+    y = case.call(leaves, "triton")
     dy = torch.randn_like(y)
     y.backward(dy)
-    expected = reference_backward(_float64(t, case.pool), dy.double())._asdict()
+    expected = reference_backward(case.oracle(t), dy.double())._asdict()
     for name, leaf in leaves.items():
         if leaf is not None:
             assert leaf.grad.dtype == dtype, name
-            _assert_close(f"d{name}", leaf.grad, expected[f"d{name}"], TOLERANCE[dtype])
+            assert_close(f"d{name}", leaf.grad, expected[f"d{name}"], TOLERANCE[dtype])
 
 
 def _sdpa_attention(t: dict, pool: int) -> torch.Tensor:
@@ -161,15 +102,15 @@ def _sdpa_attention(t: dict, pool: int) -> torch.Tensor:
 def test_matches_sdpa_with_conv_projections(cuda, case: Case, dtype: torch.dtype) -> None:
     t = case.tensors(dtype, cuda)
     grads = []
-    for run in (lambda z: _call(z, case.pool, "triton"), lambda z: _sdpa_attention(z, case.pool)):
+    for run in (lambda z: case.call(z, "triton"), lambda z: _sdpa_attention(z, case.pool)):
         leaves = {n: None if v is None else v.clone().requires_grad_() for n, v in t.items()}
         y = run(leaves)
         y.backward(torch.ones_like(y))
         grads.append((y.detach(), {n: v.grad for n, v in leaves.items() if v is not None}))
     (y, g), (y_sdpa, g_sdpa) = grads
-    _assert_close("y", y, y_sdpa, TOLERANCE[dtype])
+    assert_close("y", y, y_sdpa, TOLERANCE[dtype])
     for name in g:
-        _assert_close(f"d{name}", g[name], g_sdpa[name], TOLERANCE[dtype])
+        assert_close(f"d{name}", g[name], g_sdpa[name], TOLERANCE[dtype])
 
 
 def test_backward_is_deterministic(cuda) -> None:
@@ -178,7 +119,7 @@ def test_backward_is_deterministic(cuda) -> None:
     runs = []
     for _ in range(2):
         leaves = {n: None if v is None else v.clone().requires_grad_() for n, v in t.items()}
-        _call(leaves, 1, "triton").sum().backward()
+        CASES[1].call(leaves, "triton").sum().backward()
         runs.append([v.grad for v in leaves.values() if v is not None])
     for first, second in zip(*runs):
         assert torch.equal(first, second)
@@ -188,11 +129,10 @@ def test_tf32_when_pytorch_allows_it(cuda) -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     t = CASES[0].tensors(torch.float32, cuda)
     with torch.no_grad():
-        y = _call(t, 1, "triton")
-    _assert_close("y", y, reference_forward(_float64(t)).y, 2e-2)
+        y = CASES[0].call(t, "triton")
+    assert_close("y", y, reference_forward(CASES[0].oracle(t)).y, 2e-2)
 
 
 def test_auto_picks_triton_on_cuda(cuda) -> None:
-    t = CASES[0].tensors(torch.float32, cuda)
-    inputs = AttentionInputs.create(**t)
+    inputs = CASES[0].inputs(torch.float32, cuda)
     assert sacolor.backends.select(inputs).name == "triton"
