@@ -546,6 +546,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trainer = Trainer(config, rank, world_size)
         trainer.fit()
+        if world_size > 1:
+            # Let gloo's workers free the last checkpoint's all_gather (its tensors need the
+            # GIL) while we wait here without it: tearing DDP down first can deadlock on exit.
+            dist.barrier()
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
