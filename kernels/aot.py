@@ -176,13 +176,11 @@ DQ_VARIANTS = {
 }
 
 
-def variants(dtypes=DTYPES, all_epilogues: bool = True) -> list[Variant]:
+def variants(dtypes=DTYPES) -> list[Variant]:
     """Every autotune config of every kernel, for each dtype, general and aligned.
 
     Args:
         dtypes: Triton dtype names ("fp32", "bf16", "fp16").
-        all_epilogues: every constexpr variant (forward epilogues, split v);
-            else only the common one of each kernel (SAGAN forward, unsplit v).
     """
     groups = [
         (attention_fwd.ATTN_FWD, "fwd", FWD_VARIANTS),
@@ -192,20 +190,8 @@ def variants(dtypes=DTYPES, all_epilogues: bool = True) -> list[Variant]:
     return [
         Variant(f"{kernel}[{name}]", tuned.fn, config, dtype, constants, aligned)
         for tuned, kernel, named in groups
-        for name, constants in (named.items() if all_epilogues else list(named.items())[:1])
+        for name, constants in named.items()
         for dtype in dtypes
         for config in tuned.configs[dtype_family(dtype)]
         for aligned in (False, True)
-    ]
-
-
-def default_variants(dtypes=DTYPES) -> list[Variant]:
-    """The configs used when autotuning is off: one per kernel and dtype, common variant."""
-    defaults = {
-        (tuned.fn, family): tuned.configs[family][0]
-        for tuned in (attention_fwd.ATTN_FWD, attention_bwd.ATTN_BWD_DKDV, attention_bwd.ATTN_BWD_DQ)
-        for family in tuned.configs
-    }
-    return [
-        v for v in variants(dtypes, all_epilogues=False) if v.config is defaults[v.fn, dtype_family(v.dtype)]
     ]

@@ -11,14 +11,11 @@ N = 4096, C = 64: vector loads, cp.async pipelining): different code, both
 must not spill.
 
 Budget on a 2-core CPU (measured): 1 to 6 s per compilation, 10 to 30 s for
-one that spills. The default suite compiles each kernel's default
-configuration (the one used when autotuning is off) once per dtype, spread
-over both architectures, general and aligned (18 compilations, 50 s with
-an empty Triton cache); ``-m slow`` compiles the full matrix: every autotune
+one that spills. The default suite compiles the full matrix: every autotune
 configuration of every kernel and constexpr variant, for fp32, bf16 and fp16,
-for sm_80 and sm_90 (320 compilations, about 12 min cold; the same table as
-benchmarks/TRITON_REPORT.md), plus the fp32 configurations with TF32 dots
-(64 more, about 3 min); 199 s in all with a warm Triton cache.
+for sm_80 and sm_90 (320 compilations, about 10 min with an empty Triton
+cache; the same table as benchmarks/TRITON_REPORT.md). ``-m slow`` adds the
+fp32 configurations with TF32 dots (64 more, about 3 min).
 """
 
 from __future__ import annotations
@@ -37,9 +34,6 @@ if os.environ.get("TRITON_INTERPRET") == "1":
 
 from sacolor.kernels import aot  # noqa: E402  (after the interpreter check)
 
-# One architecture per dtype keeps the default run short; -m slow covers the rest.
-DEFAULT_MATRIX = {"bf16": 90, "fp16": 80, "fp32": 90}
-
 
 def _compile_without_spills(variant: aot.Variant, capability: int) -> None:
     compiled = aot.compile_variant(variant, capability)
@@ -50,16 +44,6 @@ def _compile_without_spills(variant: aot.Variant, capability: int) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "variant, capability",
-    [(v, DEFAULT_MATRIX[v.dtype]) for v in aot.default_variants()],
-    ids=lambda p: p.describe() if isinstance(p, aot.Variant) else f"sm{p}",
-)
-def test_default_configs_compile(variant: aot.Variant, capability: int) -> None:
-    _compile_without_spills(variant, capability)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("capability", aot.CAPABILITIES, ids=lambda c: f"sm{c}")
 @pytest.mark.parametrize("variant", aot.variants(), ids=aot.Variant.describe)
 def test_every_config_compiles(variant: aot.Variant, capability: int) -> None:
