@@ -1,5 +1,5 @@
 """The reference backend (the oracle) against a plain autograd implementation,
-and the op's registration (opcheck, torch.compile) through it."""
+and the op's registration (opcheck through it; torch.compile through it and cpu)."""
 
 import zlib
 
@@ -109,11 +109,15 @@ def test_channels_last_keeps_layout_and_values():
     torch.testing.assert_close(y_strided, _call(x, p, 1, 1.0))
 
 
-def test_torch_compile_fullgraph_reference():
-    module = sacolor.SelfAttention(16, backend="reference")
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_torch_compile_fullgraph(backend):
+    """torch.compile traces the op without a graph break, forward and backward, on each CPU backend."""
+    if backend not in sacolor.available_backends():
+        pytest.skip(f"the {backend} backend is not built")
+    module = sacolor.SelfAttention(16, backend=backend)
     with torch.no_grad():
         module.gamma.fill_(0.5)
-    x = torch.randn(2, 16, 6, 5, requires_grad=True)
+    x = torch.randn(2, 16, 6, 5, generator=torch.Generator().manual_seed(3), requires_grad=True)
     compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
     y = compiled(x)
     y.square().sum().backward()
