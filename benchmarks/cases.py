@@ -70,6 +70,10 @@ class Case:
     def v(self) -> int:
         return LAYOUTS[self.layout](self.channels).get("v_channels", self.channels)
 
+    @property
+    def out_proj(self) -> bool:
+        return LAYOUTS[self.layout](self.channels).get("out_proj", False)
+
     def __str__(self) -> str:
         dtype = "" if self.dtype == torch.float32 else f" {str(self.dtype).removeprefix('torch.')}"
         return f"{self.layout} C={self.channels} {self.batch}x{self.height}x{self.width}{dtype}"

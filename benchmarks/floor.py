@@ -9,14 +9,21 @@ low): the FMA rate torch's SGEMM reaches (a 2048^3 matmul; MKL is a fair
 ceiling) and the rate of torch.exp on an L3-resident float32 tensor (SLEEF,
 vectorised, 1 ulp; the kernel's own exp2 is a cheaper polynomial, so the exp
 term errs high: the FMA term alone is reported too). The attention core must
-do, per batch element with N queries, M keys, qk and v channels:
+do, per batch element with N queries, M keys, C input, qk and v channels:
 
 - forward: N*M*(qk + v) FMAs (scores, then P V) and N*M exponentials;
 - backward: N*M*(3 qk + 2 v) FMAs (scores again, dV, dP, dQ, dK) and N*M
   exponentials (probabilities recomputed from the saved log-sum-exp).
 
-floor = FMAs / FMA rate + exps / exp rate. The 1x1 projections (O(N*C*(qk+v)))
-and elementwise work are left out: the floor is a bound, not an estimate.
+and the module around it, which every implementation must do as well: the
+1x1 projections, N*C*(2 qk + v) FMAs forward (keys and values are projected
+at full resolution, then pooled) and twice that backward (dx and dW), plus
+N*v*C forward and 2*N*v*C backward for an output projection. They matter only
+for small maps (0.4 % of the forward at 128x128, C = 64; two thirds at 32x32,
+BigGAN layout, C = 256). Recomputing anything in the backward is not counted.
+
+floor = FMAs / FMA rate + exps / exp rate. Elementwise work (pooling, gamma,
+the residual) is left out: the floor is a bound, not an estimate.
 """
 
 from __future__ import annotations
@@ -77,12 +84,14 @@ def _single_thread_rates(repeats: int) -> Rates:
 
 
 def work(case: Case, mode: str) -> tuple[float, float]:
-    """(FMAs, exponentials) the attention core of ``case`` must do in ``mode``."""
+    """(FMAs, exponentials) ``case`` must do in ``mode``: attention core and projections."""
     pairs = case.batch * case.queries * case.keys
-    fmas = pairs * (case.qk + case.v)
+    positions = case.batch * case.queries
+    projections = positions * case.channels * (2 * case.qk + case.v + (case.v if case.out_proj else 0))
+    fmas = pairs * (case.qk + case.v) + projections
     exps = pairs
     if mode == "fwd+bwd":
-        fmas += pairs * (3 * case.qk + 2 * case.v)
+        fmas += pairs * (3 * case.qk + 2 * case.v) + 2 * projections
         exps += pairs
     return float(fmas), float(exps)
 

@@ -130,10 +130,15 @@ def _markdown(results: list[Result], cases: list[Case], impls: list[str], rates:
             speedup = f"{best.seconds / cpu.seconds:.1f}x | {best.seconds / fma_floor:.1f}x" if best else " | "
             out.append(f"| {case} | {mode} | {base}{cpu.seconds:.4f} | {speedup} | {floor:.4f} | "
                        f"{cpu.seconds / floor:.2f} | {cpu.seconds / fma_floor:.2f} |")
-    refusals = sorted({(r.implementation, r.refusal) for r in results if r.refusal})
-    if refusals:
+    refused: dict[tuple[str, str], list[str]] = {}
+    for r in results:
+        if r.refusal:
+            refused.setdefault((r.implementation, r.refusal), []).append(f"{r.case} {r.mode}")
+    if refused:
         out += ["", "## Not run", ""]
-        out += [f"- {name}: {reason}" for name, reason in refusals]
+        every = len(cases) * len(MODES)
+        for (name, reason), where in refused.items():
+            out.append(f"- {name}, {'every case' if len(where) == every else ', '.join(where)}: {reason}")
     return "\n".join(out) + "\n"
 
 

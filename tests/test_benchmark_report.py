@@ -13,13 +13,17 @@ RATES = Rates(fma_per_s=50e9, exp_per_s=1e9, threads=2)
 
 
 def test_work_counts_the_fmas_and_exps_of_the_algorithm():
-    pairs = 16384 * 16384
-    assert work(CASE, "fwd") == (pairs * (8 + 64), pairs)
-    assert work(CASE, "fwd+bwd") == (pairs * (8 + 64 + 3 * 8 + 2 * 64), 2 * pairs)
-    pooled = Case("biggan", 64, 128, 128)  # M = N / 4, v = 32
-    assert work(pooled, "fwd") == (16384 * 4096 * (8 + 32), 16384 * 4096)
-    assert floor_seconds(CASE, "fwd", RATES, fma_only=True) == pytest.approx(pairs * 72 / 50e9)
-    assert floor_seconds(CASE, "fwd", RATES) == pytest.approx(pairs * 72 / 50e9 + pairs / 1e9)
+    n = 16384
+    pairs = n * n
+    projections = n * 64 * (8 + 8 + 64)  # q, k, v from x (C = 64)
+    assert work(CASE, "fwd") == (pairs * (8 + 64) + projections, pairs)
+    assert work(CASE, "fwd+bwd") == (pairs * (8 + 64 + 3 * 8 + 2 * 64) + 3 * projections, 2 * pairs)
+    pooled = Case("biggan", 64, 128, 128)  # M = N / 4, v = 32, projected at full size, out_proj
+    pooled_projections = n * 64 * (8 + 8 + 32 + 32)
+    assert work(pooled, "fwd") == (n * 4096 * (8 + 32) + pooled_projections, n * 4096)
+    fmas = pairs * 72 + projections
+    assert floor_seconds(CASE, "fwd", RATES, fma_only=True) == pytest.approx(fmas / 50e9)
+    assert floor_seconds(CASE, "fwd", RATES) == pytest.approx(fmas / 50e9 + pairs / 1e9)
 
 
 @pytest.mark.parametrize("name", ["sdpa", "reference"])
@@ -61,7 +65,10 @@ def test_report_gives_speed_up_floor_and_refusals():
     assert cells[6] == f"{0.8 / fma_floor:.1f}x"
     assert cells[8] == f"{0.4 / floor_seconds(CASE, 'fwd', RATES):.2f}"
     assert "| reference | does not fit | does not fit |" in text
-    assert "- reference: does not fit: needs ~9 GiB" in text
+    assert "- reference, every case: does not fit: needs ~9 GiB" in text
+    one_mode = [r for r in _results() if not (r.implementation == "reference" and r.mode == "fwd")]
+    text = scaling._markdown(one_mode, [CASE], names, RATES, "# header")
+    assert f"- reference, {CASE} fwd+bwd: does not fit: needs ~9 GiB" in text
     summary = scaling._summary_lines(_results(), CASE, RATES)
     assert summary[0].startswith(f"{CASE} fwd      cpu: 0.400 s, 2.0x faster than sdpa_padded")
     assert f"at the FMA-only floor: {0.8 / fma_floor:.1f}x" in summary[0]
