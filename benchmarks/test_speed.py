@@ -10,6 +10,7 @@ reason, so nothing disappears silently.
 """
 
 import os
+import time
 
 import pytest
 
@@ -28,5 +29,16 @@ def test_self_attention(benchmark, case, impl, mode):
     step = impl.step(case, mode)
     benchmark.group = f"{case} {mode}"
     benchmark.extra_info.update(queries=case.queries, keys=case.keys, implementation=impl.name)
-    # Large cases take seconds per call: a few rounds, one warm-up.
-    benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(step, rounds=_rounds(step), iterations=1)
+
+
+def _rounds(step) -> int:
+    """Runs step once (the warm-up) and picks the rounds from its time: about a
+    second's worth for short steps, three up to 5 s, one above (the 256x512
+    C = 256 cases take minutes each)."""
+    start = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - start
+    if seconds > 5.0:
+        return 1
+    return max(3, min(50, int(1.0 / max(seconds, 1e-3))))
