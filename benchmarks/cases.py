@@ -31,6 +31,18 @@ from sacolor.inputs import AttentionInputs
 GIB = 1 << 30
 MODES = ("fwd", "fwd+bwd")
 BASELINES = ("reference", "sdpa", "sdpa_padded")
+# A step slower than this is timed once more at most.
+LONG_STEP_SECONDS = 5.0
+
+
+def timed_repeats(first_seconds: float, minimum: int = 3) -> int:
+    """How many timed runs to take after a first one that took ``first_seconds``:
+    none for a long step, otherwise ``minimum``, or about a second's worth (at
+    most 50) for short steps, whose best of three is at the mercy of one noisy
+    neighbour."""
+    if first_seconds >= LONG_STEP_SECONDS:
+        return 0
+    return max(minimum, min(50, int(1.0 / max(first_seconds, 1e-3))))
 
 # name: SelfAttention keyword arguments for C channels.
 LAYOUTS: dict[str, Callable[[int], dict]] = {

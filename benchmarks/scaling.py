@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from .cases import BASELINES, MODES, Case, Implementation, all_cases, implementations, quick_cases
+from .cases import (BASELINES, MODES, Case, Implementation, all_cases, implementations, quick_cases,
+                    timed_repeats)
 from .floor import Rates, floor_seconds, measure_rates
 from .memory import MIB, peak_growth
 
@@ -59,11 +60,7 @@ def _run(impl: Implementation, case: Case, mode: str, repeats: int, limit_gib: f
     peak = peak_growth(step)  # the first run: allocations, thread start-up
     first = clock() - start
     times = [first]
-    # Short steps get more repeats (about a second's worth, at most 50): their
-    # best of three is at the mercy of one noisy neighbour.
-    if first < 5.0:
-        repeats = max(repeats, min(50, int(1.0 / max(first, 1e-3))))
-    for _ in range(repeats if first < 5.0 else 0):
+    for _ in range(timed_repeats(first, repeats)):
         start = clock()
         step()
         times.append(clock() - start)
@@ -214,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="report an implementation as 'does not fit' when its N x M scores "
                              "would need more than this (default 8)")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs after the first, best one reported; none when the first "
-                             "took over 5 s (default 3)")
+                        help="timed runs after the first, best one reported: at least this many, about a "
+                             "second's worth for short steps, none when the first took 5 s or more (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads first")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: time.perf_counter; cpu: time.process_time (all threads summed)")
@@ -249,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
         # Rewritten after every case, so a long run that is stopped keeps what it measured.
         progress = "" if done == len(cases) else f"\n\n**Partial: {done} of {len(cases)} cases so far.**"
-        _write_report(args.out, _markdown(results, cases[:done], _ran(results, impls), rates, header + progress),
-                      results, _ran(results, impls))
+        names = _ran(results, impls)
+        _write_report(args.out, _markdown(results, cases[:done], names, rates, header + progress), results, names)
     print(f"wrote {args.out / 'scaling.md'} and {args.out / 'scaling.png'}")
     return 0
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from benchmarks.cases import MODES, all_cases, implementations
+from benchmarks.cases import MODES, all_cases, implementations, timed_repeats
 
 MEMORY_LIMIT_GIB = float(os.environ.get("SACOLOR_BENCH_MEMORY_GIB", "8"))
 
@@ -33,12 +33,9 @@ def test_self_attention(benchmark, case, impl, mode):
 
 
 def _rounds(step) -> int:
-    """Runs step once (the warm-up) and picks the rounds from its time: about a
-    second's worth for short steps, three up to 5 s, one above (the 256x512
-    C = 256 cases take minutes each)."""
+    """Runs step once (the warm-up) and picks the rounds from its time
+    (benchmarks.cases.timed_repeats): one for a long step (the 256x512, C = 256
+    cases take minutes each)."""
     start = time.perf_counter()
     step()
-    seconds = time.perf_counter() - start
-    if seconds > 5.0:
-        return 1
-    return max(3, min(50, int(1.0 / max(seconds, 1e-3))))
+    return max(1, timed_repeats(time.perf_counter() - start))

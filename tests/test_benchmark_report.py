@@ -5,7 +5,7 @@ baseline too big for memory is reported as such instead of being run."""
 import pytest
 
 from benchmarks import scaling
-from benchmarks.cases import Case, Implementation
+from benchmarks.cases import Case, Implementation, timed_repeats
 from benchmarks.floor import Rates, floor_seconds, work
 
 CASE = Case("heykeetae", 64, 128, 128)  # N = M = 16 384, qk 8, v 64
@@ -24,6 +24,15 @@ def test_work_counts_the_fmas_and_exps_of_the_algorithm():
     fmas = pairs * 72 + projections
     assert floor_seconds(CASE, "fwd", RATES, fma_only=True) == pytest.approx(fmas / 50e9)
     assert floor_seconds(CASE, "fwd", RATES) == pytest.approx(fmas / 50e9 + pairs / 1e9)
+
+
+def test_short_steps_get_about_a_seconds_worth_of_repeats_long_ones_none():
+    assert timed_repeats(10.0) == 0
+    assert timed_repeats(5.0) == 0
+    assert timed_repeats(0.5) == 3
+    assert timed_repeats(0.5, minimum=1) == 2
+    assert timed_repeats(0.1) == 10
+    assert timed_repeats(1e-6) == 50
 
 
 @pytest.mark.parametrize("name", ["sdpa", "reference"])
