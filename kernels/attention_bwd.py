@@ -32,6 +32,8 @@ from .common import (
     dot_over_channels,
     dot_width,
     input_precision,
+    load_tile,
+    store_tile,
 )
 
 # Channels per step when dO V^T streams a split v (smaller than a value slice:
@@ -80,32 +82,20 @@ def _attn_bwd_dkdv(
     lse_ptr += pid_b * stride_lse_b
     delta_ptr += pid_b * stride_delta_b
 
-    k = tl.load(
-        k_ptr + (offs_n[:, None] * stride_k_n + offs_qk[None, :] * stride_k_c),
-        mask=mask_n[:, None] & mask_qk[None, :], other=0.0,
-    )
+    k = load_tile(k_ptr, offs_n, mask_n, stride_k_n, offs_qk, mask_qk, stride_k_c)
     if not SPLIT_V:  # one slice holds all of v: keep the value tile in registers
-        v = tl.load(
-            v_ptr + (offs_n[:, None] * stride_v_n + offs_v[None, :] * stride_v_c),
-            mask=mask_n[:, None] & mask_v[None, :], other=0.0,
-        )
+        v = load_tile(v_ptr, offs_n, mask_n, stride_v_n, offs_v, mask_v, stride_v_c)
     dk = tl.zeros((BLOCK_N, QK_PAD), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
     for m0 in range(0, N, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         mask_m = offs_m < N
-        q_t = tl.load(
-            q_ptr + (offs_qk[:, None] * stride_q_c + offs_m[None, :] * stride_q_n),
-            mask=mask_qk[:, None] & mask_m[None, :], other=0.0,
-        )
+        q_t = load_tile(q_ptr, offs_qk, mask_qk, stride_q_c, offs_m, mask_m, stride_q_n)
         # lse = +inf past the last query makes those columns of P exactly 0.
         lse = tl.load(lse_ptr + offs_m * stride_lse_n, mask=mask_m, other=float("inf"))
         p_t = tl.math.exp2(tl.dot(k, q_t, input_precision=INPUT_PRECISION) * qk_scale - lse[None, :] * LOG2E)
         if COMPUTE_DV or not SPLIT_V:
-            do = tl.load(
-                do_ptr + (offs_m[:, None] * stride_do_n + offs_v[None, :] * stride_do_c),
-                mask=mask_m[:, None] & mask_v[None, :], other=0.0,
-            )
+            do = load_tile(do_ptr, offs_m, mask_m, stride_do_n, offs_v, mask_v, stride_do_c)
         if COMPUTE_DV:
             dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=INPUT_PRECISION)
         if COMPUTE_DK:
@@ -122,14 +112,10 @@ def _attn_bwd_dkdv(
             dk = tl.dot(ds_t.to(q_t.dtype), tl.trans(q_t), dk, input_precision=INPUT_PRECISION)
 
     if COMPUTE_DV:
-        tl.store(
-            dv_ptr + pid_b * stride_dv_b + (offs_n[:, None] * stride_dv_n + offs_v[None, :] * stride_dv_c),
-            dv, mask=mask_n[:, None] & mask_v[None, :],
-        )
+        store_tile(dv_ptr + pid_b * stride_dv_b, dv, offs_n, mask_n, stride_dv_n, offs_v, mask_v, stride_dv_c)
     if COMPUTE_DK:
-        tl.store(
-            dk_ptr + pid_b * stride_dk_b + (offs_n[:, None] * stride_dk_n + offs_qk[None, :] * stride_dk_c),
-            dk * scale, mask=mask_n[:, None] & mask_qk[None, :],
+        store_tile(
+            dk_ptr + pid_b * stride_dk_b, dk * scale, offs_n, mask_n, stride_dk_n, offs_qk, mask_qk, stride_dk_c,
         )
 
 
@@ -167,27 +153,18 @@ def _attn_bwd_dq(
     v_ptr += pid_b * stride_v_b
     do_ptr += pid_b * stride_do_b
 
-    q = tl.load(
-        q_ptr + (offs_m[:, None] * stride_q_n + offs_qk[None, :] * stride_q_c),
-        mask=mask_m[:, None] & mask_qk[None, :], other=0.0,
-    )
+    q = load_tile(q_ptr, offs_m, mask_m, stride_q_n, offs_qk, mask_qk, stride_q_c)
     lse = tl.load(lse_ptr + pid_b * stride_lse_b + offs_m * stride_lse_n, mask=mask_m, other=0.0)
     delta = tl.load(delta_ptr + pid_b * stride_delta_b + offs_m * stride_delta_n, mask=mask_m, other=0.0)
     offs_v = tl.arange(0, BLOCK_V)
     mask_v = offs_v < V
     if not SPLIT_V:  # one slice holds all of dO: keep it in registers
-        do = tl.load(
-            do_ptr + (offs_m[:, None] * stride_do_n + offs_v[None, :] * stride_do_c),
-            mask=mask_m[:, None] & mask_v[None, :], other=0.0,
-        )
+        do = load_tile(do_ptr, offs_m, mask_m, stride_do_n, offs_v, mask_v, stride_do_c)
     dq = tl.zeros((BLOCK_M, QK_PAD), dtype=tl.float32)
     for n0 in range(0, M, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < M
-        k_t = tl.load(
-            k_ptr + (offs_qk[:, None] * stride_k_c + offs_n[None, :] * stride_k_n),
-            mask=mask_qk[:, None] & mask_n[None, :], other=0.0,
-        )
+        k_t = load_tile(k_ptr, offs_qk, mask_qk, stride_k_c, offs_n, mask_n, stride_k_n)
         p = tl.math.exp2(tl.dot(q, k_t, input_precision=INPUT_PRECISION) * qk_scale - lse[:, None] * LOG2E)
         p = tl.where(mask_n[None, :], p, 0.0)
         if SPLIT_V:
@@ -197,17 +174,13 @@ def _attn_bwd_dq(
                 V, BLOCK_M, BLOCK_N, SPLIT_CHUNK, INPUT_PRECISION,
             )
         else:
-            v = tl.load(
-                v_ptr + (offs_n[:, None] * stride_v_n + offs_v[None, :] * stride_v_c),
-                mask=mask_n[:, None] & mask_v[None, :], other=0.0,
-            )
+            v = load_tile(v_ptr, offs_n, mask_n, stride_v_n, offs_v, mask_v, stride_v_c)
             dp = tl.dot(do, tl.trans(v), input_precision=INPUT_PRECISION)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(k_t.dtype), tl.trans(k_t), dq, input_precision=INPUT_PRECISION)
 
-    tl.store(
-        dq_ptr + pid_b * stride_dq_b + (offs_m[:, None] * stride_dq_n + offs_qk[None, :] * stride_dq_c),
-        dq * scale, mask=mask_m[:, None] & mask_qk[None, :],
+    store_tile(
+        dq_ptr + pid_b * stride_dq_b, dq * scale, offs_m, mask_m, stride_dq_n, offs_qk, mask_qk, stride_dq_c,
     )
 
 

@@ -30,6 +30,8 @@ from .common import (
     dot_over_channels,
     dot_width,
     input_precision,
+    load_tile,
+    store_tile,
 )
 
 
@@ -39,13 +41,9 @@ def _store_y(
     offs_m, mask_m, offs_c, mask_c, out, gamma,
 ):
     """y[c, m] = gamma * out[m, c] + x[c, m] for one (positions, channels) tile."""
-    mask = mask_m[:, None] & mask_c[None, :]
-    x = tl.load(x_ptr + (offs_m[:, None] * stride_x_n + offs_c[None, :] * stride_x_c), mask=mask, other=0.0)
+    x = load_tile(x_ptr, offs_m, mask_m, stride_x_n, offs_c, mask_c, stride_x_c)
     y = gamma * out + x.to(tl.float32)
-    tl.store(
-        y_ptr + (offs_m[:, None] * stride_y_n + offs_c[None, :] * stride_y_c),
-        y.to(y_ptr.dtype.element_ty), mask=mask,
-    )
+    store_tile(y_ptr, y.to(y_ptr.dtype.element_ty), offs_m, mask_m, stride_y_n, offs_c, mask_c, stride_y_c)
 
 
 # BLOCK_M queries per program, BLOCK_N keys per inner iteration, per dtype
@@ -106,29 +104,20 @@ def _attn_fwd(
     for n0 in range(0, M, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < M
-        k_t = tl.load(
-            k_ptr + (offs_qk[:, None] * stride_k_c + offs_n[None, :] * stride_k_n),
-            mask=mask_qk[:, None] & mask_n[None, :], other=0.0,
-        )
+        k_t = load_tile(k_ptr, offs_qk, mask_qk, stride_k_c, offs_n, mask_n, stride_k_n)
         s = tl.dot(q, k_t, input_precision=INPUT_PRECISION)
         s = tl.where(mask_n[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         p = tl.math.exp2(s - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(
-            v_ptr + (offs_n[:, None] * stride_v_n + offs_v[None, :] * stride_v_c),
-            mask=mask_n[:, None] & mask_v[None, :], other=0.0,
-        )
+        v = load_tile(v_ptr, offs_n, mask_n, stride_v_n, offs_v, mask_v, stride_v_c)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=INPUT_PRECISION)
         m_i = m_new
 
     # Epilogue: normalise, save o and lse for the backward, then y.
     o = acc / l_i[:, None]
-    tl.store(
-        o_ptr + pid_b * stride_o_b + (offs_m[:, None] * stride_o_n + offs_v[None, :] * stride_o_c),
-        o, mask=mask_m[:, None] & mask_v[None, :],
-    )
+    store_tile(o_ptr + pid_b * stride_o_b, o, offs_m, mask_m, stride_o_n, offs_v, mask_v, stride_o_c)
     lse = (m_i + tl.math.log2(l_i)) / LOG2E
     if pid_v == 0:
         tl.store(lse_ptr + pid_b * stride_lse_b + offs_m * stride_lse_n, lse, mask=mask_m)
@@ -140,10 +129,7 @@ def _attn_fwd(
             for c0 in range(0, C, BLOCK_C):
                 offs_c = c0 + tl.arange(0, BLOCK_C)
                 mask_c = offs_c < C
-                wo_t = tl.load(
-                    wo_ptr + (offs_v[:, None] * stride_wo_v + offs_c[None, :] * stride_wo_c),
-                    mask=mask_v[:, None] & mask_c[None, :], other=0.0,
-                )
+                wo_t = load_tile(wo_ptr, offs_v, mask_v, stride_wo_v, offs_c, mask_c, stride_wo_c)
                 out = tl.dot(o_in, wo_t, input_precision=INPUT_PRECISION)
                 if HAS_BO:
                     out += tl.load(bo_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]

@@ -84,6 +84,26 @@ class TunedKernel:
 
 
 @triton.jit
+def tile_offsets(rows, row_mask, stride_row, cols, col_mask, stride_col):
+    """Offsets and mask of the (rows x cols) tile of a strided 2-D tensor."""
+    return rows[:, None] * stride_row + cols[None, :] * stride_col, row_mask[:, None] & col_mask[None, :]
+
+
+@triton.jit
+def load_tile(ptr, rows, row_mask, stride_row, cols, col_mask, stride_col):
+    """The (rows x cols) tile of a strided 2-D tensor, 0 outside the masks."""
+    offsets, mask = tile_offsets(rows, row_mask, stride_row, cols, col_mask, stride_col)
+    return tl.load(ptr + offsets, mask=mask, other=0.0)
+
+
+@triton.jit
+def store_tile(ptr, value, rows, row_mask, stride_row, cols, col_mask, stride_col):
+    """Writes value to the (rows x cols) tile of a strided 2-D tensor, inside the masks."""
+    offsets, mask = tile_offsets(rows, row_mask, stride_row, cols, col_mask, stride_col)
+    tl.store(ptr + offsets, value, mask=mask)
+
+
+@triton.jit
 def dot_over_channels(
     a_ptr, stride_a_row, stride_a_ch, a_rows, a_mask,
     b_ptr, stride_b_row, stride_b_ch, b_rows, b_mask,
@@ -100,13 +120,7 @@ def dot_over_channels(
     for ch0 in range(0, n_channels, BLOCK_CH):
         offs_ch = ch0 + tl.arange(0, BLOCK_CH)
         mask_ch = offs_ch < n_channels
-        a = tl.load(
-            a_ptr + (a_rows[:, None] * stride_a_row + offs_ch[None, :] * stride_a_ch),
-            mask=a_mask[:, None] & mask_ch[None, :], other=0.0,
-        )
-        b_t = tl.load(
-            b_ptr + (offs_ch[:, None] * stride_b_ch + b_rows[None, :] * stride_b_row),
-            mask=mask_ch[:, None] & b_mask[None, :], other=0.0,
-        )
+        a = load_tile(a_ptr, a_rows, a_mask, stride_a_row, offs_ch, mask_ch, stride_a_ch)
+        b_t = load_tile(b_ptr, offs_ch, mask_ch, stride_b_ch, b_rows, b_mask, stride_b_row)
         acc = tl.dot(a, b_t, acc, input_precision=INPUT_PRECISION)
     return acc
