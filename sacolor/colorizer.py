@@ -11,7 +11,7 @@ fits instead of clipping RGB, so the output's L equals the input's L (up to
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .checkpoint import load_generator
 from .data.lab import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from .hints import Hint, hint_map
 
 BUILTIN_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "builtin.safetensors"
 # Lab round-trip error above which a colour counts as out of the sRGB gamut.
@@ -95,18 +96,40 @@ class Colorizer:
         """L (B, 1, H, W) in 0..100 of RGB (B, 3, H, W) in [0, 1], on this device."""
         return rgb_to_lab(rgb.to(self.device, torch.float32))[:, :1]
 
+    @property
+    def accepts_hints(self) -> bool:
+        """Whether the generator takes colour hints (``efficientnet_unet`` does)."""
+        return bool(getattr(self.generator, "accepts_hints", False))
+
+    def hint_channels(self, hints: Sequence[Hint], input_size: tuple[int, int]) -> Tensor:
+        """Users' points (in pixels of an input of ``input_size`` (H, W)) -> hint channels (1, 3, h, w).
+
+        Raises:
+            ValueError: the generator takes no hints.
+        """
+        if not self.accepts_hints:
+            raise ValueError(
+                "this model takes no colour hints; use a checkpoint of --netG efficientnet_unet "
+                "(the built-in model is one)"
+            )
+        return hint_map(hints, input_size, self.render_size, self.device)
+
     @torch.inference_mode()
-    def predict_ab(self, lightness: Tensor) -> Tensor:
+    def predict_ab(self, lightness: Tensor, hints: Tensor | None = None) -> Tensor:
         """The generator's ab at the render size.
 
         Args:
             lightness: L in 0..100, (B, 1, H, W), any H and W.
+            hints: optional hint channels (B or 1, 3, h, w) at the render size (see ``hint_channels``).
 
         Returns:
             ab in Lab units, float32 (B, 2, h, w) with (h, w) the render size.
         """
+        extra = {}
+        if hints is not None:
+            extra["hints"] = hints.to(self.device).expand(lightness.shape[0], -1, -1, -1)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            ab = self.generator(normalize_l(self.to_render_size(lightness)))
+            ab = self.generator(normalize_l(self.to_render_size(lightness)), **extra)
         return denormalize_ab(ab.float())
 
     def to_render_size(self, lightness: Tensor) -> Tensor:
@@ -129,24 +152,31 @@ class Colorizer:
         ab = F.interpolate(ab.to(lightness.device, torch.float32), size=lightness.shape[-2:], mode="bilinear", align_corners=False)
         return lab_to_rgb_in_gamut(torch.cat([lightness.float(), ab], dim=1))
 
-    def colorize(self, frames: np.ndarray, stabilize: Stabilize | None = None) -> np.ndarray:
+    def colorize(
+        self, frames: np.ndarray, stabilize: Stabilize | None = None, hints: Sequence[Hint] = ()
+    ) -> np.ndarray:
         """Colourise same-sized 8-bit RGB frames or photos, using only their L.
 
         Args:
             frames: uint8 (B, H, W, 3); colour inputs are treated as gray.
             stabilize: optional ``(L, ab) -> ab`` applied at the render size,
                 in frame order (e.g. ``temporal.ChromaStabilizer``).
+            hints: colour hints, (x, y) in the frames' pixels, for every frame.
 
         Returns:
             uint8 (B, H, W, 3).
+
+        Raises:
+            ValueError: hints for a model that takes none.
         """
         rgb = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        return to_uint8(self.colorize_float(rgb, stabilize))
+        return to_uint8(self.colorize_float(rgb, stabilize, hints))
 
-    def colorize_float(self, rgb: Tensor, stabilize: Stabilize | None = None) -> Tensor:
+    def colorize_float(self, rgb: Tensor, stabilize: Stabilize | None = None, hints: Sequence[Hint] = ()) -> Tensor:
         """``colorize`` on float RGB (B, 3, H, W) in [0, 1]; returns float RGB (B, 3, H, W)."""
         lightness = self.lightness(rgb)
-        ab = self.predict_ab(lightness)
+        channels = self.hint_channels(hints, tuple(rgb.shape[-2:])) if hints else None
+        ab = self.predict_ab(lightness, channels)
         if stabilize is not None:
             ab = stabilize(self.to_render_size(lightness), ab)
         return self.compose(lightness, ab)

@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 
 from .losses import GAN_MODES
-from .models import GENERATORS
+from .models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
 from .models.layers import NORMS
 
-RESIZE_MODES = ("crop", "stretch")
+RESIZE_MODES = ("crop", "stretch", "random")
 AMP_DTYPES = ("bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -103,6 +103,13 @@ class TrainConfig:
     num_workers: int = 2
     device: str = "auto"
     attention_backend: str = "auto"
+    pretrained: bool = True
+    freeze_encoder_steps: int = 0
+    encoder_lr_scale: float = 0.1
+    gan_start_step: int = 0
+    hint_share: float = 0.0
+    rebalance: float = 0.0
+    lambda_feat: float = 0.0
     progress: bool = True
     resume: bool = False
 
@@ -132,6 +139,21 @@ class TrainConfig:
         for option in positive:
             if int(getattr(self, option)) < 1:
                 raise ValueError(f"--{_flag(option)} must be at least 1; got {getattr(self, option)}")
+        for option in ("freeze_encoder_steps", "gan_start_step"):
+            if getattr(self, option) < 0:
+                raise ValueError(f"--{_flag(option)} must be >= 0; got {getattr(self, option)}")
+        for option in ("hint_share", "rebalance"):
+            if not 0.0 <= getattr(self, option) <= 1.0:
+                raise ValueError(f"--{_flag(option)} must be in [0, 1]; got {getattr(self, option)}")
+        if self.lambda_feat < 0 or self.encoder_lr_scale < 0:
+            raise ValueError("--lambda-feat and --encoder-lr-scale must be >= 0")
+        if self.netG != PRETRAINED_GENERATOR:
+            for option in ("hint_share", "freeze_encoder_steps"):
+                if getattr(self, option):
+                    raise ValueError(
+                        f"--{_flag(option)} needs --netG {PRETRAINED_GENERATOR} (the generator with a pretrained "
+                        f"encoder and hint inputs); --netG {self.netG} has neither"
+                    )
         for option in ("max_steps", "eval_images"):
             if getattr(self, option) is not None and getattr(self, option) < 1:
                 raise ValueError(f"--{_flag(option)} must be at least 1; got {getattr(self, option)}")
@@ -145,16 +167,20 @@ class TrainConfig:
             raise ValueError(f"--fps must be positive; got {self.fps}")
         if self.num_workers < 0 or self.n_samples < 0:
             raise ValueError("--num-workers and --n-samples must be >= 0")
-        multiple = 2 ** GENERATORS[self.netG]
+        multiple = GENERATORS[self.netG]
         if self.size[0] % multiple or self.size[1] % multiple:
             raise ValueError(
-                f"--size {self.size[0]}x{self.size[1]} is not divisible by 2**{GENERATORS[self.netG]} = "
-                f"{multiple}, which --netG {self.netG} needs: use sides that are multiples of {multiple} "
-                f"or a shallower --netG"
+                f"--size {self.size[0]}x{self.size[1]} is not divisible by {multiple}, which --netG "
+                f"{self.netG} needs: use sides that are multiples of {multiple} or another --netG"
             )
 
     def generator_spec(self) -> dict[str, Any]:
         """What ``checkpoint.load_generator`` needs to rebuild G: name and kwargs."""
+        if self.netG not in UNET_DEPTHS:
+            return {
+                "name": self.netG,
+                "kwargs": {"sa_sizes": list(self.sa_sizes), "spectral_norm": self.spectral_norm, "input_size": list(self.size)},
+            }
         return {
             "name": self.netG,
             "kwargs": {

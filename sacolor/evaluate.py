@@ -3,10 +3,12 @@
     sacolor-eval held_out_photos/ [clip.mp4] [--json]
 
 Each colour input is turned gray (its L), colourised, and compared with the
-original: PSNR, SSIM and colourfulness, and for videos TCVC's CDC (frame-to-
-frame colour flicker), with and without temporal stabilisation. The same is
-reported for the all-gray baseline (ab = 0, i.e. the gray input itself), so a
-model that beats it demonstrably adds the right colour.
+original: PSNR, SSIM, mean CIEDE2000 and colourfulness, and for videos TCVC's
+CDC (frame-to-frame colour flicker), with and without temporal stabilisation.
+The same is reported for the all-gray baseline (ab = 0, i.e. the gray input
+itself), so a model that beats it demonstrably adds the right colour.
+``evaluate_images`` is also what the trainer's periodic evaluation calls, so
+``metrics.jsonl`` and ``sacolor-eval`` agree on the same images.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, pos
 from .colorizer import Colorizer, to_uint8
 from .io.images import load_rgb
 from .io.paths import collect_sources, is_media, suffix_help
+from .hints import Hint
 from .io.video import iter_rgb_batches
-from .metrics import colorfulness, psnr, ssim
+from .metrics import ciede2000, colorfulness, psnr, ssim
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 
 # Rows of the report: what each one colourises with.
@@ -44,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compared with the original (PSNR, SSIM, colourfulness; CDC for videos), next to the all-gray baseline.",
         epilog=f"Rows: {MODEL} (the model; temporally stabilised for videos), {UNSTABILIZED} (videos: the model "
         f"without stabilisation), {GRAY} (ab = 0, the baseline to beat), {TRUTH} (the inputs' own colourfulness and "
-        f"CDC). PSNR (dB, capped at {PSNR_CAP_DB:g}) and SSIM are against the input, higher is better; CDC is "
+        f"CDC). PSNR (dB, capped at {PSNR_CAP_DB:g}) and SSIM are against the input, higher is better; ciede2000 is "
+        f"the mean CIEDE2000 colour difference from it, lower is better (about 1 is just noticeable); CDC is "
         f"frame-to-frame colour flicker, lower is steadier. {suffix_help()} Exit status: {EXIT_OK} when every input "
         f"was evaluated, {EXIT_SOME_FAILED} when some could not be (each is reported by name) or nothing could, "
         f"{EXIT_USAGE} for bad options or an unusable checkpoint or device.",
@@ -70,31 +74,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--json", action="store_true",
-        help='print one JSON object instead of the table: {"model": {"psnr": ..., ...}, "gray": {...}, "n": ...}, '
-        "with the model_no_temporal and truth rows too when there are videos",
+        help='print one JSON object instead of the table: {"model": {"psnr": ..., ...}, "gray": {...}, "n": ..., '
+        '"images": [{"path": ..., "model": {...}, "gray": {...}}, ...]}, with the model_no_temporal and truth rows '
+        "too when there are videos",
+    )
+    parser.add_argument(
+        "--hint-points", type=int, default=0, metavar="N",
+        help="give the model N colour hints per image, at random pixels (seeded by the image's position in the "
+        "list) with the true colour there, as a user who knows some colours would (default 0: automatic; needs "
+        "a model that takes hints)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar; errors and the results are still printed")
     return parser
 
 
+def frame_scores(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """PSNR (capped), SSIM, mean CIEDE2000 and colourfulness of one RGB frame (3, H, W) against the truth."""
+    return {
+        "psnr": min(psnr(pred, truth), PSNR_CAP_DB), "ssim": ssim(pred, truth),
+        "ciede2000": ciede2000(pred, truth), "colorfulness": colorfulness(pred),
+    }
+
+
 class Tally:
-    """Running sums of per-frame metrics, and per-video CDCs, for each row."""
+    """Running sums of per-frame metrics, per-image rows, and per-video CDCs, for each row."""
 
     def __init__(self) -> None:
         self.sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.cdc: dict[str, list[float]] = defaultdict(list)
+        self.images: list[dict] = []
         self.n = 0
 
-    def add_frames(self, truth: torch.Tensor, predictions: dict[str, torch.Tensor]) -> None:
-        """truth and each prediction: RGB (B, 3, H, W) in [0, 1]."""
-        count = truth.shape[0]
-        self.n += count
+    def add_frames(self, truth: torch.Tensor, predictions: dict[str, torch.Tensor]) -> list[dict[str, dict[str, float]]]:
+        """Adds frames; returns their scores, ``[{row: {metric: value}}]``.
+
+        Args:
+            truth, each prediction: RGB (B, 3, H, W) in [0, 1].
+        """
+        scores: list[dict[str, dict[str, float]]] = [{} for _ in range(truth.shape[0])]
+        self.n += truth.shape[0]
         for row, rgb in predictions.items():
-            for pred_frame, true_frame in zip(rgb, truth):
-                self.sums[row]["psnr"] += min(psnr(pred_frame, true_frame), PSNR_CAP_DB)
-                self.sums[row]["ssim"] += ssim(pred_frame, true_frame)
-            self.sums[row]["colorfulness"] += colorfulness(rgb) * count
-        self.sums[TRUTH]["colorfulness"] += colorfulness(truth) * count
+            for frame_score, pred_frame, true_frame in zip(scores, rgb, truth):
+                frame_score[row] = frame_scores(pred_frame, true_frame)
+                for metric, value in frame_score[row].items():
+                    self.sums[row][metric] += value
+        for frame_score, true_frame in zip(scores, truth):
+            frame_score[TRUTH] = {"colorfulness": colorfulness(true_frame)}
+            self.sums[TRUTH]["colorfulness"] += frame_score[TRUTH]["colorfulness"]
+        return scores
+
+    def add_image(self, path: str, truth: torch.Tensor, predictions: dict[str, torch.Tensor]) -> None:
+        """Adds one image (truth (1, 3, H, W)) and keeps its scores as a per-image row."""
+        self.images.append({"path": path, **self.add_frames(truth, predictions)[0]})
 
     def summary(self) -> dict:
         """{row: {metric: mean}} plus "n", rows with no frame metrics holding only CDC."""
@@ -106,6 +137,8 @@ class Tally:
             if values:
                 result[row] = values
         result["n"] = self.n
+        if self.images:
+            result["images"] = self.images
         return result
 
 
@@ -114,14 +147,17 @@ def quantize(rgb: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(to_uint8(rgb)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def predictions(colorizer: Colorizer, truth: torch.Tensor, stabilizer: ChromaStabilizer | None) -> dict[str, torch.Tensor]:
+def predictions(
+    colorizer: Colorizer, truth: torch.Tensor, stabilizer: ChromaStabilizer | None, hints: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """Colourise the gray version of ``truth`` (B, 3, H, W) with the model, and as all-gray.
 
     With a stabilizer (videos) the model row is stabilised and the
     unstabilised output is reported too; the model runs once for both.
+    ``hints``: optional hint channels at the render size (see ``Colorizer.hint_channels``).
     """
     lightness = colorizer.lightness(truth)
-    ab = colorizer.predict_ab(lightness)
+    ab = colorizer.predict_ab(lightness, hints)
     rows = {GRAY: colorizer.compose(lightness, torch.zeros_like(ab))}
     if stabilizer is None:
         rows[MODEL] = colorizer.compose(lightness, ab)
@@ -129,6 +165,38 @@ def predictions(colorizer: Colorizer, truth: torch.Tensor, stabilizer: ChromaSta
         rows[UNSTABILIZED] = colorizer.compose(lightness, ab)
         rows[MODEL] = colorizer.compose(lightness, stabilizer(colorizer.to_render_size(lightness), ab))
     return {row: quantize(rgb) for row, rgb in rows.items()}
+
+
+def true_colour_hints(truth: torch.Tensor, count: int, seed: int) -> list[Hint]:
+    """``count`` hints at random pixels of ``truth`` (3, H, W), each with the true colour there."""
+    generator = torch.Generator().manual_seed(seed)
+    height, width = truth.shape[-2:]
+    ys = torch.randint(height, (count,), generator=generator).tolist()
+    xs = torch.randint(width, (count,), generator=generator).tolist()
+    rgb = (truth[:, ys, xs] * 255).round().to(torch.int64).T.tolist()
+    return [Hint(x, y, tuple(colour)) for x, y, colour in zip(xs, ys, rgb)]
+
+
+def evaluate_image(colorizer: Colorizer, path, tally: Tally, hint_points: int = 0, seed: int = 0) -> None:
+    """Colourise the gray version of the image at ``path`` (with ``hint_points`` true-colour hints) and score it.
+
+    Raises:
+        ValueError: an unreadable image, or hints for a model that takes none.
+    """
+    truth = torch.from_numpy(load_rgb(path)).permute(2, 0, 1)[None]
+    hints = None
+    if hint_points:
+        points = true_colour_hints(truth[0], hint_points, seed)
+        hints = colorizer.hint_channels(points, tuple(truth.shape[-2:]))
+    tally.add_image(str(path), truth, predictions(colorizer, truth, None, hints))
+
+
+def evaluate_images(colorizer: Colorizer, paths, hint_points: int = 0) -> dict:
+    """The summary (as ``Tally.summary``) of ``evaluate_image`` over image files, in order."""
+    tally = Tally()
+    for index, path in enumerate(paths):
+        evaluate_image(colorizer, path, tally, hint_points, seed=index)
+    return tally.summary()
 
 
 def evaluate_video(colorizer: Colorizer, path, args: argparse.Namespace, tally: Tally, bar: tqdm) -> None:
@@ -156,7 +224,7 @@ def evaluate_video(colorizer: Colorizer, path, args: argparse.Namespace, tally: 
 
 def format_table(summary: dict) -> str:
     """The summary as an aligned text table."""
-    columns = ["psnr", "ssim", "colorfulness", "cdc"]
+    columns = ["psnr", "ssim", "ciede2000", "colorfulness", "cdc"]
     rows = [row for row in (MODEL, UNSTABILIZED, GRAY, TRUTH) if row in summary]
     used = [c for c in columns if any(c in summary[row] for row in rows)]
     lines = [f"{'':18}" + "".join(f"{c:>14}" for c in used)]
@@ -181,14 +249,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             problems.append(f"{source.path}: unsupported file type {source.path.suffix!r}")
     sources = [s for s in sources if is_media(s.path)]
     tally = Tally()
+    if args.hint_points < 0:
+        print("sacolor-eval: error: --hint-points must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    if args.hint_points and not colorizer.accepts_hints:
+        print("sacolor-eval: error: --hint-points: this model takes no colour hints; use a checkpoint of "
+              "--netG efficientnet_unet", file=sys.stderr)
+        return EXIT_USAGE
     with tqdm(unit="frame", disable=args.quiet, desc="evaluating") as bar:
-        for source in sources:
+        for index, source in enumerate(sources):
             try:
                 if source.is_video:
                     evaluate_video(colorizer, source.path, args, tally, bar)
                 else:
-                    truth = torch.from_numpy(load_rgb(source.path)).permute(2, 0, 1)[None]
-                    tally.add_frames(truth, predictions(colorizer, truth, None))
+                    evaluate_image(colorizer, source.path, tally, args.hint_points, seed=index)
                     bar.update(1)
             except ValueError as error:
                 problems.append(str(error) if str(source.path) in str(error) else f"{source.path}: {error}")

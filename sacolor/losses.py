@@ -54,3 +54,81 @@ class GANLoss:
 def l1_loss(fake_ab: Tensor, real_ab: Tensor) -> Tensor:
     """Mean absolute error on normalised ab (pix2pix's L1 term, before lambda)."""
     return F.l1_loss(fake_ab.float(), real_ab.float())
+
+
+class ColourRebalance:
+    """Per-pixel weights that make rare colours count (Zhang et al. 2016, "Colorful Image Colorization").
+
+    A plain L1 on ab is minimised by a muted median colour: most pixels of most
+    photos are near gray, so predicting "a bit of sepia" everywhere scores well.
+    Weighting each pixel by how rare its true colour is pushes the model
+    towards saturated colours where it can tell them apart. The weight of ab
+    bin q is ``prior[q] ** -strength``, normalised to mean 1 over the prior.
+
+    Args:
+        prior: (bins, bins) frequencies of the true ab over the training data,
+            on a grid of ``bins`` cells per axis over normalised ab in [-1, 1].
+        strength: 0 (plain L1) .. 1 (fully inverse frequency).
+    """
+
+    def __init__(self, prior: Tensor, strength: float) -> None:
+        smoothed = prior.double() / prior.sum()
+        smoothed = 0.99 * smoothed + 0.01 / smoothed.numel()  # no bin has weight infinity
+        weights = smoothed.pow(-strength)
+        self.weights = (weights / (weights * smoothed).sum()).float()
+        self.bins = prior.shape[0]
+
+    def __call__(self, ab_norm: Tensor) -> Tensor:
+        """Weights (B, 1, H, W) for true normalised ab (B, 2, H, W)."""
+        index = ab_bins(ab_norm, self.bins)
+        return self.weights.to(ab_norm.device).flatten()[index].unsqueeze(1)
+
+
+def ab_bins(ab_norm: Tensor, bins: int) -> Tensor:
+    """Flat histogram-bin index (B, H, W) of normalised ab (B, 2, H, W)."""
+    cells = ((ab_norm.float().clamp(-1, 1) + 1) * 0.5 * bins).long().clamp(0, bins - 1)
+    return cells[:, 0] * bins + cells[:, 1]
+
+
+def ab_histogram(ab_norm: Tensor, bins: int) -> Tensor:
+    """Counts (bins, bins) of normalised ab (B, 2, H, W) on ``ColourRebalance``'s grid."""
+    return torch.bincount(ab_bins(ab_norm, bins).flatten(), minlength=bins * bins).view(bins, bins).double()
+
+
+def weighted_l1_loss(fake_ab: Tensor, real_ab: Tensor, weights: Tensor) -> Tensor:
+    """Mean of ``weights`` (B, 1, H, W) times |fake - real| on normalised ab."""
+    return ((fake_ab.float() - real_ab.float()).abs() * weights).mean()
+
+
+class FeatureLoss(torch.nn.Module):
+    """Perceptual loss: L1 between frozen ImageNet EfficientNet-Lite0 features
+    (strides 4, 8 and 16) of the colourised image and of the true one.
+
+    It judges colour by what it does to recognisable content (a blue apple
+    looks wrong to an ImageNet classifier), which a per-pixel L1 cannot.
+
+    Raises:
+        ImportError: the pretrained weights package is not installed.
+    """
+
+    FEATURES = (1, 2, 3)
+
+    def __init__(self) -> None:
+        super().__init__()
+        from .models.efficientnet import EfficientNetLite0, pretrained_state_dict
+
+        self.encoder = EfficientNetLite0()
+        self.encoder.load_state_dict(pretrained_state_dict())
+        self.encoder.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FeatureLoss":
+        return super().train(False)  # frozen, BatchNorm on ImageNet statistics
+
+    def forward(self, l_norm: Tensor, fake_ab: Tensor, real_ab: Tensor) -> Tensor:
+        """Args: normalised L (B, 1, H, W), predicted and true normalised ab (B, 2, H, W)."""
+        from .data.lab import normalized_lab_to_rgb
+
+        fake = self.encoder.features(normalized_lab_to_rgb(l_norm.float(), fake_ab.float()))
+        with torch.no_grad():
+            real = self.encoder.features(normalized_lab_to_rgb(l_norm.float(), real_ab.float()))
+        return sum(F.l1_loss(fake[i], real[i]) for i in self.FEATURES) / len(self.FEATURES)

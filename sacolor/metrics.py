@@ -1,5 +1,5 @@
-"""Image quality metrics for colourisation: PSNR, SSIM (scikit-image) and
-colourfulness (Hasler and Suesstrunk, 2003).
+"""Image quality metrics for colourisation: PSNR, SSIM, CIEDE2000 (scikit-image)
+and colourfulness (Hasler and Suesstrunk, 2003).
 
 Layout convention: every function takes RGB in [0, 1] either as a numpy
 array (H, W, 3) or as a torch tensor (3, H, W) or (B, 3, H, W). A batch gives
@@ -86,3 +86,17 @@ def colorfulness(rgb: Image) -> float:
         mu = np.hypot(rg.mean(), yb.mean())
         values.append(sigma + 0.3 * mu)
     return float(np.mean(values))
+
+
+def ciede2000(pred_rgb: Image, true_rgb: Image) -> float:
+    """Mean CIEDE2000 colour difference (scikit-image's ``deltaE_ciede2000``), averaged over a batch.
+
+    About 1 is a just-noticeable difference; lower is better.
+
+    Args:
+        pred_rgb, true_rgb: RGB in [0, 1]; numpy (H, W, 3) or tensors (3, H, W) / (B, 3, H, W).
+    """
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    pred, true = _pairs(pred_rgb, true_rgb)
+    return float(np.mean([deltaE_ciede2000(rgb2lab(t), rgb2lab(p)).mean() for p, t in zip(pred, true)]))

