@@ -112,10 +112,10 @@ def check_inside(hints: Sequence[Hint], width: int, height: int, source: str) ->
 
 
 def patch(row: int, col: int, side: int) -> tuple[slice, slice]:
-    """The rows and columns of a ``side`` x ``side`` patch centred at (row, col), clipped at the top/left
-    (slicing clips the bottom/right)."""
-    top, left = max(row - side // 2, 0), max(col - side // 2, 0)
-    return slice(top, top + side), slice(left, left + side)
+    """The rows and columns of a ``side`` x ``side`` patch centred at (row, col), clipped to the image
+    (slicing clips the bottom/right; the top/left are clipped here)."""
+    top, left = row - side // 2, col - side // 2
+    return slice(max(top, 0), top + side), slice(max(left, 0), left + side)
 
 
 def paint(hints: Tensor, index: int, row: int, col: int, side: int, ab_norm: Tensor) -> None:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
 from .colorizer import Colorizer, to_uint8
+from .hints import Hint, check_inside, load_hints, parse_hint
 from .io.images import load_rgb, save_rgb
 from .io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, collect_sources, is_media, suffix_help
 from .io.video import probe, recolor_video
@@ -76,10 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
         "but slower to follow real changes",
     )
     parser.add_argument(
+        "--hint", action="append", default=[], metavar="X,Y,#RRGGBB",
+        help="a colour hint for image inputs: the pixel X,Y (from the top-left, in the input's pixels) is this "
+        "colour; the model colours the region around it to match (its lightness stays the input's). Repeatable. "
+        "Needs a model that takes hints (the built-in one does)",
+    )
+    parser.add_argument(
+        "--hints", metavar="FILE.json",
+        help='colour hints from a JSON file: [{"x": 120, "y": 40, "color": "#3366cc"}, ...], as --hint',
+    )
+    parser.add_argument(
         "--quiet", action="store_true",
         help="no progress bars, per-video flicker (CDC) lines or final count; errors are still printed",
     )
     return parser
+
+
+def read_hints(args: argparse.Namespace) -> list[Hint]:
+    """The hints of --hint and --hints together.
+
+    Raises:
+        ValueError / FileNotFoundError: a malformed hint or hints file (named).
+    """
+    hints = [parse_hint(text) for text in args.hint]
+    if args.hints:
+        hints += load_hints(args.hints)
+    return hints
 
 
 def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list[Job], list[str]]:
@@ -148,9 +171,10 @@ def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
 class Runner:
     """Runs jobs with one colouriser, reporting failures by input name."""
 
-    def __init__(self, colorizer: Colorizer, args: argparse.Namespace) -> None:
+    def __init__(self, colorizer: Colorizer, args: argparse.Namespace, hints: Sequence[Hint] = ()) -> None:
         self.colorizer = colorizer
         self.args = args
+        self.hints = list(hints)
         self.failures = 0
         self.done = 0
 
@@ -166,7 +190,9 @@ class Runner:
                 loaded = []
                 for job in batch:
                     try:
-                        loaded.append((job, load_rgb(job.source.path)))
+                        rgb = load_rgb(job.source.path)
+                        check_inside(self.hints, rgb.shape[1], rgb.shape[0], str(job.source.path))
+                        loaded.append((job, rgb))
                     except ValueError as error:
                         self.fail(str(error))
                         bar.update(1)
@@ -178,7 +204,10 @@ class Runner:
         # Photos differ in size: L is taken at full size per photo, the model
         # runs once on the batch at the render size.
         lightness = [self.colorizer.lightness(torch.from_numpy(rgb).permute(2, 0, 1)[None]) for _, rgb in loaded]
-        ab = self.colorizer.predict_ab(torch.cat([self.colorizer.to_render_size(l) for l in lightness]))
+        hints = None
+        if self.hints:
+            hints = torch.cat([self.colorizer.hint_channels(self.hints, rgb.shape[:2]) for _, rgb in loaded])
+        ab = self.colorizer.predict_ab(torch.cat([self.colorizer.to_render_size(l) for l in lightness]), hints)
         for (job, _), l_full, ab_one in zip(loaded, lightness, ab):
             pixels = to_uint8(self.colorizer.compose(l_full, ab_one[None]))[0]
             try:
@@ -220,11 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources, problems = collect_sources(args.inputs)
     jobs, output_problems = plan_jobs(sources, args.output, args.overwrite)
     try:
+        hints = read_hints(args)
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
+        if hints and not colorizer.accepts_hints:
+            raise ValueError("--hint/--hints: this model takes no colour hints; use a checkpoint of --netG "
+                             "efficientnet_unet (the built-in model is one)")
+        if hints and any(job.source.is_video for job in jobs):
+            raise ValueError("--hint/--hints apply to images; give the videos in a separate run")
     except (FileNotFoundError, ValueError) as error:
         print(f"sacolor-infer: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    runner = Runner(colorizer, args)
+    runner = Runner(colorizer, args, hints)
     for problem in problems + output_problems:
         runner.fail(problem)
     runner.run_images([job for job in jobs if not job.source.is_video])

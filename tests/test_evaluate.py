@@ -4,6 +4,7 @@ scikit-image computation, video CDC rows, and bad inputs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,10 +41,26 @@ def test_json_report_on_photos(checkpoint, tmp_path, capsys):
     status, result = report(checkpoint, capsys, tmp_path)
     assert status == 0
     assert result["n"] == 2 and {"model", "gray"} <= set(result)
-    assert set(result["model"]) == {"psnr", "ssim", "colorfulness"}
+    assert set(result["model"]) == {"psnr", "ssim", "ciede2000", "colorfulness"}
     expected = np.mean([gray_baseline_psnr(rgb) for rgb in photos.values()])
     assert result["gray"]["psnr"] == pytest.approx(expected, abs=0.05)
     assert result["gray"]["colorfulness"] < 1.0 < result["model"]["colorfulness"]
+    # Per-image rows, whose mean is the summary; CIEDE2000 of the gray guess, by scikit-image alone.
+    rows = {Path(row["path"]).name: row for row in result["images"]}
+    assert set(rows) == set(photos)
+    for metric in ("psnr", "ciede2000"):
+        assert np.mean([row["model"][metric] for row in rows.values()]) == pytest.approx(result["model"][metric])
+    for name, rgb in photos.items():
+        lab = color.rgb2lab(rgb)
+        gray = color.lab2rgb(np.concatenate([lab[..., :1], np.zeros_like(lab[..., 1:])], -1))
+        expected_de = color.deltaE_ciede2000(lab, color.rgb2lab(np.round(gray * 255) / 255)).mean()
+        assert rows[name]["gray"]["ciede2000"] == pytest.approx(expected_de, abs=0.05)
+
+
+def test_hint_points_need_a_model_that_takes_hints(checkpoint, tmp_path, capsys):
+    Image.fromarray(photo()).save(tmp_path / "p.png")
+    assert main([str(tmp_path / "p.png"), "--checkpoint", checkpoint, "--hint-points", "3", "--quiet"]) == 2
+    assert "takes no colour hints" in capsys.readouterr().err
 
 
 def test_video_reports_cdc_with_and_without_stabilisation(checkpoint, tmp_path, capsys):

@@ -11,7 +11,10 @@ from colour_images import write_image_folder, write_video
 from sacolor import train as train_module
 from sacolor.checkpoint import load_generator
 from sacolor.config import PRESETS, TrainConfig, merge_config
-from sacolor.train import Trainer, main
+from sacolor.evaluate import evaluate_images
+from sacolor.colorizer import Colorizer
+from sacolor.train import fit, main
+from sacolor.training import build_run
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +34,8 @@ def tiny(photos, out, **overrides) -> TrainConfig:
 
 
 def test_tiny_run_learns_saves_and_reloads(photos, tmp_path):
-    trainer = Trainer(tiny(photos, tmp_path, max_steps=12, eval_every=6, save_every=6, ema=True))
-    history = trainer.fit()
+    run_state = build_run(tiny(photos, tmp_path, max_steps=12, eval_every=6, save_every=6, ema=True))
+    history = fit(run_state)
     assert len(history) == 12
     assert all(math.isfinite(v) for step in history for v in step.values())
     l1 = [step["loss_G_L1"] for step in history]
@@ -41,23 +44,28 @@ def test_tiny_run_learns_saves_and_reloads(photos, tmp_path):
     run = tmp_path / "tiny"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [6, 12]
-    assert all({"psnr", "ssim", "l1", "colorfulness"} <= r.keys() for r in records)
+    assert all({"psnr", "ssim", "ciede2000", "colorfulness", "psnr_gray", "ciede2000_gray"} <= r.keys() for r in records)
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000006.png", "step_0000012.png"]
 
     generator, config = load_generator(run)
     assert config["step"] == 12 and config["size"] == [64, 64] and not generator.training
-    torch.testing.assert_close(generator.state_dict(), trainer.ema.model.state_dict())
+    torch.testing.assert_close(generator.state_dict(), run_state.ema.model.state_dict())
     out = generator(torch.zeros(1, 1, 64, 128))  # any size divisible by 2**6
     assert out.shape == (1, 2, 64, 128)
+
+    # One evaluation path: sacolor-eval's code on the checkpoint gives the trainer's numbers.
+    summary = evaluate_images(Colorizer(generator, (64, 64), torch.device("cpu")), run_state.test_paths)
+    assert summary["model"] == pytest.approx({k: records[-1][k] for k in summary["model"]}, rel=1e-6)
+    assert len(summary["images"]) == records[-1]["images"] == 2
 
 
 def test_resume_continues_exactly(photos, tmp_path):
     # 22 images, 2 held out, batch 4: 5 steps per epoch, so the resume at step 3 is mid-epoch
     # and the continuation crosses an epoch boundary. Dropout and EMA are on.
     common = dict(max_steps=6, eval_every=3, save_every=3, ema=True, dropout=True)
-    Trainer(tiny(photos, tmp_path / "straight", **common)).fit()
-    Trainer(tiny(photos, tmp_path / "resumed", **{**common, "max_steps": 3})).fit()
-    Trainer(tiny(photos, tmp_path / "resumed", **common, resume=True)).fit()
+    fit(build_run(tiny(photos, tmp_path / "straight", **common)))
+    fit(build_run(tiny(photos, tmp_path / "resumed", **{**common, "max_steps": 3})))
+    fit(build_run(tiny(photos, tmp_path / "resumed", **common, resume=True)))
 
     straight = load_file(tmp_path / "straight" / "tiny" / "latest.safetensors")
     resumed = load_file(tmp_path / "resumed" / "tiny" / "latest.safetensors")
@@ -91,7 +99,8 @@ def test_cli_runs_on_photos_and_a_video(photos, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--size", "96"], "not divisible by 2\\*\\*6 = 64"),
+    (["--size", "96"], "not divisible by 64"),
+    (["--hint-share", "0.5"], "needs --netG efficientnet_unet"),
     (["--preset", "expt9"], "invalid choice"),
     (["--sa-sizes", "48"], "no feature map of size 48"),
     (["--batch-size", "64"], "larger than the 20 training images"),
