@@ -10,6 +10,7 @@ fits instead of clipping RGB, so the output's L equals the input's L (up to
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +50,11 @@ def resolve_device(name: str) -> torch.device:
 class Colorizer:
     """A generator plus the render size it runs at.
 
+    A square render size N x N keeps the input's aspect ratio: the model runs
+    at about N*N pixels shaped like the input (sides rounded to the
+    generator's multiple), so a wide film frame is not squashed into a
+    square. A non-square render size is used exactly.
+
     Args:
         generator: normalised L (B, 1, h, w) -> normalised ab (B, 2, h, w).
         render_size: (h, w) the generator runs at; multiples of its ``multiple``.
@@ -67,7 +73,16 @@ class Colorizer:
             )
         self.generator = generator.to(device).eval()
         self.render_size = render_size
+        self.multiple = multiple
         self.device = device
+
+    def model_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) the generator runs at for an input of ``input_size`` (H, W)."""
+        side, width = self.render_size
+        if side != width:
+            return self.render_size
+        aspect = math.sqrt(input_size[0] / input_size[1])
+        return tuple(max(self.multiple, round(side * f / self.multiple) * self.multiple) for f in (aspect, 1 / aspect))
 
     @classmethod
     def from_checkpoint(
@@ -112,7 +127,7 @@ class Colorizer:
                 "this model takes no colour hints; use a checkpoint of --netG efficientnet_unet "
                 "(the built-in model is one)"
             )
-        return hint_map(hints, input_size, self.render_size, self.device)
+        return hint_map(hints, input_size, self.model_size(input_size), self.device)
 
     @torch.inference_mode()
     def predict_ab(self, lightness: Tensor, hints: Tensor | None = None) -> Tensor:
@@ -120,10 +135,10 @@ class Colorizer:
 
         Args:
             lightness: L in 0..100, (B, 1, H, W), any H and W.
-            hints: optional hint channels (B or 1, 3, h, w) at the render size (see ``hint_channels``).
+            hints: optional hint channels (B or 1, 3, h, w) at the model size (see ``hint_channels``).
 
         Returns:
-            ab in Lab units, float32 (B, 2, h, w) with (h, w) the render size.
+            ab in Lab units, float32 (B, 2, h, w) with (h, w) the model size (``model_size``).
         """
         extra = {}
         if hints is not None:
@@ -133,11 +148,12 @@ class Colorizer:
         return denormalize_ab(ab.float())
 
     def to_render_size(self, lightness: Tensor) -> Tensor:
-        """L (B, 1, H, W) resized (antialiased) to the render size, on this device, float32."""
+        """L (B, 1, H, W) resized (antialiased) to the model size, on this device, float32."""
         lightness = lightness.to(self.device, torch.float32)
-        if tuple(lightness.shape[-2:]) == self.render_size:
+        size = self.model_size(tuple(lightness.shape[-2:]))
+        if tuple(lightness.shape[-2:]) == size:
             return lightness
-        return F.interpolate(lightness, size=self.render_size, mode="bilinear", antialias=True, align_corners=False)
+        return F.interpolate(lightness, size=size, mode="bilinear", antialias=True, align_corners=False)
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Join full-resolution L with ab upsampled to it.

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=8, metavar="N",
-        help="images or video frames per model call (default 8); lower it if memory runs out",
+        help="video frames per model call (default 8); lower it if memory runs out (images go one at a time)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: skip them with an error)")
     parser.add_argument(
@@ -183,33 +183,17 @@ class Runner:
         print(f"sacolor-infer: error: {message}", file=sys.stderr)
 
     def run_images(self, jobs: list[Job]) -> None:
-        """Colourise images, ``batch_size`` at a time through the model."""
-        with tqdm(total=len(jobs), unit="img", disable=self.args.quiet or not jobs, desc="images") as bar:
-            for start in range(0, len(jobs), self.args.batch_size):
-                batch = jobs[start : start + self.args.batch_size]
-                loaded = []
-                for job in batch:
-                    try:
-                        rgb = load_rgb(job.source.path)
-                        check_inside(self.hints, rgb.shape[1], rgb.shape[0], str(job.source.path))
-                        loaded.append((job, rgb))
-                    except ValueError as error:
-                        self.fail(str(error))
-                        bar.update(1)
-                if loaded:
-                    self._colorize_images(loaded)
-                bar.update(len(loaded))
-
-    def _colorize_images(self, loaded: list[tuple[Job, np.ndarray]]) -> None:
-        # Photos differ in size: L is taken at full size per photo, the model
-        # runs once on the batch at the render size.
-        lightness = [self.colorizer.lightness(torch.from_numpy(rgb).permute(2, 0, 1)[None]) for _, rgb in loaded]
-        hints = None
-        if self.hints:
-            hints = torch.cat([self.colorizer.hint_channels(self.hints, rgb.shape[:2]) for _, rgb in loaded])
-        ab = self.colorizer.predict_ab(torch.cat([self.colorizer.to_render_size(l) for l in lightness]), hints)
-        for (job, _), l_full, ab_one in zip(loaded, lightness, ab):
-            pixels = to_uint8(self.colorizer.compose(l_full, ab_one[None]))[0]
+        """Colourise images one at a time: each runs at its own aspect ratio (see ``Colorizer.model_size``)."""
+        for job in tqdm(jobs, unit="img", disable=self.args.quiet or not jobs, desc="images"):
+            try:
+                rgb = load_rgb(job.source.path)
+                check_inside(self.hints, rgb.shape[1], rgb.shape[0], str(job.source.path))
+            except ValueError as error:
+                self.fail(str(error))
+                continue
+            l_full = self.colorizer.lightness(torch.from_numpy(rgb).permute(2, 0, 1)[None])
+            hints = self.colorizer.hint_channels(self.hints, rgb.shape[:2]) if self.hints else None
+            pixels = to_uint8(self.colorizer.compose(l_full, self.colorizer.predict_ab(l_full, hints)))[0]
             try:
                 with atomic_output(job.output, self.args.overwrite) as temporary:
                     save_rgb(temporary, pixels)
