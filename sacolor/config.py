@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .losses import GAN_MODES
+from .losses import GAN_MODES, RECON_LOSSES
 from .models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
 from .models.layers import NORMS
 
@@ -78,6 +78,7 @@ class TrainConfig:
     dropout: bool = True
     gan_mode: str = "vanilla"
     lambda_l1: float = 100.0
+    recon_loss: str = "l1"
     batch_size: int = 16
     n_epochs: int = 100
     max_steps: int | None = None
@@ -128,6 +129,7 @@ class TrainConfig:
             "netG": (self.netG, tuple(GENERATORS)),
             "norm": (self.norm, NORMS),
             "gan_mode": (self.gan_mode, GAN_MODES),
+            "recon_loss": (self.recon_loss, RECON_LOSSES),
             "resize": (self.resize, RESIZE_MODES),
             "amp_dtype": (self.amp_dtype, AMP_DTYPES),
             "device": (self.device, DEVICES),

@@ -51,9 +51,22 @@ class GANLoss:
         return F.mse_loss(logits, target)
 
 
-def l1_loss(fake_ab: Tensor, real_ab: Tensor) -> Tensor:
-    """Mean absolute error on normalised ab (pix2pix's L1 term, before lambda)."""
-    return F.l1_loss(fake_ab.float(), real_ab.float())
+RECON_LOSSES = ("l1", "l2")
+
+
+def reconstruction_loss(fake_ab: Tensor, real_ab: Tensor, kind: str = "l1", weights: Tensor | None = None) -> Tensor:
+    """Mean |fake - real| ("l1", pix2pix) or (fake - real)^2 ("l2") on normalised ab, optionally
+    times per-pixel ``weights`` (B, 1, H, W).
+
+    L1 is minimised by the median colour, L2 by the mean: where the colour is
+    uncertain L2 hedges towards gray, which is what PSNR rewards.
+    """
+    error = (fake_ab.float() - real_ab.float()).abs()
+    if kind == "l2":
+        error = error.square()
+    elif kind != "l1":
+        raise ValueError(f"reconstruction loss must be one of {RECON_LOSSES}; got {kind!r}")
+    return (error if weights is None else error * weights).mean()
 
 
 class ColourRebalance:
@@ -63,7 +76,9 @@ class ColourRebalance:
     photos are near gray, so predicting "a bit of sepia" everywhere scores well.
     Weighting each pixel by how rare its true colour is pushes the model
     towards saturated colours where it can tell them apart. The weight of ab
-    bin q is ``prior[q] ** -strength``, normalised to mean 1 over the prior.
+    bin q is ``mixed[q] ** -strength`` with ``mixed`` the prior mixed with 1 % of
+    uniform (no bin's weight is infinite), normalised to mean 1 over the
+    prior (so the loss keeps its scale on the training data).
 
     Args:
         prior: (bins, bins) frequencies of the true ab over the training data,
@@ -72,10 +87,9 @@ class ColourRebalance:
     """
 
     def __init__(self, prior: Tensor, strength: float) -> None:
-        smoothed = prior.double() / prior.sum()
-        smoothed = 0.99 * smoothed + 0.01 / smoothed.numel()  # no bin has weight infinity
-        weights = smoothed.pow(-strength)
-        self.weights = (weights / (weights * smoothed).sum()).float()
+        empirical = prior.double() / prior.sum()
+        weights = (0.99 * empirical + 0.01 / empirical.numel()).pow(-strength)
+        self.weights = (weights / (weights * empirical).sum()).float()
         self.bins = prior.shape[0]
 
     def __call__(self, ab_norm: Tensor) -> Tensor:
@@ -94,10 +108,6 @@ def ab_histogram(ab_norm: Tensor, bins: int) -> Tensor:
     """Counts (bins, bins) of normalised ab (B, 2, H, W) on ``ColourRebalance``'s grid."""
     return torch.bincount(ab_bins(ab_norm, bins).flatten(), minlength=bins * bins).view(bins, bins).double()
 
-
-def weighted_l1_loss(fake_ab: Tensor, real_ab: Tensor, weights: Tensor) -> Tensor:
-    """Mean of ``weights`` (B, 1, H, W) times |fake - real| on normalised ab."""
-    return ((fake_ab.float() - real_ab.float()).abs() * weights).mean()
 
 
 class FeatureLoss(torch.nn.Module):

@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = parser.add_argument_group("optimisation")
     add(train, "--gan-mode", "adversarial loss: vanilla (log), lsgan (least squares) or hinge",
         choices=("vanilla", "lsgan", "hinge"))
-    add(train, "--lambda-l1", "weight of the L1 loss on ab", type=float)
+    add(train, "--lambda-l1", "weight of the reconstruction loss on ab (L1, or L2 with --recon-loss l2)", type=float)
+    add(train, "--recon-loss", "reconstruction loss on ab: l1 (pix2pix; the median colour) or l2 (the mean colour: "
+        "hedges towards gray where the colour is uncertain, as PSNR rewards)", choices=("l1", "l2"))
     add(train, "--rebalance", "class-rebalanced L1 (Zhang et al. 2016): weight each pixel by its true colour's "
         "rarity to the power of this (0 = plain L1, 1 = inverse frequency), against the muted average colour", type=float)
     add(train, "--lambda-feat", "weight of the feature loss: L1 between frozen ImageNet EfficientNet-Lite0 features "

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sacolor.losses import GAN_MODES, GANLoss, l1_loss
+from sacolor.losses import GAN_MODES, ColourRebalance, GANLoss, ab_histogram, reconstruction_loss
 
 REAL = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
 FAKE = torch.tensor([[-2.0, 0.0], [1.5, -0.5]])
@@ -53,8 +53,25 @@ def test_float32_under_low_precision_and_gradients_flow(mode):
     assert fake.grad is not None and torch.isfinite(fake.grad.float()).all()
 
 
-def test_l1_and_errors():
+def test_reconstruction_losses_and_errors():
     a, b = torch.zeros(2, 2, 4, 4), torch.full((2, 2, 4, 4), -0.25)
-    assert float(l1_loss(a, b)) == pytest.approx(0.25)
+    assert float(reconstruction_loss(a, b)) == pytest.approx(0.25)
+    assert float(reconstruction_loss(a, b, "l2")) == pytest.approx(0.0625)
+    weights = torch.zeros(2, 1, 4, 4)
+    weights[0] = 2.0
+    assert float(reconstruction_loss(a, b, "l1", weights)) == pytest.approx(0.25)  # (2 * 0.25 + 0) / 2
+    with pytest.raises(ValueError, match="reconstruction loss must be one of"):
+        reconstruction_loss(a, b, "l3")
     with pytest.raises(ValueError, match="gan mode must be one of"):
         GANLoss("wgan")
+
+
+def test_colour_rebalance_weights_rare_colours_up():
+    gray, red = torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4)
+    red[:, 0] = 0.6
+    prior = ab_histogram(torch.cat([gray.repeat(9, 1, 1, 1), red]), bins=8)  # red is 9x rarer than gray
+    rebalance = ColourRebalance(prior, strength=0.5)
+    w_gray, w_red = float(rebalance(gray).mean()), float(rebalance(red).mean())
+    assert w_red / w_gray == pytest.approx(3.0, rel=0.05)  # (1/9) ** -0.5
+    assert (0.9 * w_gray + 0.1 * w_red) == pytest.approx(1.0, rel=0.05)  # mean 1 over the prior
+    assert float(ColourRebalance(prior, strength=0.0)(red).mean()) == pytest.approx(1.0)

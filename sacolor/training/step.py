@@ -7,18 +7,16 @@ import torch
 from torch import Tensor
 
 from ..hints import sample_hints
-from ..losses import l1_loss, weighted_l1_loss
+from ..losses import reconstruction_loss
 from .run import TrainingRun, unwrap
 
 
 def reconstruction_losses(run: TrainingRun, L: Tensor, fake: Tensor, ab: Tensor) -> dict[str, Tensor]:
-    """lambda_L1 x L1 on ab (class-rebalanced with ``--rebalance``), plus lambda_feat x the feature loss."""
+    """lambda_L1 x the L1 (or L2) loss on ab, class-rebalanced with ``--rebalance``, plus lambda_feat x the
+    feature loss."""
     config = run.config
-    if run.rebalance is not None:
-        l1 = weighted_l1_loss(fake, ab, run.rebalance(ab))
-    else:
-        l1 = l1_loss(fake, ab)
-    losses = {"loss_G_L1": config.lambda_l1 * l1}
+    weights = run.rebalance(ab) if run.rebalance is not None else None
+    losses = {"loss_G_L1": config.lambda_l1 * reconstruction_loss(fake, ab, config.recon_loss, weights)}
     if run.feature_loss is not None:
         losses["loss_G_feat"] = config.lambda_feat * run.feature_loss(L, fake, ab)
     return losses
