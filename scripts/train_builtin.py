@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -98,18 +100,21 @@ TEST_SHORT_SIDE = 384  # held-out photos are evaluated (and shown) at this size
 SEED = 0
 SIZE = 128
 FREEZE = 1500
-GAN_START = 4000
-STEPS = 4500
-RENDER_SIZES = (128, 192, 256, 320)
+GAN_START = 2700
+STEPS = 3000
+RENDER_SIZES = (128, 192, 256)
+FIGURE_GAP = 8
 TRAIN_ARGS = [
     "--netG", "efficientnet_unet", "--size", str(SIZE), "--sa-sizes", str(SIZE // 4), "--resize", "random",
     "--batch-size", "16", "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.9", "--gan-mode", "vanilla",
-    "--lambda-l1", "100", "--rebalance", "0.5", "--lambda-feat", "0",
+    "--recon-loss", "l2", "--lambda-l1", "100", "--rebalance", "0", "--lambda-feat", "0",
     "--freeze-encoder-steps", str(FREEZE), "--encoder-lr-scale", "0.1", "--gan-start-step", str(GAN_START),
-    "--hint-share", "0.5", "--ndf", "32", "--ema", "--ema-decay", "0.995", "--seed", str(SEED),
+    "--hint-share", "0.5", "--ndf", "64", "--ema", "--ema-decay", "0.995", "--seed", str(SEED),
     "--num-workers", "1", "--device", "cpu", "--eval-every", "250", "--save-every", "100", "--n-samples", "6",
     "--no-progress",
 ]
+# Each phase's end is kept as a candidate: a phase must earn its place on the held-out photos.
+PHASES = (("frozen", FREEZE), ("nogan", GAN_START), ("gan", STEPS))
 CONTACT_TILE = 256
 CONTACT_LABEL = 18
 
@@ -170,11 +175,29 @@ def evaluate_json(args: list[str]) -> dict:
     return json.loads(out.getvalue())
 
 
-def best_render_size(run_dir: Path, held_out: Path) -> tuple[int, dict[int, dict]]:
-    """The render size with the lowest held-out mean CIEDE2000, and every size's summary."""
-    scores = {size: evaluate_json([str(held_out), "--checkpoint", str(run_dir), "--render-size", str(size)])
-              for size in RENDER_SIZES}
-    return min(scores, key=lambda size: scores[size]["model"]["ciede2000"]), scores
+def best_candidate(runs: dict[str, Path], held_out: Path) -> tuple[str, int, dict[str, dict]]:
+    """The (run, render size) with the lowest held-out mean CIEDE2000, and every pair's summary."""
+    scores = {
+        f"{name}@{size}": evaluate_json([str(held_out), "--checkpoint", str(run), "--render-size", str(size)])["model"]
+        for name, run in runs.items() for size in RENDER_SIZES
+    }
+    best = min(scores, key=lambda key: scores[key]["ciede2000"])
+    name, size = best.split("@")
+    return name, int(size), scores
+
+
+def make_figure(target: Path) -> None:
+    """The README picture: the shipped gray sample | the built-in model's colourisation."""
+    with tempfile.TemporaryDirectory() as scratch:
+        colour = Path(scratch) / "colour.png"
+        if infer([str(ASSETS / "sample_gray.jpg"), "-o", str(colour), "--quiet"]):
+            raise RuntimeError("sacolor-infer failed on the sample")
+        gray, result = Image.open(ASSETS / "sample_gray.jpg").convert("RGB"), Image.open(colour)
+        figure = Image.new("RGB", (gray.width + result.width + FIGURE_GAP, gray.height), "white")
+        figure.paste(gray, (0, 0))
+        figure.paste(result, (gray.width + FIGURE_GAP, 0))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        figure.save(target)
 
 
 def contact_sheet(held_out: Path, target: Path) -> None:
@@ -197,31 +220,45 @@ def contact_sheet(held_out: Path, target: Path) -> None:
     sheet.save(target)
 
 
+def train_until(work: Path, data_dir: Path, steps: int, resume: bool) -> int:
+    """Run (or continue) ``sacolor-train`` to ``steps``; returns its exit status."""
+    started = time.time()
+    status = train(["--data", str(data_dir), "--checkpoints-dir", str(work / "runs"), "--name", "builtin",
+                    "--max-steps", str(steps), *TRAIN_ARGS, *(["--resume"] if resume else [])])
+    print(json.dumps({"train_status": status, "steps": steps, "wall_minutes": round((time.time() - started) / 60, 1)}), flush=True)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the data and the training run")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"optimisation steps (default {STEPS}, the shipped model)")
     parser.add_argument("--resume", action="store_true", help="continue the training run in --work from its last checkpoint")
-    parser.add_argument("--skip-train", action="store_true", help="export and evaluate the run already in --work")
+    parser.add_argument("--skip-train", action="store_true", help="export and evaluate the runs already in --work")
     args = parser.parse_args(argv)
 
     data_dir = prepare(args.work)
     run_dir = args.work / "runs" / "builtin"
-    if not args.skip_train:
-        started = time.time()
-        status = train(["--data", str(data_dir), "--checkpoints-dir", str(args.work / "runs"), "--name", "builtin",
-                        "--max-steps", str(args.steps), *TRAIN_ARGS, *(["--resume"] if args.resume else [])])
-        print(json.dumps({"train_status": status, "steps": args.steps, "wall_minutes": round((time.time() - started) / 60, 1)}), flush=True)
-        if status:
+    snapshots = {name: run_dir.with_name(f"builtin_{name}") for name, _ in PHASES}
+    resume = args.resume
+    for name, until in PHASES:
+        if args.skip_train or (snapshots[name] / "latest.safetensors").is_file():
+            continue
+        if status := train_until(args.work, data_dir, args.steps if name == PHASES[-1][0] else until, resume):
             return status
-    size, scores = best_render_size(run_dir, data_dir / "test")
-    print(json.dumps({"render_size": size, **{str(s): v["model"] for s, v in scores.items()}}), flush=True)
-    export(run_dir, ASSETS / "builtin.safetensors", size)
+        shutil.copytree(run_dir, snapshots[name], dirs_exist_ok=True)
+        resume = True
+    name, size, scores = best_candidate(snapshots, data_dir / "test")
+    print(json.dumps({"chosen": f"{name}@{size}", "held_out_by_candidate": scores}, indent=1), flush=True)
+    export(snapshots[name], ASSETS / "builtin.safetensors", size)
+    make_figure(DOCS / "sample_gray_colourised.png")
     contact_sheet(data_dir / "test", DOCS / "contact_sheet.png")
     summary = evaluate_json([str(data_dir / "test")])
     hinted = evaluate_json([str(data_dir / "test"), "--hint-points", "10"])
-    print(json.dumps({"held_out": {k: summary[k] for k in ("model", "gray", "truth", "n")},
-                      "hinted_10": hinted["model"]}, indent=1))
+    result = {"chosen": f"{name}@{size}", "held_out": {k: summary[k] for k in ("model", "gray", "truth", "n")},
+              "hinted_10": hinted["model"], "images": summary["images"]}
+    (args.work / "results.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: result[k] for k in ("chosen", "held_out", "hinted_10")}, indent=1))
     return 0
 
 
