@@ -175,6 +175,6 @@ def sample_hints(ab_norm: Tensor, share: float, generator: torch.Generator | Non
         sides = torch.randint(len(TRAIN_PATCHES), (count,), generator=generator).tolist()
         for row, col, choice in zip(rows, cols, sides):
             side = TRAIN_PATCHES[choice]
-            true_ab = ab_norm[index, :, patch(row, col, side)[0], patch(row, col, side)[1]]
-            paint(hints, index, row, col, side, true_ab.mean(dim=(1, 2)))
+            rows_in, cols_in = patch(row, col, side)
+            paint(hints, index, row, col, side, ab_norm[index, :, rows_in, cols_in].mean(dim=(1, 2)))
     return hints
