@@ -11,9 +11,12 @@ at a 256x256 render, N = 4 096 positions).
 
 Hints (Zhang et al. 2017, "Real-Time User-Guided Image Colorization"):
 ``(B, 3, H, W)`` = normalised ab (2 channels) and a 0/1 mask; where the mask
-is 1 the user says "this colour here". Each decoder stage gets the
-mask-weighted mean ab of the hints inside each of its cells and whether
-there is one, so a single hinted pixel still reaches the coarse stages.
+is 1 the user says "this colour here". They are first spread to a dense
+guess with a confidence (``propagate_hints``: to nearby pixels of similar
+lightness), which every decoder stage gets at its resolution; the output
+follows that guess in proportion to its confidence. A sparse hint given to
+the decoder alone was measured to be ignored: after 700 training steps, a
+hint on every pixel moved the output by 0.006 (of 1).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from .efficientnet import EfficientNetLite0, pretrained_state_dict
 from .layers import LayerOptions, apply_spectral_norm
 
 HINT_CHANNELS = 3  # normalised a, b and the mask
+# Hint propagation: on a grid of this stride, with a spatial reach of this share of
+# the longer side and a lightness tolerance in normalised L (0.16 = 8 L units).
+PROPAGATION_STRIDE = 4
+PROPAGATION_SPATIAL = 0.1
+PROPAGATION_LIGHTNESS = 0.16
 # Decoder output channels at strides 16, 8, 4, 2, 1.
 DECODER_CHANNELS = (128, 96, 64, 32, 16)
 CENTER_CHANNELS = 256
@@ -53,6 +61,36 @@ def pool_hints(hints: Tensor, stride: int) -> Tensor:
     ab_mean = F.avg_pool2d(ab * mask, stride) / mask_mean.clamp_min(1e-6)
     present = (mask_mean > 0).to(hints.dtype)
     return torch.cat((ab_mean * present, present), dim=1)
+
+
+def propagate_hints(l_norm: Tensor, hints: Tensor) -> Tensor:
+    """Sparse hints -> a dense guess of the colour and how sure it is, (B, 3, H, W).
+
+    Each hinted cell of a ``PROPAGATION_STRIDE`` grid spreads its colour to
+    the cells near it whose lightness is close to its own (a joint bilateral
+    weight, as in Levin et al.'s "Colorization using optimization": neighbours
+    of similar intensity share a colour). Channels: the weighted mean hinted
+    ab, and a confidence in [0, 1] (1 at a hint, 0 far from every hint).
+    """
+    batch, _, height, width = l_norm.shape
+    cells = pool_hints(hints.float(), PROPAGATION_STRIDE)
+    lightness = F.avg_pool2d(l_norm.float(), PROPAGATION_STRIDE)
+    rows, cols = cells.shape[-2:]
+    grid = torch.stack(torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")).to(l_norm.device).float()
+    sigma = PROPAGATION_SPATIAL * max(rows, cols)
+    dense = cells.new_zeros(batch, 3, rows, cols)
+    for index in range(batch):
+        present = cells[index, 2] > 0
+        if not present.any():
+            continue
+        where = grid[:, present]  # (2, P)
+        distance = (grid.flatten(1)[:, :, None] - where[:, None, :]).square().sum(0)  # (rows*cols, P)
+        contrast = (lightness[index, 0].flatten()[:, None] - lightness[index, 0][present][None, :]).square()
+        weights = torch.exp(-distance / (2 * sigma**2) - contrast / (2 * PROPAGATION_LIGHTNESS**2))
+        colour = weights @ cells[index, :2, present].T / weights.sum(1, keepdim=True).clamp_min(1e-12)
+        confidence = 1 - torch.prod(1 - weights.clamp(max=1), dim=1)
+        dense[index] = torch.cat((colour.T, confidence[None]), 0).view(3, rows, cols)
+    return F.interpolate(dense, size=(height, width), mode="bilinear", align_corners=False).to(l_norm.dtype)
 
 
 class EfficientNetUNet(nn.Module):
@@ -141,12 +179,17 @@ class EfficientNetUNet(nn.Module):
         gray = ((l_norm + 1.0) * 0.5).expand(-1, 3, -1, -1)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             features = self.encoder.features(gray)
+        guide = propagate_hints(l_norm, hints)  # dense hinted colour and confidence
         x = self.center(features[-1])
         skips = features[-2::-1] + [l_norm]
         for stage, (block, skip) in enumerate(zip(self.decoder, skips)):
             level = 4 - stage
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat((x, skip, pool_hints(hints, 2**level).to(x.dtype)), dim=1))
+            cue = F.avg_pool2d(guide, 2**level) if level else guide
+            x = block(torch.cat((x, skip, cue.to(x.dtype)), dim=1))
             if str(level) in self.attention:
                 x = self.attention[str(level)](x)
-        return torch.tanh(self.head(x))
+        ab = torch.tanh(self.head(x))
+        # Where a hint is near and of similar lightness, its colour wins over the guess.
+        confidence = guide[:, 2:].to(ab.dtype)
+        return ab + confidence * (guide[:, :2].to(ab.dtype) - ab)
