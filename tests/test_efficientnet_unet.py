@@ -17,7 +17,7 @@ from sacolor.infer import main as infer
 from sacolor.models import build_generator
 from sacolor.models import efficientnet
 from sacolor.models.efficientnet import EfficientNetLite0, pretrained_state_dict
-from sacolor.models.efficientnet_unet import pool_hints
+from sacolor.models.efficientnet_unet import pool_hints, propagate_hints
 from sacolor.train import fit
 from sacolor.training import build_run
 
@@ -71,6 +71,24 @@ def test_pooled_hints_keep_a_single_point():
     assert pooled.shape == (1, 3, 2, 2)
     torch.testing.assert_close(pooled[0, :, 0, 0], torch.tensor([0.4, -0.2, 1.0]))
     assert pooled[0, :, 1:, :].abs().sum() == 0 and pooled[0, :, :, 1:].abs().sum() == 0
+
+
+def test_a_hint_spreads_over_similar_lightness_and_the_output_follows_it():
+    l_norm = torch.full((1, 1, 64, 64), -0.5)
+    l_norm[..., 32:] = 0.5  # right half much lighter: another region
+    hints = torch.zeros(1, 3, 64, 64)
+    hints[0, :2, 10:14, 10:14] = torch.tensor([0.3, -0.2]).view(2, 1, 1)
+    hints[0, 2, 10:14, 10:14] = 1
+    guide = propagate_hints(l_norm, hints)
+    torch.testing.assert_close(guide[0, :2, 12, 12], torch.tensor([0.3, -0.2]))
+    assert guide[0, 2, 12, 12] > 0.9 and guide[0, 2, 12, 20] > 0.5  # near, same lightness
+    assert guide[0, 2, 12, 50] < 0.01  # as near, but across the lightness edge
+    assert propagate_hints(l_norm, torch.zeros(1, 3, 64, 64)).abs().sum() == 0
+    g = build_generator("efficientnet_unet", input_size=64).eval()
+    with torch.no_grad():
+        plain, hinted = g(l_norm), g(l_norm, hints)
+    torch.testing.assert_close(hinted[0, :, 12, 12], torch.tensor([0.3, -0.2]), atol=0.05, rtol=0)
+    torch.testing.assert_close(hinted[..., 40:], plain[..., 40:], atol=1e-3, rtol=0)
 
 
 def test_frozen_encoder_gets_no_gradient():
