@@ -9,8 +9,10 @@ command: decode, model, stabiliser, colour transfer, H.264 encode, audio copy),
 then runs ``sacolor-eval`` on the clip to report CDC with and without it and
 PSNR against the all-gray baseline. A model whose colours barely flicker gives
 the stabiliser little to do, so a stress test adds a random per-frame chroma
-offset (``JITTER`` ab units, a flickery model) and reports CDC with the
-stabiliser off and at several strengths. It prints one JSON object.
+offset (``JITTER`` ab units, a flickery model) and reports, with the
+stabiliser off and at several strengths, the CDC against nothing (RGB
+histograms of the output alone) and the no-truth ab warp error of
+``sacolor-eval --no-truth`` (``sacolor.flicker``). It prints one JSON object.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from skimage import data
 
 from sacolor.colorizer import Colorizer, to_uint8
 from sacolor.config import parse_size
-from sacolor.evaluate import main as evaluate
+from sacolor.evaluate import MODEL, main as evaluate, quantize
+from sacolor.flicker import FlickerMeter
 from sacolor.infer import main as infer
 from sacolor.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 from sacolor.io.video import write_video
@@ -54,19 +57,25 @@ def film_frames(count: int) -> list[np.ndarray]:
     return frames
 
 
-def flicker_stress(frames: list[np.ndarray], checkpoint: str | None, render_size: tuple[int, int] | None) -> dict[str, float]:
-    """CDC of the model's output with a random per-frame ab offset, stabiliser off and on."""
+def flicker_stress(frames: list[np.ndarray], checkpoint: str | None, render_size: tuple[int, int] | None) -> dict[str, dict[str, float]]:
+    """CDC and no-truth warp error of the model's output with a random per-frame ab offset, stabiliser off
+    ("off") and at each of ``STRENGTHS`` ("strength_S")."""
     colorizer = Colorizer.from_checkpoint(checkpoint, "cpu", render_size)
     rgb = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
     lightness = colorizer.lightness(rgb)
     ab = colorizer.predict_ab(lightness)
     ab = ab + JITTER * torch.randn(len(frames), 2, 1, 1, generator=torch.Generator().manual_seed(0))
     small = colorizer.to_render_size(lightness)
-    result = {"off": color_distribution_consistency(color_histograms(to_uint8(colorizer.compose(lightness, ab))))}
-    for strength in STRENGTHS:
-        steady = ChromaStabilizer(strength=strength)(small, ab)
-        result[f"strength_{strength}"] = color_distribution_consistency(color_histograms(to_uint8(colorizer.compose(lightness, steady))))
-    return {key: round(value, 5) for key, value in result.items()}
+    result = {}
+    for strength in (0.0, *STRENGTHS):
+        output = quantize(colorizer.compose(lightness, ChromaStabilizer(strength=strength)(small, ab)))
+        meter = FlickerMeter()
+        meter.add(lightness, {MODEL: output})
+        result["off" if strength == 0.0 else f"strength_{strength}"] = {
+            "cdc": round(color_distribution_consistency(color_histograms(to_uint8(output))), 5),
+            "warp_error": round(meter.report(MODEL)["total"][MODEL]["warp_error"], 3),
+        }
+    return result
 
 
 def main() -> None:
