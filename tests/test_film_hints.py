@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from skimage import color, data
 from torch import nn
 
+from hint_spy import spy_on_hints
 from sacolor.checkpoint import save_checkpoint
 from sacolor.colorizer import Colorizer
 from sacolor.film_hints import FilmColorizer, FilmHint, HintTracker, load_film_hints, schedule
@@ -200,16 +201,7 @@ def hint_checkpoint(tmp_path_factory):
 
 
 def test_cli_carries_film_hints_to_the_model(clip, hint_checkpoint, tmp_path, monkeypatch):
-    from sacolor.models.efficientnet_unet import EfficientNetUNet
-
-    seen = []
-    forward = EfficientNetUNet.forward
-
-    def spy(self, l_norm, hints=None):
-        seen.append(hints)
-        return forward(self, l_norm, hints)
-
-    monkeypatch.setattr(EfficientNetUNet, "forward", spy)
+    seen = spy_on_hints(monkeypatch)
     x, y = centre(0)
     hints = entries_file(tmp_path, [{"frame": 0, "x": x, "y": y, "color": HINT_COLOUR}])
     status = infer([str(clip), "-o", str(tmp_path / "out.mp4"), "--checkpoint", str(hint_checkpoint),
