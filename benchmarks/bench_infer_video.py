@@ -1,13 +1,14 @@
 """Frames per second of ``sacolor-infer`` on a 640x272 film clip, and its flicker (CDC).
 
-    python benchmarks/bench_infer_video.py [--frames 48] [--checkpoint DIR] [--render-size 128x256]
+    python benchmarks/bench_infer_video.py [--frames 48] [--checkpoint DIR] [--render-size 128x256] [--plot flicker.png]
 
 The clip is made here with PyAV from scikit-image photographs: a slow pan
 across one photo, a cut to another, 24 fps, with an AAC tone. The script
 times ``sacolor-infer`` with and without temporal stabilisation (the whole
 command: decode, model, stabiliser, colour transfer, H.264 encode, audio copy),
 then runs ``sacolor-eval`` on the clip to report CDC with and without it and
-PSNR against the all-gray baseline. A model whose colours barely flicker gives
+PSNR against the all-gray baseline, and ``sacolor-eval --no-truth`` for the
+flicker report that needs no colour original (``--plot`` keeps its PNG). A model whose colours barely flicker gives
 the stabiliser little to do, so a stress test adds a random per-frame chroma
 offset (``JITTER`` ab units, a flickery model) and reports, with the
 stabiliser off and at several strengths, the CDC against nothing (RGB
@@ -78,11 +79,20 @@ def flicker_stress(frames: list[np.ndarray], checkpoint: str | None, render_size
     return result
 
 
+def evaluate_json(argv: list[str]) -> dict:
+    """What ``sacolor-eval ARGV --json --quiet`` prints."""
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        evaluate([*argv, "--json", "--quiet"])
+    return json.loads(report.getvalue())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--checkpoint", default=None, help="default: the built-in model")
     parser.add_argument("--render-size", default=None)
+    parser.add_argument("--plot", default=None, metavar="PATH.png", help="keep sacolor-eval --no-truth's flicker plot of the clip")
     args = parser.parse_args()
     common = [] if args.checkpoint is None else ["--checkpoint", args.checkpoint]
     common += [] if args.render_size is None else ["--render-size", args.render_size]
@@ -98,10 +108,10 @@ def main() -> None:
             status = infer([str(clip), "-o", str(Path(scratch) / f"{label}.mp4"), flag, "--quiet", *common])
             elapsed = time.perf_counter() - started
             result[f"fps_{label}"] = round(args.frames / elapsed, 2) if status == 0 else f"failed ({status})"
-        report = io.StringIO()
-        with contextlib.redirect_stdout(report):
-            evaluate([str(clip), "--json", "--quiet", *common])
-        result["eval"] = json.loads(report.getvalue())
+        result["eval"] = evaluate_json([str(clip), *common])
+        plot = [] if args.plot is None else ["--plot", args.plot]
+        (no_truth,) = evaluate_json(["--no-truth", str(clip), *plot, *common])["videos"]
+        result["eval_no_truth"] = {key: no_truth[key] for key in ("scene_cuts", "worst_frames", "shots", "total")}
     result[f"cdc_with_chroma_jitter_{JITTER}"] = flicker_stress(frames, args.checkpoint, parse_size(args.render_size) if args.render_size else None)
     print(json.dumps(result, indent=1))
 
