@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sacolor-eval",
         description="Evaluate colourisation on colour ground truth: each input is turned gray, colourised, and "
-        "compared with the original (PSNR, SSIM, colourfulness; CDC for videos), next to the all-gray baseline.",
+        "compared with the original (PSNR, SSIM, colourfulness; CDC for videos), next to the all-gray baseline. "
+        "Films without a colour original get a flicker report instead (--no-truth).",
         epilog=f"Rows: {MODEL} (the model; temporally stabilised for videos), {UNSTABILIZED} (videos: the model "
         f"without stabilisation), {GRAY} (ab = 0, the baseline to beat), {TRUTH} (the inputs' own colourfulness and "
         f"CDC). PSNR (dB, capped at {PSNR_CAP_DB:g}) and SSIM are against the input, higher is better; ciede2000 is "
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
         help="colour images or videos (the ground truth): files, folders (searched recursively) or glob patterns "
-        "(quote them; ** recurses)",
+        "(quote them; ** recurses); with --no-truth, films (gray or colour)",
     )
     add_model_arguments(parser)
     parser.add_argument(
