@@ -94,6 +94,15 @@ def test_a_covered_point_is_dropped_and_so_is_one_that_leaves_the_frame():
     assert points[6][0].x == pytest.approx(40 - 6 * 3, abs=0.5) and points[6][0].y == pytest.approx(20, abs=0.5)
 
 
+def test_a_cut_clears_points_even_where_the_picture_around_them_stays():
+    photo = lightness([data.astronaut()[:HEIGHT, :WIDTH]])[0]
+    other = lightness([data.coffee()[:HEIGHT, :WIDTH]])[0]
+    cut = other.clone()
+    cut[:, 10:40, 20:60] = photo[:, 10:40, 20:60]  # the point's surroundings stay; the rest (over half) changes
+    points = HintTracker({0: [FilmHint(Hint(40, 25, HINT_RGB))]})(torch.stack([photo, photo, cut]))
+    assert len(points[1]) == 1 and points[2] == []
+
+
 def entries_file(tmp_path, entries) -> str:
     path = tmp_path / "hints.json"
     path.write_text(json.dumps(entries))

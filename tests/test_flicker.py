@@ -55,6 +55,18 @@ def test_warp_error_measures_chroma_jumps_and_not_motion():
     assert report["total"]["jumpy"]["cdc"] > report["total"]["steady"]["cdc"]
 
 
+def test_what_appears_is_not_flicker():
+    # From frame 3 a bright card with a colour of its own covers a corner: those pixels fail the
+    # occlusion check, so the card's new colour adds nothing to the warp error, only real chroma change does.
+    lab = panning_lab(5)
+    lab[3:, 0, 24:, 40:] = 95.0
+    lab[3:, 1:, 24:, 40:] = 40.0
+    meter = FlickerMeter()
+    meter.add(lab[:, :1], {"model": lab_to_rgb(lab)})
+    report = meter.report("model")
+    assert report["scene_cuts"] == [] and report["warp_error_per_frame"]["model"][3] < 10.0  # unmasked: about 400
+
+
 def test_shots_are_split_at_cuts_and_short_shots_have_no_cdc():
     lab = panning_lab(8)
     other = torch.from_numpy(color.rgb2lab(data.coffee()[:48, :64])).permute(2, 0, 1).float()
