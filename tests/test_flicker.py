@@ -64,7 +64,7 @@ def test_what_appears_is_not_flicker():
     meter = FlickerMeter()
     meter.add(lab[:, :1], {"model": lab_to_rgb(lab)})
     report = meter.report("model")
-    assert report["scene_cuts"] == [] and report["warp_error_per_frame"]["model"][3] < 10.0  # unmasked: about 400
+    assert report["scene_cuts"] == [] and report["warp_error_per_frame"]["model"][3] < 10.0  # unmasked: 37
 
 
 def test_shots_are_split_at_cuts_and_short_shots_have_no_cdc():
