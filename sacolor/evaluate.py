@@ -32,8 +32,8 @@ from tqdm import tqdm
 from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
 from .colorizer import Colorizer, to_uint8
 from .io.images import load_rgb
-from .io.paths import collect_sources, is_media, suffix_help
 from .flicker import FlickerMeter, WARP_ERROR_UNITS, format_report, plot_report
+from .io.paths import collect_sources, is_media, suffix_help
 from .hints import Hint
 from .io.video import iter_rgb_batches
 from .metrics import ciede2000, colorfulness, psnr, ssim
@@ -300,6 +300,15 @@ def report_flicker(colorizer: Colorizer, sources: list, problems: list[str], arg
     return EXIT_SOME_FAILED if problems else EXIT_OK
 
 
+def no_truth_mismatch(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of --no-truth and the options of one mode only, if anything."""
+    if args.plot and not args.no_truth:
+        return "--plot draws the --no-truth flicker report; add --no-truth"
+    if args.no_truth and args.hint_points:
+        return "--hint-points needs the colour original for its hints' colours; it does not go with --no-truth"
+    return None
+
+
 def format_table(summary: dict) -> str:
     """The summary as an aligned text table."""
     columns = ["psnr", "ssim", "ciede2000", "colorfulness", "cdc"]
@@ -316,6 +325,10 @@ def format_table(summary: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-eval``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    mismatch = no_truth_mismatch(args)
+    if mismatch:
+        print(f"sacolor-eval: error: {mismatch}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
     except (FileNotFoundError, ValueError) as error:
@@ -326,9 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not is_media(source.path):
             problems.append(f"{source.path}: unsupported file type {source.path.suffix!r}")
     sources = [s for s in sources if is_media(s.path)]
-    if args.plot and not args.no_truth:
-        print("sacolor-eval: error: --plot draws the --no-truth flicker report; add --no-truth", file=sys.stderr)
-        return EXIT_USAGE
     if args.no_truth:
         return report_flicker(colorizer, sources, problems, args)
     tally = Tally()

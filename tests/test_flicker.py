@@ -124,6 +124,8 @@ def test_cli_no_truth_refusals(film, tmp_path, capsys):
     Image.fromarray(panning_frames(1)[0]).save(tmp_path / "photo.png")
     assert evaluate([str(clip), "--checkpoint", str(checkpoint), "--plot", str(tmp_path / "p.png")]) == 2
     assert "add --no-truth" in capsys.readouterr().err
+    assert evaluate(["--no-truth", str(clip), "--checkpoint", str(checkpoint), "--hint-points", "3"]) == 2
+    assert "does not go with --no-truth" in capsys.readouterr().err
     status = evaluate(["--no-truth", str(tmp_path / "photo.png"), str(clip), "--checkpoint", str(checkpoint), "--json", "--quiet"])
     captured = capsys.readouterr()
     assert status == 1 and "photo.png: --no-truth reports flicker on films" in captured.err
