@@ -1,16 +1,19 @@
 """Frames per second of ``sacolor-infer`` on a 640x272 film clip, and its flicker (CDC).
 
-    python benchmarks/bench_infer_video.py [--frames 48] [--checkpoint DIR] [--render-size 128x256]
+    python benchmarks/bench_infer_video.py [--frames 48] [--checkpoint DIR] [--render-size 128x256] [--plot flicker.png]
 
 The clip is made here with PyAV from scikit-image photographs: a slow pan
 across one photo, a cut to another, 24 fps, with an AAC tone. The script
 times ``sacolor-infer`` with and without temporal stabilisation (the whole
 command: decode, model, stabiliser, colour transfer, H.264 encode, audio copy),
 then runs ``sacolor-eval`` on the clip to report CDC with and without it and
-PSNR against the all-gray baseline. A model whose colours barely flicker gives
+PSNR against the all-gray baseline, and ``sacolor-eval --no-truth`` for the
+flicker report that needs no colour original (``--plot`` keeps its PNG). A model whose colours barely flicker gives
 the stabiliser little to do, so a stress test adds a random per-frame chroma
-offset (``JITTER`` ab units, a flickery model) and reports CDC with the
-stabiliser off and at several strengths. It prints one JSON object.
+offset (``JITTER`` ab units, a flickery model) and reports, with the
+stabiliser off and at several strengths, the CDC against nothing (RGB
+histograms of the output alone) and the no-truth ab warp error of
+``sacolor-eval --no-truth`` (``sacolor.flicker``). It prints one JSON object.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from skimage import data
 
 from sacolor.colorizer import Colorizer, to_uint8
 from sacolor.config import parse_size
-from sacolor.evaluate import main as evaluate
+from sacolor.evaluate import MODEL, main as evaluate, quantize
+from sacolor.flicker import FlickerMeter
 from sacolor.infer import main as infer
 from sacolor.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 from sacolor.io.video import write_video
@@ -54,19 +58,33 @@ def film_frames(count: int) -> list[np.ndarray]:
     return frames
 
 
-def flicker_stress(frames: list[np.ndarray], checkpoint: str | None, render_size: tuple[int, int] | None) -> dict[str, float]:
-    """CDC of the model's output with a random per-frame ab offset, stabiliser off and on."""
+def flicker_stress(frames: list[np.ndarray], checkpoint: str | None, render_size: tuple[int, int] | None) -> dict[str, dict[str, float]]:
+    """CDC and no-truth warp error of the model's output with a random per-frame ab offset, stabiliser off
+    ("off") and at each of ``STRENGTHS`` ("strength_S")."""
     colorizer = Colorizer.from_checkpoint(checkpoint, "cpu", render_size)
     rgb = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
     lightness = colorizer.lightness(rgb)
     ab = colorizer.predict_ab(lightness)
     ab = ab + JITTER * torch.randn(len(frames), 2, 1, 1, generator=torch.Generator().manual_seed(0))
     small = colorizer.to_render_size(lightness)
-    result = {"off": color_distribution_consistency(color_histograms(to_uint8(colorizer.compose(lightness, ab))))}
-    for strength in STRENGTHS:
-        steady = ChromaStabilizer(strength=strength)(small, ab)
-        result[f"strength_{strength}"] = color_distribution_consistency(color_histograms(to_uint8(colorizer.compose(lightness, steady))))
-    return {key: round(value, 5) for key, value in result.items()}
+    result = {}
+    for strength in (0.0, *STRENGTHS):
+        output = quantize(colorizer.compose(lightness, ChromaStabilizer(strength=strength)(small, ab)))
+        meter = FlickerMeter()
+        meter.add(lightness, {MODEL: output})
+        result["off" if strength == 0.0 else f"strength_{strength}"] = {
+            "cdc": round(color_distribution_consistency(color_histograms(to_uint8(output))), 5),
+            "warp_error": round(meter.report(MODEL)["total"][MODEL]["warp_error"], 3),
+        }
+    return result
+
+
+def evaluate_json(argv: list[str]) -> dict:
+    """What ``sacolor-eval ARGV --json --quiet`` prints."""
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        evaluate([*argv, "--json", "--quiet"])
+    return json.loads(report.getvalue())
 
 
 def main() -> None:
@@ -74,6 +92,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--checkpoint", default=None, help="default: the built-in model")
     parser.add_argument("--render-size", default=None)
+    parser.add_argument("--plot", default=None, metavar="PATH.png", help="keep sacolor-eval --no-truth's flicker plot of the clip")
     args = parser.parse_args()
     common = [] if args.checkpoint is None else ["--checkpoint", args.checkpoint]
     common += [] if args.render_size is None else ["--render-size", args.render_size]
@@ -89,10 +108,10 @@ def main() -> None:
             status = infer([str(clip), "-o", str(Path(scratch) / f"{label}.mp4"), flag, "--quiet", *common])
             elapsed = time.perf_counter() - started
             result[f"fps_{label}"] = round(args.frames / elapsed, 2) if status == 0 else f"failed ({status})"
-        report = io.StringIO()
-        with contextlib.redirect_stdout(report):
-            evaluate([str(clip), "--json", "--quiet", *common])
-        result["eval"] = json.loads(report.getvalue())
+        result["eval"] = evaluate_json([str(clip), *common])
+        plot = [] if args.plot is None else ["--plot", args.plot]
+        (no_truth,) = evaluate_json(["--no-truth", str(clip), *plot, *common])["videos"]
+        result["eval_no_truth"] = {key: no_truth[key] for key in ("scene_cuts", "worst_frames", "shots", "total")}
     result[f"cdc_with_chroma_jitter_{JITTER}"] = flicker_stress(frames, args.checkpoint, parse_size(args.render_size) if args.render_size else None)
     print(json.dumps(result, indent=1))
 

@@ -1,6 +1,7 @@
 """``sacolor-eval``: how much colour the model adds, next to an all-gray guess.
 
     sacolor-eval held_out_photos/ [clip.mp4] [--json]
+    sacolor-eval --no-truth old_film.mp4 [--json] [--plot flicker.png]
 
 Each colour input is turned gray (its L), colourised, and compared with the
 original: PSNR, SSIM, mean CIEDE2000 and colourfulness, and for videos TCVC's
@@ -9,6 +10,10 @@ The same is reported for the all-gray baseline (ab = 0, i.e. the gray input
 itself), so a model that beats it demonstrably adds the right colour.
 ``evaluate_images`` is also what the trainer's periodic evaluation calls, so
 ``metrics.jsonl`` and ``sacolor-eval`` agree on the same images.
+
+Films with no colour original get ``--no-truth``: a flicker report per shot
+and in total (``flicker``: the ab warp error, the ab CDC, colourfulness) for
+the same three colourings, with an optional PNG plot.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +32,7 @@ from tqdm import tqdm
 from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
 from .colorizer import Colorizer, to_uint8
 from .io.images import load_rgb
+from .flicker import FlickerMeter, WARP_ERROR_UNITS, format_report, plot_report
 from .io.paths import collect_sources, is_media, suffix_help
 from .hints import Hint
 from .io.video import iter_rgb_batches
@@ -44,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sacolor-eval",
         description="Evaluate colourisation on colour ground truth: each input is turned gray, colourised, and "
-        "compared with the original (PSNR, SSIM, colourfulness; CDC for videos), next to the all-gray baseline.",
+        "compared with the original (PSNR, SSIM, colourfulness; CDC for videos), next to the all-gray baseline. "
+        "Films without a colour original get a flicker report instead (--no-truth).",
         epilog=f"Rows: {MODEL} (the model; temporally stabilised for videos), {UNSTABILIZED} (videos: the model "
         f"without stabilisation), {GRAY} (ab = 0, the baseline to beat), {TRUTH} (the inputs' own colourfulness and "
         f"CDC). PSNR (dB, capped at {PSNR_CAP_DB:g}) and SSIM are against the input, higher is better; ciede2000 is "
@@ -56,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
         help="colour images or videos (the ground truth): files, folders (searched recursively) or glob patterns "
-        "(quote them; ** recurses)",
+        "(quote them; ** recurses); with --no-truth, films (gray or colour)",
     )
     add_model_arguments(parser)
     parser.add_argument(
@@ -83,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="give the model N colour hints per image, at random pixels (seeded by the image's position in the "
         "list) with the true colour there, as a user who knows some colours would (default 0: automatic; needs "
         "a model that takes hints)",
+    )
+    parser.add_argument(
+        "--no-truth", action="store_true",
+        help="the inputs are films without a colour original (gray or colour, only their L is used): report "
+        f"flicker instead, per shot and in total, for the {MODEL}, {UNSTABILIZED} and {GRAY} rows: the ab warp error "
+        f"(Lai et al. 2018: frame t+1's ab warped back onto frame t by optical flow on the input's L, occluded "
+        f"pixels left out; {WARP_ERROR_UNITS}), the CDC of the ab histograms, and colourfulness; lower warp "
+        "error and CDC are steadier. With --json: {\"videos\": [{\"path\": ..., \"shots\": [...], \"total\": {...}, "
+        "\"scene_cuts\": [...], \"worst_frames\": [...], \"warp_error_per_frame\": {...}}, ...]}",
+    )
+    parser.add_argument(
+        "--plot", metavar="PATH.png",
+        help="with --no-truth, also draw each film's per-frame warp error, scene cuts and worst frames marked, "
+        "as a PNG (replaced if it exists); with several films, each gets PATH_<film name>.png",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar; errors and the results are still printed")
     return parser
@@ -199,27 +221,92 @@ def evaluate_images(colorizer: Colorizer, paths, hint_points: int = 0) -> dict:
     return tally.summary()
 
 
-def evaluate_video(colorizer: Colorizer, path, args: argparse.Namespace, tally: Tally, bar: tqdm) -> None:
-    """Add a video's frames and its CDCs to ``tally``."""
-    stabilizer = ChromaStabilizer(strength=args.temporal_strength)
-    histograms: dict[str, list[np.ndarray]] = defaultdict(list)
+def video_batches(path, args: argparse.Namespace, bar: tqdm) -> Iterator[torch.Tensor]:
+    """A video's frames as RGB (B, 3, H, W) in [0, 1], ``--batch-size`` at a time, up to ``--max-frames``."""
     seen = 0
     for frames in iter_rgb_batches(path, args.batch_size):
         if args.max_frames is not None:
             frames = frames[: args.max_frames - seen]
-        truth = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-        rows = predictions(colorizer, truth, stabilizer)
-        tally.add_frames(truth, rows)
-        for row, rgb in {**rows, TRUTH: truth}.items():
-            histograms[row].append(color_histograms(to_uint8(rgb)))
+        yield torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
         seen += len(frames)
         bar.update(len(frames))
         if args.max_frames is not None and seen >= args.max_frames:
             break
+
+
+def evaluate_video(colorizer: Colorizer, path, args: argparse.Namespace, tally: Tally, bar: tqdm) -> None:
+    """Add a video's frames and its CDCs to ``tally``."""
+    stabilizer = ChromaStabilizer(strength=args.temporal_strength)
+    histograms: dict[str, list[np.ndarray]] = defaultdict(list)
+    for truth in video_batches(path, args, bar):
+        rows = predictions(colorizer, truth, stabilizer)
+        tally.add_frames(truth, rows)
+        for row, rgb in {**rows, TRUTH: truth}.items():
+            histograms[row].append(color_histograms(to_uint8(rgb)))
     for row, parts in histograms.items():
         stacked = np.concatenate(parts)
         if len(stacked) > 4:
             tally.cdc[row].append(color_distribution_consistency(stacked))
+
+
+FLICKER_ROWS = [MODEL, UNSTABILIZED, GRAY]
+
+
+def flicker_report(colorizer: Colorizer, path, args: argparse.Namespace, bar: tqdm) -> dict:
+    """The no-truth flicker report (``FlickerMeter.report``) of the model's colourings of a film.
+
+    Raises:
+        ValueError: the file is not a readable video, or has no frames.
+    """
+    stabilizer = ChromaStabilizer(strength=args.temporal_strength)
+    meter = FlickerMeter(stabilizer.settings)
+    for rgb in video_batches(path, args, bar):
+        meter.add(colorizer.lightness(rgb), predictions(colorizer, rgb, stabilizer))
+    if meter.frames == 0:
+        raise ValueError(f"{path}: has no frames")
+    return meter.report(MODEL)
+
+
+def plot_target(plot: str, video: Path, several: bool) -> Path:
+    """Where ``--plot`` draws ``video``'s plot: PATH itself, or PATH_<video name>.png with several films."""
+    target = Path(plot)
+    return target.with_name(f"{target.stem}_{video.stem}.png") if several else target
+
+
+def report_flicker(colorizer: Colorizer, sources: list, problems: list[str], args: argparse.Namespace) -> int:
+    """``--no-truth``: the flicker report of each film; returns the exit status."""
+    videos = [source.path for source in sources if source.is_video]
+    problems += [f"{s.path}: --no-truth reports flicker on films; give images without it" for s in sources if not s.is_video]
+    reports = []
+    with tqdm(unit="frame", disable=args.quiet, desc="flicker") as bar:
+        for video in videos:
+            try:
+                report = flicker_report(colorizer, video, args, bar)
+                if args.plot:
+                    plot_report(report, FLICKER_ROWS, MODEL, plot_target(args.plot, video, len(videos) > 1), video.name)
+            except (ValueError, OSError, ImportError) as error:
+                problems.append(str(error) if str(video) in str(error) else f"{video}: {error}")
+                continue
+            reports.append({"path": str(video), **report})
+    for problem in problems:
+        print(f"sacolor-eval: error: {problem}", file=sys.stderr)
+    if not reports:
+        print("sacolor-eval: error: no film could be evaluated", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    if args.json:
+        print(json.dumps({"videos": reports}))
+    else:
+        print("\n\n".join(f"{r['path']}: " + format_report(r, FLICKER_ROWS) for r in reports))
+    return EXIT_SOME_FAILED if problems else EXIT_OK
+
+
+def no_truth_mismatch(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of --no-truth and the options of one mode only, if anything."""
+    if args.plot and not args.no_truth:
+        return "--plot draws the --no-truth flicker report; add --no-truth"
+    if args.no_truth and args.hint_points:
+        return "--hint-points needs the colour original for its hints' colours; it does not go with --no-truth"
+    return None
 
 
 def format_table(summary: dict) -> str:
@@ -238,6 +325,10 @@ def format_table(summary: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-eval``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    mismatch = no_truth_mismatch(args)
+    if mismatch:
+        print(f"sacolor-eval: error: {mismatch}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
     except (FileNotFoundError, ValueError) as error:
@@ -248,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not is_media(source.path):
             problems.append(f"{source.path}: unsupported file type {source.path.suffix!r}")
     sources = [s for s in sources if is_media(s.path)]
+    if args.no_truth:
+        return report_flicker(colorizer, sources, problems, args)
     tally = Tally()
     if args.hint_points < 0:
         print("sacolor-eval: error: --hint-points must be >= 0", file=sys.stderr)

@@ -2,6 +2,7 @@
 
     sacolor-infer old_photo.jpg -o colour.jpg
     sacolor-infer scans/ film.mp4 "more/**/*.png" -o out/
+    sacolor-infer film.mp4 -o colour.mp4 --hints hints.json
 
 Each output keeps its input's resolution and luminance (only the model's
 chroma is used) and its name. Outputs are written to a temporary file and
@@ -27,7 +28,8 @@ from tqdm import tqdm
 
 from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
 from .colorizer import Colorizer, to_uint8
-from .hints import Hint, check_inside, load_hints, parse_hint
+from .film_hints import FilmColorizer, FilmHint, load_film_hints, schedule
+from .hints import check_inside, parse_hint
 from .io.images import load_rgb, save_rgb
 from .io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, collect_sources, is_media, suffix_help
 from .io.video import probe, recolor_video
@@ -78,13 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--hint", action="append", default=[], metavar="X,Y,#RRGGBB",
-        help="a colour hint for image inputs: the pixel X,Y (from the top-left, in the input's pixels) is this "
-        "colour; the model colours the region around it to match (its lightness stays the input's). Repeatable. "
-        "Needs a model that takes hints (the built-in one does)",
+        help="a colour hint: the pixel X,Y (from the top-left, in the input's pixels) is this colour; the model "
+        "colours the region around it to match (its lightness stays the input's). In a video it applies from the "
+        "first frame and follows the point through the shot (see --hints). Repeatable. Needs a model that takes "
+        "hints (the built-in one does)",
     )
     parser.add_argument(
         "--hints", metavar="FILE.json",
-        help='colour hints from a JSON file: [{"x": 120, "y": 40, "color": "#3366cc"}, ...], as --hint',
+        help='colour hints from a JSON file: [{"x": 120, "y": 40, "color": "#3366cc"}, ...], as --hint. For '
+        'videos an entry may also give "frame": N (0 = the first) or "time": SECONDS, where it starts (default '
+        'frame 0), and "id": NAME, so that a later entry with the same id replaces it. A video hint holds from its '
+        "frame on: its point is carried frame to frame by the optical flow on L, dropped where the flow fails "
+        "(occlusion) or it leaves the frame, and cleared at a scene cut. Entries with a later frame or a time "
+        "apply to videos only",
     )
     parser.add_argument(
         "--quiet", action="store_true",
@@ -93,15 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_hints(args: argparse.Namespace) -> list[Hint]:
-    """The hints of --hint and --hints together.
+def read_hints(args: argparse.Namespace) -> list[FilmHint]:
+    """The hints of --hint (from a video's first frame) and --hints together.
 
     Raises:
         ValueError / FileNotFoundError: a malformed hint or hints file (named).
     """
-    hints = [parse_hint(text) for text in args.hint]
+    hints = [FilmHint(parse_hint(text), source=f"--hint {text}") for text in args.hint]
     if args.hints:
-        hints += load_hints(args.hints)
+        hints += load_film_hints(args.hints)
     return hints
 
 
@@ -171,10 +179,11 @@ def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
 class Runner:
     """Runs jobs with one colouriser, reporting failures by input name."""
 
-    def __init__(self, colorizer: Colorizer, args: argparse.Namespace, hints: Sequence[Hint] = ()) -> None:
+    def __init__(self, colorizer: Colorizer, args: argparse.Namespace, hints: Sequence[FilmHint] = ()) -> None:
         self.colorizer = colorizer
         self.args = args
-        self.hints = list(hints)
+        self.film_hints = list(hints)
+        self.hints = [film_hint.hint for film_hint in hints]
         self.failures = 0
         self.done = 0
 
@@ -207,12 +216,15 @@ class Runner:
         histograms = []
 
         def process(frames: np.ndarray) -> np.ndarray:
-            colored = self.colorizer.colorize(frames, stabilizer)
+            colored = film(frames)
             histograms.append(color_histograms(colored))
             return colored
 
         try:
-            total = probe(job.source.path).frames
+            info = probe(job.source.path)
+            total = info.frames
+            starts = schedule(self.film_hints, info.width, info.height, info.fps, total, str(job.source.path))
+            film = FilmColorizer(self.colorizer, stabilizer, starts)
             with tqdm(total=total, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
                 with atomic_output(job.output, self.args.overwrite) as temporary:
                     frames = recolor_video(job.source.path, temporary, process, self.args.batch_size, on_frames=bar.update)
@@ -238,8 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hints and not colorizer.accepts_hints:
             raise ValueError("--hint/--hints: this model takes no colour hints; use a checkpoint of --netG "
                              "efficientnet_unet (the built-in model is one)")
-        if hints and any(job.source.is_video for job in jobs):
-            raise ValueError("--hint/--hints apply to images; give the videos in a separate run")
+        later = next((hint for hint in hints if hint.frame != 0), None)
+        if later is not None and any(not job.source.is_video for job in jobs):
+            raise ValueError(f"{later.source}: starts at a later frame or time, which only videos have; "
+                             "give the images in a separate run")
     except (FileNotFoundError, ValueError) as error:
         print(f"sacolor-infer: error: {error}", file=sys.stderr)
         return EXIT_USAGE

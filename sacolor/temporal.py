@@ -5,7 +5,9 @@ wall can turn from beige to grey and back between two frames. ``ChromaStabilizer
 blends each frame's predicted ab with the previous output's ab, warped onto
 the current frame by optical flow computed on L; pixels where the warped L does
 not match (occlusions, flow failures) keep their own prediction, and a scene
-cut resets the memory.
+cut resets the memory. ``FlowSettings.motion`` is that one estimate of motion
+(flow, occlusion mask, scene cut); film hints (``film_hints``) and the flicker
+report (``flicker``) use it too.
 
 ``color_distribution_consistency`` (CDC) is TCVC's flicker measure (Liu et al.,
 "Temporally Consistent Video Colorization"): the Jensen-Shannon divergence
@@ -15,6 +17,8 @@ and frames, then over d in {1, 2, 4}. Lower is steadier.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +26,75 @@ from torch import Tensor
 
 CDC_DILATIONS = (1, 2, 4)
 HISTOGRAM_BINS = 256
+
+
+@dataclass(frozen=True)
+class Motion:
+    """How one frame's content moved from another's, estimated on L.
+
+    ``source`` sampled at p + ``flow``(p) matches ``target`` at p, where ``valid``.
+
+    Attributes:
+        flow: (2, H, W) row and column displacement in pixels, at the target's size.
+        valid: (1, H, W) 1.0 where the warped source's L is within the occlusion
+            threshold of the target's L, else 0.0 (occluded, or the flow failed).
+        cut: whether so much is occluded that the frames belong to different shots.
+    """
+
+    flow: Tensor
+    valid: Tensor
+    cut: bool
+
+    def warp(self, image: Tensor) -> Tensor:
+        """The source frame's ``image`` (C, H, W) moved onto the target frame."""
+        return warp_by_flow(image, self.flow)
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """How ``Motion`` is estimated: one rule for the stabiliser, film hints and the flicker report.
+
+    Attributes:
+        occlusion_threshold: L difference (Lab units, 0..100) above which a
+            warped pixel counts as occluded.
+        scene_cut_fraction: fraction of occluded pixels that marks a scene cut.
+        flow_size: the longest side of the grid the flow is computed on;
+            chroma is smooth, so a coarse flow is enough and keeps it cheap.
+
+    Raises:
+        ValueError: a setting out of range.
+    """
+
+    occlusion_threshold: float = 6.0
+    scene_cut_fraction: float = 0.5
+    flow_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.occlusion_threshold <= 0:
+            raise ValueError(f"occlusion_threshold must be positive; got {self.occlusion_threshold!r}")
+        if not 0.0 < self.scene_cut_fraction <= 1.0:
+            raise ValueError(f"scene_cut_fraction must be in (0, 1]; got {self.scene_cut_fraction!r}")
+        if self.flow_size < 8:
+            raise ValueError(f"flow_size must be at least 8; got {self.flow_size!r}")
+
+    def motion(self, target: Tensor, source: Tensor) -> Motion:
+        """The motion from ``source`` to ``target``, both L (1, H, W) in Lab units (float32, CPU)."""
+        flow = self.flow(target, source)
+        valid = ((warp_by_flow(source, flow) - target).abs() <= self.occlusion_threshold).float()
+        return Motion(flow, valid, 1.0 - valid.mean().item() > self.scene_cut_fraction)
+
+    def flow(self, target: Tensor, source: Tensor) -> Tensor:
+        """Flow (2, H, W) in pixels, (dy, dx): ``source`` sampled at p + flow matches ``target`` at p."""
+        from skimage.registration import optical_flow_ilk  # imports scipy: seconds, only for videos
+
+        height, width = target.shape[-2:]
+        scale = min(1.0, self.flow_size / max(height, width))
+        size = (max(8, round(height * scale)), max(8, round(width * scale)))
+        pair = F.interpolate(torch.stack([target, source]), size=size, mode="area") / 100.0
+        flow = optical_flow_ilk(pair[0, 0].numpy(), pair[1, 0].numpy(), radius=4, num_warp=3)
+        flow = torch.from_numpy(np.ascontiguousarray(flow)).unsqueeze(0)
+        flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)[0]
+        return flow * torch.tensor([height / size[0], width / size[1]]).view(2, 1, 1)
 
 
 class ChromaStabilizer:
@@ -35,11 +108,7 @@ class ChromaStabilizer:
     Args:
         strength: weight of the previous frame's colour, in [0, 1); 0 turns the
             stabiliser off. Higher is steadier but lags real colour changes.
-        occlusion_threshold: L difference (Lab units, 0..100) above which a
-            warped pixel counts as occluded.
-        scene_cut_fraction: fraction of occluded pixels that marks a scene cut.
-        flow_size: the longest side of the grid the flow is computed on;
-            chroma is smooth, so a coarse flow is enough and keeps it cheap.
+        occlusion_threshold, scene_cut_fraction, flow_size: as ``FlowSettings``.
     """
 
     def __init__(
@@ -51,16 +120,8 @@ class ChromaStabilizer:
     ) -> None:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1); got {strength!r}")
-        if occlusion_threshold <= 0:
-            raise ValueError(f"occlusion_threshold must be positive; got {occlusion_threshold!r}")
-        if not 0.0 < scene_cut_fraction <= 1.0:
-            raise ValueError(f"scene_cut_fraction must be in (0, 1]; got {scene_cut_fraction!r}")
-        if flow_size < 8:
-            raise ValueError(f"flow_size must be at least 8; got {flow_size!r}")
         self.strength = strength
-        self.occlusion_threshold = occlusion_threshold
-        self.scene_cut_fraction = scene_cut_fraction
-        self.flow_size = flow_size
+        self.settings = FlowSettings(occlusion_threshold, scene_cut_fraction, flow_size)
         self._previous_l: Tensor | None = None
         self._previous_ab: Tensor | None = None
         self.scene_cuts = 0
@@ -98,28 +159,14 @@ class ChromaStabilizer:
         if self._previous_l is None or self._previous_l.shape != l_t.shape:
             result = ab_t
         else:
-            warped = warp_by_flow(torch.cat([self._previous_l, self._previous_ab]), self._flow(l_t, self._previous_l))
-            valid = ((warped[:1] - l_t).abs() <= self.occlusion_threshold).float()
-            if 1.0 - valid.mean().item() > self.scene_cut_fraction:
+            motion = self.settings.motion(l_t, self._previous_l)
+            if motion.cut:
                 self.scene_cuts += 1
                 result = ab_t
             else:
-                result = ab_t + self.strength * valid * (warped[1:] - ab_t)
+                result = ab_t + self.strength * motion.valid * (motion.warp(self._previous_ab) - ab_t)
         self._previous_l, self._previous_ab = l_t, result
         return result
-
-    def _flow(self, current: Tensor, previous: Tensor) -> Tensor:
-        """Flow (2, H, W) in pixels, (dy, dx): previous sampled at p + flow matches current at p."""
-        from skimage.registration import optical_flow_ilk  # imports scipy: seconds, only for videos
-
-        height, width = current.shape[-2:]
-        scale = min(1.0, self.flow_size / max(height, width))
-        size = (max(8, round(height * scale)), max(8, round(width * scale)))
-        pair = F.interpolate(torch.stack([current, previous]), size=size, mode="area") / 100.0
-        flow = optical_flow_ilk(pair[0, 0].numpy(), pair[1, 0].numpy(), radius=4, num_warp=3)
-        flow = torch.from_numpy(np.ascontiguousarray(flow)).unsqueeze(0)
-        flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)[0]
-        return flow * torch.tensor([height / size[0], width / size[1]]).view(2, 1, 1)
 
 
 def warp_by_flow(image: Tensor, flow: Tensor) -> Tensor:

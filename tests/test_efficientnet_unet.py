@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from colour_images import write_image_folder
+from hint_spy import spy_on_hints
 from sacolor import SelfAttention
 from sacolor.checkpoint import load_generator
 from sacolor.config import TrainConfig
@@ -138,17 +139,8 @@ def test_inference_does_not_need_the_weights_package(trained, monkeypatch, tmp_p
 def test_cli_hints_reach_the_model(trained, monkeypatch, tmp_path):
     from PIL import Image
 
-    from sacolor.models.efficientnet_unet import EfficientNetUNet
-
     Image.fromarray(np.full((40, 80, 3), 128, np.uint8)).save(tmp_path / "gray.png")
-    seen = []
-    forward = EfficientNetUNet.forward
-
-    def spy(self, l_norm, hints=None):
-        seen.append(hints)
-        return forward(self, l_norm, hints)
-
-    monkeypatch.setattr(EfficientNetUNet, "forward", spy)
+    seen = spy_on_hints(monkeypatch)
     (tmp_path / "hints.json").write_text(json.dumps([{"x": 79, "y": 0, "color": "#00ff00"}]))
     status = infer([str(tmp_path / "gray.png"), "-o", str(tmp_path / "out.png"), "--checkpoint", str(trained[0]),
                     "--hint", "0,39,#ff0000", "--hints", str(tmp_path / "hints.json"), "--quiet"])
