@@ -192,7 +192,12 @@ class Colorizer:
         """``colorize`` on float RGB (B, 3, H, W) in [0, 1]; returns float RGB (B, 3, H, W)."""
         lightness = self.lightness(rgb)
         channels = self.hint_channels(hints, tuple(rgb.shape[-2:])) if hints else None
-        ab = self.predict_ab(lightness, channels)
+        return self.colorize_lightness(lightness, channels, stabilize)
+
+    def colorize_lightness(self, lightness: Tensor, hints: Tensor | None = None, stabilize: Stabilize | None = None) -> Tensor:
+        """Full-resolution L (B, 1, H, W) -> float RGB (B, 3, H, W): predict (with optional hint
+        channels at the model size, see ``hint_channels``), stabilise, compose."""
+        ab = self.predict_ab(lightness, hints)
         if stabilize is not None:
             ab = stabilize(self.to_render_size(lightness), ab)
         return self.compose(lightness, ab)

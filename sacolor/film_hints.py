@@ -206,7 +206,4 @@ class FilmColorizer:
         lightness = self.colorizer.lightness(rgb)
         size = tuple(frames.shape[1:3])
         channels = torch.cat([self.colorizer.hint_channels(points, size) for points in self.tracker(lightness)])
-        ab = self.colorizer.predict_ab(lightness, channels)
-        if self.stabilizer is not None:
-            ab = self.stabilizer(self.colorizer.to_render_size(lightness), ab)
-        return to_uint8(self.colorizer.compose(lightness, ab))
+        return to_uint8(self.colorizer.colorize_lightness(lightness, channels, self.stabilizer))
