@@ -10,7 +10,10 @@ N x M matrix never exists:
 - ``_attn_bwd_dq``: one program per (batch, query tile); loops over key tiles
   accumulating dQ = scale * dS K;
 
-with P = exp2(q.k * scale * log2 e - lse * log2 e) and dS = P * (dO V^T - delta).
+with P = exp2(q.k - lse), q the forward's saved queries (times scale * log2 e,
+rounded to the input dtype exactly as the forward rounded them) and lse in
+base 2, and dS = P * (dO V^T - delta); dQ then carries the factor scale and dK
+the factor ln 2 (the derivatives of the base-2 scores).
 Each program owns its output rows, so there are no atomics and the result is
 deterministic. Values wider than MAX_BLOCK_V are split: a dK-only launch
 streams every slice of v and dO for dO V^T, and a dV-only launch runs one
@@ -25,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .common import (
-    LOG2E,
+    LN2,
     MAX_BLOCK_V,
     TunedKernel,
     configs,
@@ -51,7 +54,7 @@ DKDV_CONFIGS = {
 @triton.jit
 def _attn_bwd_dkdv(
     q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-    N, M, QK, V,
+    N, M, V,
     stride_q_b, stride_q_n, stride_q_c,
     stride_k_b, stride_k_n, stride_k_c,
     stride_v_b, stride_v_n, stride_v_c,
@@ -60,14 +63,13 @@ def _attn_bwd_dkdv(
     stride_delta_b, stride_delta_n,
     stride_dk_b, stride_dk_n, stride_dk_c,
     stride_dv_b, stride_dv_n, stride_dv_c,
-    qk_scale, scale,
     COMPUTE_DK: tl.constexpr, COMPUTE_DV: tl.constexpr, SPLIT_V: tl.constexpr,
-    QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
+    QK: tl.constexpr, QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
-    pid_b = tl.program_id(1)
+    pid_b = tl.program_id(1).to(tl.int64)
     v_block = tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < M
@@ -93,7 +95,7 @@ def _attn_bwd_dkdv(
         q_t = load_tile(q_ptr, offs_qk, mask_qk, stride_q_c, offs_m, mask_m, stride_q_n)
         # lse = +inf past the last query makes those columns of P exactly 0.
         lse = tl.load(lse_ptr + offs_m * stride_lse_n, mask=mask_m, other=float("inf"))
-        p_t = tl.math.exp2(tl.dot(k, q_t, input_precision=INPUT_PRECISION) * qk_scale - lse[None, :] * LOG2E)
+        p_t = tl.math.exp2(tl.dot(k, q_t, input_precision=INPUT_PRECISION) - lse[None, :])
         if COMPUTE_DV or not SPLIT_V:
             do = load_tile(do_ptr, offs_m, mask_m, stride_do_n, offs_v, mask_v, stride_do_c)
         if COMPUTE_DV:
@@ -115,7 +117,7 @@ def _attn_bwd_dkdv(
         store_tile(dv_ptr + pid_b * stride_dv_b, dv, offs_n, mask_n, stride_dv_n, offs_v, mask_v, stride_dv_c)
     if COMPUTE_DK:
         store_tile(
-            dk_ptr + pid_b * stride_dk_b, dk * scale, offs_n, mask_n, stride_dk_n, offs_qk, mask_qk, stride_dk_c,
+            dk_ptr + pid_b * stride_dk_b, dk * LN2, offs_n, mask_n, stride_dk_n, offs_qk, mask_qk, stride_dk_c,
         )
 
 
@@ -129,7 +131,7 @@ DQ_CONFIGS = {
 @triton.jit
 def _attn_bwd_dq(
     q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr,
-    N, M, QK, V,
+    N, M, V,
     stride_q_b, stride_q_n, stride_q_c,
     stride_k_b, stride_k_n, stride_k_c,
     stride_v_b, stride_v_n, stride_v_c,
@@ -137,13 +139,13 @@ def _attn_bwd_dq(
     stride_lse_b, stride_lse_n,
     stride_delta_b, stride_delta_n,
     stride_dq_b, stride_dq_n, stride_dq_c,
-    qk_scale, scale,
-    SPLIT_V: tl.constexpr, QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
+    scale,
+    SPLIT_V: tl.constexpr, QK: tl.constexpr, QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
-    pid_b = tl.program_id(1)
+    pid_b = tl.program_id(1).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < N
     offs_qk = tl.arange(0, QK_PAD)
@@ -165,7 +167,7 @@ def _attn_bwd_dq(
         offs_n = n0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < M
         k_t = load_tile(k_ptr, offs_qk, mask_qk, stride_k_c, offs_n, mask_n, stride_k_n)
-        p = tl.math.exp2(tl.dot(q, k_t, input_precision=INPUT_PRECISION) * qk_scale - lse[:, None] * LOG2E)
+        p = tl.math.exp2(tl.dot(q, k_t, input_precision=INPUT_PRECISION) - lse[:, None])
         p = tl.where(mask_n[None, :], p, 0.0)
         if SPLIT_V:
             dp = dot_over_channels(
@@ -200,15 +202,15 @@ def launch_attention_bwd(
     """Runs the dK/dV and dQ kernels on validated tensors.
 
     Args:
-        q: (B, N, qk) unscaled queries; k: (B, M, qk); v: (B, M, v); all in the
-            input dtype, any strides.
+        q: (B, N, qk) the forward's queries, times scale * log2(e); k: (B, M, qk);
+            v: (B, M, v); all in the input dtype, any strides.
         d_o: (B, N, v) gradient of o, in the input dtype.
-        lse: (B, N) fp32 natural-log log-sum-exp saved by the forward.
+        lse: (B, N) fp32 base-2 log-sum-exp saved by the forward.
         delta: (B, N) fp32 rowsum(dO * O).
         scale: the forward's score scale.
 
     Returns:
-        dq (B, N, qk), dk (B, M, qk), dv (B, M, v), all fp32.
+        dq (B, N, qk) w.r.t. the unscaled queries, dk (B, M, qk), dv (B, M, v), all fp32.
     """
     batch, n, qk = q.shape
     m, v_channels = k.shape[1], v.shape[2]
@@ -218,13 +220,14 @@ def launch_attention_bwd(
     block_v = dot_width(v_channels, MAX_BLOCK_V)
     v_blocks = triton.cdiv(v_channels, block_v)
     common = dict(
-        SPLIT_V=v_blocks > 1, QK_PAD=dot_width(qk), BLOCK_V=block_v, INPUT_PRECISION=input_precision(q.dtype)
+        SPLIT_V=v_blocks > 1, QK=qk, QK_PAD=dot_width(qk), BLOCK_V=block_v,
+        INPUT_PRECISION=input_precision(q.dtype),
     )
     inputs = (
-        n, m, qk, v_channels,
+        n, m, v_channels,
         *q.stride(), *k.stride(), *v.stride(), *d_o.stride(), *lse.stride(), *delta.stride(),
     )
-    dkdv_args = (q, k, v, d_o, lse, delta, dk, dv, *inputs, *dk.stride(), *dv.stride(), scale * LOG2E.value, scale)
+    dkdv_args = (q, k, v, d_o, lse, delta, dk, dv, *inputs, *dk.stride(), *dv.stride())
     if v_blocks == 1:
         launches = [(1, dict(COMPUTE_DK=True, COMPUTE_DV=True))]
     else:  # dK needs every value slice: its own launch, then one dV program per slice
@@ -232,6 +235,6 @@ def launch_attention_bwd(
     for planes, flags in launches:
         grid = lambda meta, planes=planes: (triton.cdiv(m, meta["BLOCK_N"]), batch, planes)  # noqa: E731
         ATTN_BWD_DKDV.launch(q.dtype, grid, dkdv_args, dict(**flags, **common))
-    dq_args = (q, k, v, d_o, lse, delta, dq, *inputs, *dq.stride(), scale * LOG2E.value, scale)
+    dq_args = (q, k, v, d_o, lse, delta, dq, *inputs, *dq.stride(), scale)
     ATTN_BWD_DQ.launch(q.dtype, lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), batch, 1), dq_args, common)
     return dq, dk, dv

@@ -2,11 +2,15 @@
 
 One program per (batch, query tile, value slice):
 
-1. prologue: q = (Wq x + bq) * scale * log2(e) from the x tile, in registers;
+1. prologue: q = (Wq x + bq) * scale * log2(e) from the x tile, in registers,
+   saved in fp32 (the backward rounds it to the input dtype exactly as here);
 2. main loop over key tiles: s = q k^T, online softmax in base 2 (running
    max m, running sum l), acc += p v, all accumulated in fp32;
-3. epilogue: o = acc / l, lse = (m + log2 l) / log2(e), and
-   y = gamma * (Wo o + bo) + x written in x's (B, C, H, W) layout.
+3. epilogue: o = acc / l, lse = m + log2 l (base 2, as the backward uses it),
+   and y = gamma * (Wo o + bo) + x written in x's (B, C, H, W) layout.
+
+Offsets within one image are 32-bit (the backend refuses an image of 2**31
+elements or more); the batch offset is 64-bit, so B x C x N may pass 2**31.
 
 Keys and values come precomputed (one projection GEMM for the whole map):
 every query tile reads every key, so recomputing them per tile would multiply
@@ -58,8 +62,8 @@ FWD_CONFIGS = {
 @triton.jit
 def _attn_fwd(
     x_ptr, wq_ptr, bq_ptr, k_ptr, v_ptr, wo_ptr, bo_ptr, gamma_ptr,
-    y_ptr, o_ptr, lse_ptr,
-    N, M, C, QK, V,
+    y_ptr, o_ptr, lse_ptr, q_ptr,
+    N, M, C, V,
     stride_x_b, stride_x_c, stride_x_n,
     stride_wq_o, stride_wq_c,
     stride_k_b, stride_k_n, stride_k_c,
@@ -68,14 +72,15 @@ def _attn_fwd(
     stride_y_b, stride_y_c, stride_y_n,
     stride_o_b, stride_o_n, stride_o_c,
     stride_lse_b, stride_lse_n,
+    stride_q_b, stride_q_n, stride_q_c,
     qk_scale,
     HAS_BQ: tl.constexpr, WRITE_Y: tl.constexpr, OUT_PROJ: tl.constexpr, HAS_BO: tl.constexpr,
-    QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_C: tl.constexpr,
+    QK: tl.constexpr, QK_PAD: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_C: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
-    pid_b = tl.program_id(1)
+    pid_b = tl.program_id(1).to(tl.int64)
     pid_v = tl.program_id(2)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < N
@@ -95,7 +100,10 @@ def _attn_fwd(
     )
     if HAS_BQ:
         q += tl.load(bq_ptr + offs_qk, mask=mask_qk, other=0.0).to(tl.float32)[None, :]
-    q = (q * qk_scale).to(k_ptr.dtype.element_ty)
+    q = q * qk_scale
+    if pid_v == 0:
+        store_tile(q_ptr + pid_b * stride_q_b, q, offs_m, mask_m, stride_q_n, offs_qk, mask_qk, stride_q_c)
+    q = q.to(k_ptr.dtype.element_ty)
 
     # Main loop: online softmax over key tiles.
     m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
@@ -118,7 +126,7 @@ def _attn_fwd(
     # Epilogue: normalise, save o and lse for the backward, then y.
     o = acc / l_i[:, None]
     store_tile(o_ptr + pid_b * stride_o_b, o, offs_m, mask_m, stride_o_n, offs_v, mask_v, stride_o_c)
-    lse = (m_i + tl.math.log2(l_i)) / LOG2E
+    lse = m_i + tl.math.log2(l_i)
     if pid_v == 0:
         tl.store(lse_ptr + pid_b * stride_lse_b + offs_m * stride_lse_n, lse, mask=mask_m)
     if WRITE_Y:
@@ -170,7 +178,8 @@ def launch_attention_fwd(
         scale: multiplies q.k before the softmax.
 
     Returns:
-        y (B, C, N) in x's dtype, o (B, N, v) fp32, lse (B, N) fp32 (natural log).
+        y (B, C, N) in x's dtype, o (B, N, v) fp32, lse (B, N) fp32 (base 2), and
+        q (B, N, qk) fp32: the queries the scores used, times scale * log2(e).
     """
     batch, channels, n = x.shape
     m, qk, v_channels = k.shape[1], k.shape[2], v.shape[2]
@@ -181,21 +190,22 @@ def launch_attention_fwd(
     y = torch.empty_like(x)
     o = torch.empty((batch, n, v_channels), device=x.device, dtype=torch.float32)
     lse = torch.empty((batch, n), device=x.device, dtype=torch.float32)
+    q = torch.empty((batch, n, qk), device=x.device, dtype=torch.float32)
     dummy = x.new_empty(0)
     args = (
         x, wq, dummy if bq is None else bq, k, v,
         dummy if wo is None else wo, dummy if bo is None else bo, gamma,
-        y, o, lse,
-        n, m, channels, qk, v_channels,
+        y, o, lse, q,
+        n, m, channels, v_channels,
         *x.stride(), *wq.stride(), *k.stride(), *v.stride(),
         *(wo.stride() if wo is not None else (0, 0)),
-        *y.stride(), *o.stride(), *lse.stride(),
+        *y.stride(), *o.stride(), *lse.stride(), *q.stride(),
         scale * LOG2E.value,
     )
     constexprs = dict(
         HAS_BQ=bq is not None, WRITE_Y=wo is None or fuse_out_proj,
         OUT_PROJ=fuse_out_proj, HAS_BO=bo is not None,
-        QK_PAD=dot_width(qk), BLOCK_V=block_v, BLOCK_C=dot_width(channels, MAX_BLOCK_C),
+        QK=qk, QK_PAD=dot_width(qk), BLOCK_V=block_v, BLOCK_C=dot_width(channels, MAX_BLOCK_C),
         INPUT_PRECISION=input_precision(x.dtype),
     )
     ATTN_FWD.launch(x.dtype, lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), batch, v_blocks), args, constexprs)
@@ -204,4 +214,4 @@ def launch_attention_fwd(
         if bo is not None:
             out += bo.float()
         y = (x.float() + gamma.float().reshape(()) * out.transpose(1, 2)).to(x.dtype)
-    return y, o, lse
+    return y, o, lse, q

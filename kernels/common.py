@@ -14,8 +14,10 @@ import torch
 import triton
 import triton.language as tl
 
-# exp(s) == exp2(s * LOG2E): the kernels run the softmax in base 2 (MUFU ex2).
+# exp(s) == exp2(s * LOG2E): the kernels run the softmax in base 2 (MUFU ex2),
+# and the backward differentiates the base-2 scores (d exp2(s) / ds = LN2 exp2(s)).
 LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
 # tl.dot needs every dimension to be at least 16.
 MIN_DOT_DIM = 16
 # Widest value slice one program accumulates; wider v is split across programs
