@@ -30,6 +30,7 @@ import triton.language as tl
 from .common import (
     LN2,
     MAX_BLOCK_V,
+    Launch,
     TunedKernel,
     configs,
     dot_over_channels,
@@ -44,9 +45,12 @@ from .common import (
 SPLIT_CHUNK = tl.constexpr(32)
 
 # BLOCK_N keys owned per program, BLOCK_M queries per inner iteration, per
-# dtype family; the first of each is the default. None spills (see attention_fwd).
+# config family; the first of each is the default. The transposed score tile
+# has BLOCK_N rows: 64 for 4 warps on the tensor cores (see attention_fwd).
+# None spills.
 DKDV_CONFIGS = {
-    "16bit": configs([(32, 32, 4, 2), (16, 32, 4, 2), (32, 32, 4, 3)]),
+    "16bit": configs([(16, 64, 4, 2), (32, 64, 4, 2)]),
+    "tf32": configs([(16, 64, 4, 2), (32, 64, 4, 2)]),
     "fp32": configs([(16, 32, 8, 2), (32, 16, 8, 2)]),
 }
 
@@ -123,7 +127,8 @@ def _attn_bwd_dkdv(
 
 # BLOCK_M queries owned per program, BLOCK_N keys per inner iteration.
 DQ_CONFIGS = {
-    "16bit": configs([(64, 32, 4, 2), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 3)]),
+    "16bit": configs([(64, 32, 4, 2), (64, 64, 4, 2)]),
+    "tf32": configs([(64, 32, 4, 2), (64, 64, 4, 2)]),
     "fp32": configs([(32, 32, 8, 2), (16, 32, 8, 2)]),
 }
 
@@ -186,8 +191,8 @@ def _attn_bwd_dq(
     )
 
 
-ATTN_BWD_DKDV = TunedKernel(_attn_bwd_dkdv, DKDV_CONFIGS, key=["N", "M", "QK", "V", "COMPUTE_DK", "COMPUTE_DV"])
-ATTN_BWD_DQ = TunedKernel(_attn_bwd_dq, DQ_CONFIGS, key=["N", "M", "QK", "V"])
+ATTN_BWD_DKDV = TunedKernel(_attn_bwd_dkdv, DKDV_CONFIGS)
+ATTN_BWD_DQ = TunedKernel(_attn_bwd_dq, DQ_CONFIGS)
 
 
 def launch_attention_bwd(
@@ -223,18 +228,27 @@ def launch_attention_bwd(
         SPLIT_V=v_blocks > 1, QK=qk, QK_PAD=dot_width(qk), BLOCK_V=block_v,
         INPUT_PRECISION=input_precision(q.dtype),
     )
+    sizes = dict(N=n, M=m, V=v_channels)
     inputs = (
         n, m, v_channels,
         *q.stride(), *k.stride(), *v.stride(), *d_o.stride(), *lse.stride(), *delta.stride(),
     )
     dkdv_args = (q, k, v, d_o, lse, delta, dk, dv, *inputs, *dk.stride(), *dv.stride())
     if v_blocks == 1:
-        launches = [(1, dict(COMPUTE_DK=True, COMPUTE_DV=True))]
+        dkdv = [(1, dict(COMPUTE_DK=True, COMPUTE_DV=True))]
     else:  # dK needs every value slice: its own launch, then one dV program per slice
-        launches = [(1, dict(COMPUTE_DK=True, COMPUTE_DV=False)), (v_blocks, dict(COMPUTE_DK=False, COMPUTE_DV=True))]
-    for planes, flags in launches:
-        grid = lambda meta, planes=planes: (triton.cdiv(m, meta["BLOCK_N"]), batch, planes)  # noqa: E731
-        ATTN_BWD_DKDV.launch(q.dtype, grid, dkdv_args, dict(**flags, **common))
+        dkdv = [(1, dict(COMPUTE_DK=True, COMPUTE_DV=False)), (v_blocks, dict(COMPUTE_DK=False, COMPUTE_DV=True))]
+    launches = [
+        Launch(
+            ATTN_BWD_DKDV, q.dtype, lambda meta, planes=planes: (triton.cdiv(m, meta["BLOCK_N"]), batch, planes),
+            dkdv_args, dict(**flags, **common), sizes,
+        )
+        for planes, flags in dkdv
+    ]
     dq_args = (q, k, v, d_o, lse, delta, dq, *inputs, *dq.stride(), scale)
-    ATTN_BWD_DQ.launch(q.dtype, lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), batch, 1), dq_args, common)
+    launches.append(
+        Launch(ATTN_BWD_DQ, q.dtype, lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), batch, 1), dq_args, common, sizes)
+    )
+    for launch in launches:
+        launch.run()
     return dq, dk, dv
