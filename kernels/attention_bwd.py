@@ -29,7 +29,6 @@ import triton.language as tl
 
 from .common import (
     LN2,
-    MAX_BLOCK_V,
     Launch,
     TunedKernel,
     configs,
@@ -38,6 +37,7 @@ from .common import (
     input_precision,
     load_tile,
     store_tile,
+    value_block,
 )
 
 # Channels per step when dO V^T streams a split v (smaller than a value slice:
@@ -46,11 +46,13 @@ SPLIT_CHUNK = tl.constexpr(32)
 
 # BLOCK_N keys owned per program, BLOCK_M queries per inner iteration, per
 # config family; the first of each is the default. The transposed score tile
-# has BLOCK_N rows: 64 for 4 warps on the tensor cores (see attention_fwd).
-# None spills.
+# has BLOCK_N rows: 64 for 4 warps on the tensor cores (see attention_fwd);
+# with BLOCK_M 16 instead of 32, sm_80 splits it over warps that duplicate
+# the exps once the value slice is 128 wide. None spills.
 DKDV_CONFIGS = {
-    "16bit": configs([(16, 64, 4, 2), (32, 64, 4, 2)]),
-    "tf32": configs([(16, 64, 4, 2), (32, 64, 4, 2)]),
+    "16bit": configs([(32, 64, 4, 2), (32, 64, 4, 3)]),
+    # fp32 operands: 128 key rows on 8 warps (16 each); 64-key tiles spill on sm_80.
+    "tf32": configs([(16, 128, 8, 2)]),
     "fp32": configs([(16, 32, 8, 2), (32, 16, 8, 2)]),
 }
 
@@ -128,7 +130,7 @@ def _attn_bwd_dkdv(
 # BLOCK_M queries owned per program, BLOCK_N keys per inner iteration.
 DQ_CONFIGS = {
     "16bit": configs([(64, 32, 4, 2), (64, 64, 4, 2)]),
-    "tf32": configs([(64, 32, 4, 2), (64, 64, 4, 2)]),
+    "tf32": configs([(128, 32, 8, 2), (64, 16, 4, 2)]),
     "fp32": configs([(32, 32, 8, 2), (16, 32, 8, 2)]),
 }
 
@@ -222,11 +224,11 @@ def launch_attention_bwd(
     dq = torch.empty((batch, n, qk), device=q.device, dtype=torch.float32)
     dk = torch.empty((batch, m, qk), device=q.device, dtype=torch.float32)
     dv = torch.empty((batch, m, v_channels), device=q.device, dtype=torch.float32)
-    block_v = dot_width(v_channels, MAX_BLOCK_V)
+    precision = input_precision(q.dtype)
+    block_v = value_block(v_channels, precision)
     v_blocks = triton.cdiv(v_channels, block_v)
     common = dict(
-        SPLIT_V=v_blocks > 1, QK=qk, QK_PAD=dot_width(qk), BLOCK_V=block_v,
-        INPUT_PRECISION=input_precision(q.dtype),
+        SPLIT_V=v_blocks > 1, QK=qk, QK_PAD=dot_width(qk), BLOCK_V=block_v, INPUT_PRECISION=precision,
     )
     sizes = dict(N=n, M=m, V=v_channels)
     inputs = (

@@ -28,6 +28,10 @@ MIN_DOT_DIM = 16
 # Widest value slice one program accumulates; wider v is split across programs
 # (grid axis 2), each recomputing the scores for its slice (see FLOOR_H100.md).
 MAX_BLOCK_V = 128
+# With TF32 dots the operands are fp32, twice the registers of 16-bit ones: on
+# sm_80, 128-wide value slices spill or make Triton split the score tile over
+# warps that then compute the same exponentials (tests/test_triton_compile.py).
+MAX_BLOCK_V_TF32 = 64
 # Channel chunk for the projections computed inside the kernels (32 keeps the
 # fused Wo epilogue from spilling).
 MAX_BLOCK_C = 32
@@ -47,6 +51,11 @@ def input_precision(dtype: torch.dtype) -> str:
     if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
         return "tf32"
     return "ieee"
+
+
+def value_block(v_channels: int, precision: str) -> int:
+    """Value channels per program: all of v up to the slice limit of the precision."""
+    return dot_width(v_channels, MAX_BLOCK_V_TF32 if precision == "tf32" else MAX_BLOCK_V)
 
 
 def autotuning() -> bool:
