@@ -31,11 +31,12 @@ import torch.nn.functional as F
 import sacolor
 
 # Forward floor in microseconds on an H100 SXM5 for the SAGAN layout, bf16,
-# B = 1, BLOCK_M = 64: the "bound" column of benchmarks/FLOOR_H100.md.
+# B = 1, BLOCK_M = 128 (the shipped default): benchmarks/FLOOR_H100.md,
+# instruction issue at C = 64, L2 -> SM at C = 256 and 512.
 FLOOR_H100_US = {
-    (64, 4096): 6.86, (64, 16384): 110.0, (64, 131072): 7030.0,
-    (256, 4096): 30.5, (256, 16384): 488.0, (256, 131072): 31200.0,
-    (512, 4096): 73.2, (512, 16384): 1170.0, (512, 131072): 75000.0,
+    (64, 4096): 5.59, (64, 16384): 89.4, (64, 131072): 5720.0,
+    (256, 4096): 15.3, (256, 16384): 244.0, (256, 131072): 15600.0,
+    (512, 4096): 36.6, (512, 16384): 586.0, (512, 131072): 37500.0,
 }
 REFERENCE_MAX_N = 16384
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

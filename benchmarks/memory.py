@@ -48,7 +48,7 @@ def peak_growth(fn) -> int:
     return max(0, status_bytes("VmHWM") - before)
 
 
-def measure(channels: int, height: int, width: int, backend: str, batch: int = 1) -> dict:
+def measure(channels: int, height: int, width: int, backend: str, batch: int = 1, dtype: str = "float32") -> dict:
     """Peak RSS of one forward + backward in *this* process; call in a fresh one.
 
     Returns:
@@ -60,24 +60,27 @@ def measure(channels: int, height: int, width: int, backend: str, batch: int = 1
     import sacolor
 
     torch.manual_seed(0)
-    module = sacolor.SelfAttention(channels, backend=backend)
+    module = sacolor.SelfAttention(channels, backend=backend).to(getattr(torch, dtype))
     with torch.no_grad():
         module.gamma.fill_(0.7)
-    x = torch.randn(batch, channels, height, width, requires_grad=True)
+    x = torch.randn(batch, channels, height, width, dtype=getattr(torch, dtype), requires_grad=True)
     growth = peak_growth(lambda: module(x).sum().backward())
     return {
-        "case": f"SelfAttention({channels}) on {batch}x{channels}x{height}x{width}, backend {backend}",
+        "case": f"SelfAttention({channels}) on {batch}x{channels}x{height}x{width} {dtype}, backend {backend}",
         "peak_bytes": status_bytes("VmHWM"),
         "growth_bytes": growth,
         "threads": torch.get_num_threads(),
     }
 
 
-def measure_in_subprocess(channels: int, height: int, width: int, backend: str, batch: int = 1) -> dict:
+def measure_in_subprocess(
+    channels: int, height: int, width: int, backend: str, batch: int = 1, dtype: str = "float32"
+) -> dict:
     """``measure`` in a fresh Python process, so earlier allocations do not count."""
     command = [
         sys.executable, "-m", "benchmarks.memory", "--child", "--channels", str(channels),
         "--height", str(height), "--width", str(width), "--backend", backend, "--batch", str(batch),
+        "--dtype", dtype,
     ]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -92,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--backend", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--limit-gib", type=float, default=2.0, help="fail above this peak RSS")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.channels, args.height, args.width, args.backend, args.batch)))
+        print(json.dumps(measure(args.channels, args.height, args.width, args.backend, args.batch, args.dtype)))
         return 0
-    result = measure_in_subprocess(args.channels, args.height, args.width, args.backend, args.batch)
+    result = measure_in_subprocess(args.channels, args.height, args.width, args.backend, args.batch, args.dtype)
     peak, growth = result["peak_bytes"], result["growth_bytes"]
     print(f"{result['case']}, {result['threads']} threads: forward + backward")
     print(f"  peak RSS   {peak / GIB:.2f} GiB ({peak / MIB:.0f} MiB)")

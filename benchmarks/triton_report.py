@@ -1,13 +1,16 @@
-"""Registers, spills and shared memory of every Triton kernel configuration.
+"""Registers, spills, shared memory and SASS counts of every Triton kernel launch.
 
-    python -m benchmarks.triton_report [--dtypes fp32,bf16,fp16] [--caps 80,90] [--output FILE.md]
+    python -m benchmarks.triton_report [--precisions fp32,tf32,bf16,fp16] [--caps 80,90] [--output FILE.md]
 
-Compiles every autotune configuration of every kernel and constexpr variant
-(kernels/aot.py) for each dtype and GPU architecture, with no GPU, runs the
-triton wheel's ``ptxas-blackwell -v`` on the PTX (with Triton's own flags),
-and prints a markdown table: registers per thread, spill store/load bytes,
-and the shared memory the launch requests (Triton's metadata). Exits 1 if
-any configuration spills. The committed output is benchmarks/TRITON_REPORT.md.
+Compiles, with no GPU, every configuration of every launch that the calls of
+``kernels/aot.py``'s SHAPES make (recorded from the backend, specialised as
+Triton does at run time), for each precision and GPU architecture, and prints
+a markdown table: registers per thread and spill bytes (the wheel's
+``ptxas-blackwell -v``), the shared memory the launch requests, and from the
+SASS of the main loop the MUFU.EX2 per thread, the ratio of MUFU.EX2 x threads
+to the BLOCK_M x BLOCK_N scores of one iteration (1.0 = no duplicated exps),
+and the scalar 16-bit loads. Exits 1 if any launch spills. The committed
+output is benchmarks/TRITON_REPORT.md.
 """
 
 from __future__ import annotations
@@ -17,28 +20,28 @@ import sys
 import time
 
 from sacolor.kernels import aot
-from sacolor.kernels.common import MAX_BLOCK_C
 
 HEADER = (
-    "| kernel | dtype | aligned | BLOCK_M | BLOCK_N | warps | stages | sm | registers | spill stores (B) "
-    "| spill loads (B) | shared (B) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| launch | sm | registers | spill stores (B) | spill loads (B) | shared (B) | MUFU.EX2 / thread "
+    "| exp ratio | 16-bit scalar loads |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
-def report(dtypes: tuple[str, ...], capabilities: tuple[int, ...]) -> tuple[list[str], int]:
+def report(precisions: tuple[str, ...], capabilities: tuple[int, ...]) -> tuple[list[str], int]:
     """Table rows and the number of (variant, capability) pairs that spill."""
     rows, spilling = [], 0
-    for variant in aot.variants(dtypes):
+    for variant in aot.variants(precisions):
         for capability in capabilities:
-            usage = aot.ptxas_usage(aot.compile_variant(variant, capability), capability)
+            compiled = aot.compile_variant(variant, capability)
+            usage, stats = aot.ptxas_usage(compiled, capability), aot.sass_stats(compiled)
             spills = usage.spill_stores or usage.spill_loads
             spilling += bool(spills)
             c = variant.config
+            ratio = stats.exp2_per_thread * variant.threads / (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])
             rows.append(
-                f"| {variant.kernel_name} | {variant.dtype} | {'yes' if variant.aligned else 'no'} "
-                f"| {c.kwargs['BLOCK_M']} | {c.kwargs['BLOCK_N']} "
-                f"| {c.num_warps} | {c.num_stages} | {capability} | {usage.registers} "
-                f"| {usage.spill_stores}{' **spills**' if spills else ''} | {usage.spill_loads} | {usage.shared} |"
+                f"| {variant.describe()} | {capability} | {usage.registers} "
+                f"| {usage.spill_stores}{' **spills**' if spills else ''} | {usage.spill_loads} | {usage.shared} "
+                f"| {stats.exp2_per_thread} | {ratio:.3f} | {stats.narrow_loads} |"
             )
             print(rows[-1], file=sys.stderr, flush=True)
     return rows, spilling
@@ -46,17 +49,20 @@ def report(dtypes: tuple[str, ...], capabilities: tuple[int, ...]) -> tuple[list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dtypes", default=",".join(aot.DTYPES))
+    parser.add_argument("--precisions", default=",".join(aot.PRECISIONS))
     parser.add_argument("--caps", default=",".join(map(str, aot.CAPABILITIES)))
     parser.add_argument("--output", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows, spilling = report(tuple(args.dtypes.split(",")), tuple(int(c) for c in args.caps.split(",")))
-    shapes = ", ".join(f"{k}={v}" for k, v in aot.WIDEST.items())
+    rows, spilling = report(tuple(args.precisions.split(",")), tuple(int(c) for c in args.caps.split(",")))
+    shapes = "; ".join(
+        f"{s.name}: B={s.batch} C={s.channels} qk={s.qk} v={s.v} {s.height}x{s.width} pool={s.pool}"
+        f"{' Wo' if s.out_proj else ''}{' bias' if s.bias else ''}"
+        for s in aot.SHAPES
+    )
     table = "\n".join([
-        f"Widest shapes ({shapes}, BLOCK_C={MAX_BLOCK_C}): the most register pressure any input produces.",
-        "aligned = every integer argument divisible by 16 (sizes like N = 4096; 16-byte vector loads,",
-        "cp.async pipelining); not aligned = the general code (ragged N, odd C).",
+        f"Shapes ({shapes}).",
+        "Launch names: kernel[-dk/dv part][-split_v]-shape-precision-BLOCK_MxBLOCK_N, warps, stages.",
         "",
         HEADER,
         *rows,
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.output:
         with open(args.output, "w") as out:
-            out.write("# Triton kernels: registers, spills, shared memory (ptxas -v)\n\n")
+            out.write("# Triton kernels: registers, spills, shared memory, SASS of the main loop\n\n")
             out.write("Generated by `python -m benchmarks.triton_report --output benchmarks/TRITON_REPORT.md`.\n\n")
             out.write(table + "\n")
     return 1 if spilling else 0

@@ -1,107 +1,165 @@
-"""Ahead-of-time compilation of every kernel configuration, with no GPU.
+"""Ahead-of-time compilation of the launches real calls make, with no GPU.
 
-``triton.compile(ASTSource(...), target=GPUTarget("cuda", cap, 32))`` runs
-the whole pipeline (TTIR, TTGIR, LLVM, PTX, and cubin through the ptxas the
-triton wheel ships), so compile errors, and register spills, show up on a
-machine without a GPU. Used by tests/test_triton_compile.py and
-benchmarks/triton_report.py.
+``recorded_launches`` runs ``TritonBackend``'s forward and backward on meta
+tensors with every kernel launch recorded instead of run, so each launch
+carries exactly the arguments and constexprs a real call passes (padded row
+strides, qk = 8 with QK_PAD = 16, a split v, ...). ``compile_variant`` then
+specialises them with Triton's own binder, as ``JITFunction.run`` does (ints
+equal to 1 become constants, multiples of 16 get a divisibility hint, meta
+tensors count as 16-byte aligned like CUDA allocations), and compiles for
+``GPUTarget("cuda", cap, 32)``: TTIR, PTX and a cubin through the ptxas the
+triton wheel ships. What the compiler made is then read back: ``ptxas -v``
+for registers and spills, ``cuobjdump -sass`` for the instructions
+(``SassStats``), and the TTIR for 32-bit batch offsets.
 
-The signatures mirror what a real launch specialises: contiguous inner
-strides are the constant 1 (Triton specialises integer arguments equal to 1),
-pointers are 16-byte aligned (torch allocations are; the backend passes k and
-v as separate contiguous tensors), other integers carry no divisibility hint
-unless ``aligned`` (see ``compile_variant``), and o / lse / delta / the
-gradients are fp32 whatever the input dtype.
+Uses Triton internals (the binder, ``_pack_args``, ``triton.knobs``): this
+module is for the test suite and the report, which pin Triton >= 3.9; the
+kernels themselves do not need it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import sm_arch_from_capability
-from triton.compiler import ASTSource
+from triton.compiler import ASTSource, make_backend
+from triton.runtime.jit import create_function_from_signature
 
-from . import attention_bwd, attention_fwd
-from .common import MAX_BLOCK_C, MAX_BLOCK_V, dtype_family
+from sacolor.backends.triton import TritonBackend
+from sacolor.inputs import AttentionInputs
 
-DTYPES = ("fp32", "bf16", "fp16")
+from .common import Launch, recording_launches
+
 CAPABILITIES = (80, 90)
 WARP_SIZE = 32
+# Config family name -> (input dtype, torch.backends.cuda.matmul.allow_tf32).
+PRECISIONS = {
+    "fp32": (torch.float32, False),
+    "tf32": (torch.float32, True),
+    "bf16": (torch.bfloat16, False),
+    "fp16": (torch.float16, False),
+}
 
-_FP32_POINTERS = frozenset({"o_ptr", "lse_ptr", "delta_ptr", "dq_ptr", "dk_ptr", "dv_ptr"})
-_FLOAT_SCALARS = frozenset({"qk_scale", "scale"})
-# Innermost strides of the contiguous tensors the launchers pass.
-_UNIT_STRIDES = frozenset({
-    "stride_x_n", "stride_y_n", "stride_wq_c", "stride_wo_v", "stride_q_c", "stride_k_c",
-    "stride_v_c", "stride_o_c", "stride_do_c", "stride_lse_n", "stride_delta_n",
-    "stride_dq_c", "stride_dk_c", "stride_dv_c",
-})
+
+@dataclass(frozen=True)
+class Shape:
+    """One real call of the op: (B, C, H, W) and the layout of its weights."""
+
+    name: str
+    batch: int
+    channels: int
+    qk: int
+    v: int
+    height: int
+    width: int
+    pool: int = 1
+    out_proj: bool = False
+    bias: bool = True
+
+    def inputs(self, dtype: torch.dtype) -> AttentionInputs:
+        def t(*shape):
+            return torch.zeros(*shape, dtype=dtype, device="meta")
+
+        c, qk, v = self.channels, self.qk, self.v
+        bias = t if self.bias else (lambda n: None)
+        return AttentionInputs.create(
+            t(self.batch, c, self.height, self.width), t(qk, c), bias(qk), t(qk, c), bias(qk), t(v, c), bias(v),
+            t(c, v) if self.out_proj else None, bias(c) if self.out_proj else None, t(1), self.pool,
+        )
+
+
+# The calls the compile tests check: SAGAN at C = 64 (qk = 8: not a multiple of
+# 16) on 64x64; the BigGAN layout (pool 2, v = C/2, fused Wo, no biases); ragged
+# N (4095) with qk = 6; C = 256 on 128x128 (v split over two programs); and
+# C = 512 (qk = 64, the widest query tile; v split in four).
+SHAPES = (
+    Shape("sagan_c64", 2, 64, 8, 64, 64, 64),
+    Shape("biggan_c256", 2, 256, 32, 128, 32, 32, pool=2, out_proj=True, bias=False),
+    Shape("ragged_c48", 1, 48, 6, 48, 63, 65),
+    Shape("sagan_c256", 1, 256, 32, 256, 128, 128),
+    Shape("sagan_c512", 1, 512, 64, 512, 32, 32),
+)
+
+
+@contextlib.contextmanager
+def _tf32(allowed: bool):
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def recorded_launches(shape: Shape, precision: str) -> list[Launch]:
+    """Every kernel launch of one forward and backward of ``shape``, in order, not run."""
+    dtype, tf32 = PRECISIONS[precision]
+    inputs = shape.inputs(dtype)
+    backend = TritonBackend()
+    with recording_launches() as recorded, _tf32(tf32):
+        result = backend.forward(inputs)
+        backend.backward(inputs, torch.zeros_like(inputs.x), result.o, result.lse, result.q)
+    return recorded
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One compilation: a kernel, its shape constants, one autotune config, one dtype."""
+    """One compilation: a recorded launch with one of its family's configurations."""
 
-    kernel_name: str
-    fn: triton.runtime.JITFunction
+    shape: str
+    precision: str
+    launch: Launch
     config: triton.Config
-    dtype: str
-    constants: dict = field(hash=False)
-    # Every integer argument divisible by 16, as Triton specialises at run time
-    # for sizes like N = 4096, C = 64 (see compile_variant).
-    aligned: bool = False
+
+    @property
+    def threads(self) -> int:
+        return self.config.num_warps * WARP_SIZE
 
     def describe(self) -> str:
-        c = self.config
-        shape = ",".join(f"{k}={v}" for k, v in self.constants.items() if k != "INPUT_PRECISION")
+        c, flags = self.config, self.launch.constexprs
+        split = "-split_v" if flags.get("SPLIT_V") or (flags.get("WRITE_Y") is False) else ""
+        part = ""
+        if "COMPUTE_DK" in flags:
+            part = "-" + "+".join(n for n, f in (("dk", flags["COMPUTE_DK"]), ("dv", flags["COMPUTE_DV"])) if f)
         return (
-            f"{self.kernel_name} {self.dtype} BLOCK_M={c.kwargs['BLOCK_M']} BLOCK_N={c.kwargs['BLOCK_N']} "
-            f"warps={c.num_warps} stages={c.num_stages} [{shape}]{' aligned' if self.aligned else ''}"
+            f"{self.launch.kernel.fn.__name__}{part}{split}-{self.shape}-{self.precision}-"
+            f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}w{c.num_warps}s{c.num_stages}"
         )
 
 
-def _signature(v: Variant, aligned: bool) -> tuple[dict, dict, dict]:
-    """Triton's signature, constexprs and attributes for ``v``."""
-    constexprs = {**v.constants, **v.config.kwargs}
-    signature, attrs = {}, {}
-    for index, name in enumerate(v.fn.arg_names):
-        if name in constexprs:
-            signature[name] = "constexpr"
-        elif name in _UNIT_STRIDES:
-            signature[name] = "constexpr"
-            constexprs[name] = 1
-        elif name.endswith("_ptr"):
-            signature[name] = "*fp32" if name in _FP32_POINTERS else f"*{v.dtype}"
-            # Fresh torch allocations are 16-byte aligned, and Triton specialises on it.
-            attrs[(index,)] = [["tt.divisibility", 16]]
-        elif name in _FLOAT_SCALARS:
-            signature[name] = "fp32"
-        else:
-            signature[name] = "i32"
-            if aligned:
-                attrs[(index,)] = [["tt.divisibility", 16]]
-    return signature, constexprs, attrs
+def variants(precisions=tuple(PRECISIONS), shapes=SHAPES) -> list[Variant]:
+    """Each recorded launch of each shape with every configuration of its family."""
+    return [
+        Variant(shape.name, precision, launch, config)
+        for shape in shapes
+        for precision in precisions
+        for launch in recorded_launches(shape, precision)
+        for config in launch.kernel.configs[launch.family]
+    ]
 
 
 def compile_variant(v: Variant, capability: int):
-    """Compiles ``v`` for sm_<capability>; returns Triton's CompiledKernel (asm, metadata).
-
-    ``v.aligned`` marks every integer argument divisible by 16, as Triton does
-    at run time when sizes and strides are (N = 4096, C = 64, and the row
-    strides the backend pads to 16): the loads then become 16-byte vectors
-    pipelined with cp.async. Without it, the code is the general one (ragged
-    N, odd C): both are compiled and checked.
-    """
-    signature, constexprs, attrs = _signature(v, v.aligned)
-    source = ASTSource(v.fn, signature, constexprs, attrs)
-    # fp fusion on, as at run time (stated explicitly: Triton 3.9 warns when it is implicit).
-    options = {"num_warps": v.config.num_warps, "num_stages": v.config.num_stages, "enable_fp_fusion": True}
-    return triton.compile(source, target=GPUTarget("cuda", capability, WARP_SIZE), options=options)
+    """Compiles ``v`` for sm_<capability> as a launch would; returns Triton's CompiledKernel."""
+    target = GPUTarget("cuda", capability, WARP_SIZE)
+    backend = make_backend(target)
+    fn = v.launch.kernel.fn
+    kwargs = {
+        **v.launch.constexprs, **v.config.kwargs,
+        "num_warps": v.config.num_warps, "num_stages": v.config.num_stages,
+        "enable_fp_fusion": True,  # the run-time default, stated (Triton 3.9 warns when implicit)
+    }
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    bound_args, specialization, options = binder(*v.launch.args, **kwargs)
+    options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound_args, specialization, options)
+    return triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
 
 
 @dataclass(frozen=True)
@@ -112,18 +170,21 @@ class PtxasUsage:
     shared: int  # bytes of shared memory the launch asks for (Triton's metadata)
 
 
+def _nvidia_tool(name: str) -> str:
+    return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
+
+
 def ptxas_usage(compiled, capability: int) -> PtxasUsage:
     """Registers and spills from ``ptxas -v`` on the kernel's PTX, as Triton invokes it.
 
     Uses the wheel's ``ptxas-blackwell`` (it accepts the PTX Triton 3.9 emits)
     with Triton's own flags (--regAllocOptLevel=2 works around a ptxas 13 bug).
     """
-    ptxas = triton.knobs.nvidia.ptxas_blackwell.path
     with tempfile.NamedTemporaryFile("w", suffix=".ptx") as ptx:
         ptx.write(compiled.asm["ptx"])
         ptx.flush()
         log = subprocess.run(
-            [ptxas, "-lineinfo", "-v", "--regAllocOptLevel=2",
+            [_nvidia_tool("ptxas-blackwell"), "-lineinfo", "-v", "--regAllocOptLevel=2",
              f"--gpu-name={sm_arch_from_capability(capability)}", ptx.name, "-o", "/dev/null"],
             capture_output=True, text=True, check=True,
         ).stderr
@@ -142,56 +203,56 @@ def ptxas_usage(compiled, capability: int) -> PtxasUsage:
     )
 
 
-# The widest shapes the kernels take (qk = C / 8 at C = 512, the backend's
-# limit; a full value slice; full channel chunks): the most register pressure.
-WIDEST = dict(QK_PAD=64, BLOCK_V=MAX_BLOCK_V)
-
-
-def _fwd_constants(**flags) -> dict:
-    return dict(**flags, **WIDEST, BLOCK_C=MAX_BLOCK_C, INPUT_PRECISION="ieee")
-
-
-# Epilogue variants of the forward: SAGAN (bias, y = gamma o + x), BigGAN
-# (no bias, fused Wo), and v split across programs (Wo applied after).
-FWD_VARIANTS = {
-    "sagan": _fwd_constants(HAS_BQ=True, WRITE_Y=True, OUT_PROJ=False, HAS_BO=False),
-    "out_proj": _fwd_constants(HAS_BQ=False, WRITE_Y=True, OUT_PROJ=True, HAS_BO=True),
-    "split_v": _fwd_constants(HAS_BQ=True, WRITE_Y=False, OUT_PROJ=False, HAS_BO=False),
-}
-
-
-def _bwd_constants(**flags) -> dict:
-    return dict(**flags, **WIDEST, INPUT_PRECISION="ieee")
-
-
-# The backward with all of v in one slice, and split (dV-only launch included).
-DKDV_VARIANTS = {
-    "dk+dv": _bwd_constants(COMPUTE_DK=True, COMPUTE_DV=True, SPLIT_V=False),
-    "dk,split_v": _bwd_constants(COMPUTE_DK=True, COMPUTE_DV=False, SPLIT_V=True),
-    "dv,split_v": _bwd_constants(COMPUTE_DK=False, COMPUTE_DV=True, SPLIT_V=True),
-}
-DQ_VARIANTS = {
-    "dq": _bwd_constants(SPLIT_V=False),
-    "dq,split_v": _bwd_constants(SPLIT_V=True),
-}
-
-
-def variants(dtypes=DTYPES) -> list[Variant]:
-    """Every autotune config of every kernel, for each dtype, general and aligned.
-
-    Args:
-        dtypes: Triton dtype names ("fp32", "bf16", "fp16").
-    """
-    groups = [
-        (attention_fwd.ATTN_FWD, "fwd", FWD_VARIANTS),
-        (attention_bwd.ATTN_BWD_DKDV, "bwd_dkdv", DKDV_VARIANTS),
-        (attention_bwd.ATTN_BWD_DQ, "bwd_dq", DQ_VARIANTS),
-    ]
+def sass(compiled) -> list[tuple[int, str]]:
+    """(address, instruction) of the kernel's SASS, from ``cuobjdump -sass`` on its cubin."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        text = subprocess.run(
+            [_nvidia_tool("cuobjdump"), "-sass", cubin.name], capture_output=True, text=True, check=True
+        ).stdout
     return [
-        Variant(f"{kernel}[{name}]", tuned.fn, config, dtype, constants, aligned)
-        for tuned, kernel, named in groups
-        for name, constants in named.items()
-        for dtype in dtypes
-        for config in tuned.configs[dtype_family(dtype)]
-        for aligned in (False, True)
+        (int(m.group(1), 16), m.group(2).strip())
+        for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", text)
     ]
+
+
+def _loop_bodies(instructions: list[tuple[int, str]]) -> list[list[str]]:
+    """The instructions of each loop: from a backward branch's target to the branch."""
+    bodies = []
+    for address, text in instructions:
+        branch = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
+        if branch and int(branch.group(1), 16) <= address:
+            start = int(branch.group(1), 16)
+            bodies.append([t for a, t in instructions if start <= a <= address])
+    return bodies
+
+
+@dataclass(frozen=True)
+class SassStats:
+    """What the main loop (the loop computing the exponentials) executes per iteration."""
+
+    exp2_per_thread: int  # MUFU.EX2 in the main loop
+    narrow_loads: int  # 1- and 2-byte global loads in the main loop (scalar 16-bit elements)
+
+
+def sass_stats(compiled) -> SassStats:
+    loops = [body for body in _loop_bodies(sass(compiled)) if any("MUFU.EX2" in t for t in body)]
+    if not loops:
+        raise RuntimeError("no loop with MUFU.EX2 in the SASS")
+    main = min(loops, key=len)  # the innermost loop that computes exponentials
+    return SassStats(
+        exp2_per_thread=sum("MUFU.EX2" in t for t in main),
+        narrow_loads=sum(bool(re.match(r"@?!?P?\w*\s*LDG\S*\.(U16|S16|U8|S8)\b", t)) for t in main),
+    )
+
+
+def batch_offset_is_64_bit(compiled) -> bool:
+    """Whether the TTIR widens the batch program id (axis 1) to i64 before any use."""
+    ttir = compiled.asm["ttir"]
+    found = re.search(r"(%\S+) = tt.get_program_id y : i32", ttir)
+    if found is None:
+        raise RuntimeError("no tt.get_program_id y in the TTIR")
+    pid = re.escape(found.group(1))
+    uses = [line for line in ttir.splitlines() if re.search(pid + r"\b", line) and "get_program_id" not in line]
+    return bool(uses) and all("arith.extsi" in line and ": i32 to i64" in line for line in uses)

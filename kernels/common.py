@@ -7,25 +7,37 @@ through its own strides, so x and y are read and written in the module's
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
+import triton.testing
 
-# exp(s) == exp2(s * LOG2E): the kernels run the softmax in base 2 (MUFU ex2).
+from . import tuning
+
+# exp(s) == exp2(s * LOG2E): the kernels run the softmax in base 2 (MUFU ex2),
+# and the backward differentiates the base-2 scores (d exp2(s) / ds = LN2 exp2(s)).
 LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
 # tl.dot needs every dimension to be at least 16.
 MIN_DOT_DIM = 16
 # Widest value slice one program accumulates; wider v is split across programs
 # (grid axis 2), each recomputing the scores for its slice (see FLOOR_H100.md).
 MAX_BLOCK_V = 128
+# With TF32 dots the operands are fp32, twice the registers of 16-bit ones: on
+# sm_80, 128-wide value slices spill or make Triton split the score tile over
+# warps that then compute the same exponentials (tests/test_triton_compile.py).
+MAX_BLOCK_V_TF32 = 64
 # Channel chunk for the projections computed inside the kernels (32 keeps the
 # fused Wo epilogue from spilling).
 MAX_BLOCK_C = 32
 
 AUTOTUNE_ENV_VAR = "SACOLOR_TRITON_AUTOTUNE"
+INTERPRET_ENV_VAR = "TRITON_INTERPRET"
 
 
 def dot_width(size: int, cap: int | None = None) -> int:
@@ -41,9 +53,18 @@ def input_precision(dtype: torch.dtype) -> str:
     return "ieee"
 
 
+def value_block(v_channels: int, precision: str) -> int:
+    """Value channels per program: all of v up to the slice limit of the precision."""
+    return dot_width(v_channels, MAX_BLOCK_V_TF32 if precision == "tf32" else MAX_BLOCK_V)
+
+
 def autotuning() -> bool:
-    """Autotune on a GPU unless SACOLOR_TRITON_AUTOTUNE=0; never under the interpreter."""
-    return not triton.knobs.runtime.interpret and os.environ.get(AUTOTUNE_ENV_VAR, "1") != "0"
+    """Autotune on a GPU unless SACOLOR_TRITON_AUTOTUNE=0; never under the interpreter.
+
+    Reads the environment, not ``triton.knobs`` (absent before Triton 3.4).
+    """
+    interpreting = os.environ.get(INTERPRET_ENV_VAR, "0") == "1"
+    return not interpreting and os.environ.get(AUTOTUNE_ENV_VAR, "1") != "0"
 
 
 def configs(rows: list[tuple[int, int, int, int]]) -> list[triton.Config]:
@@ -53,34 +74,90 @@ def configs(rows: list[tuple[int, int, int, int]]) -> list[triton.Config]:
     ]
 
 
-def dtype_family(dtype: torch.dtype | str) -> str:
-    """The config family: fp32 (IEEE dots run on the FMA units: small tiles) or 16bit (tensor cores)."""
-    return "fp32" if dtype in (torch.float32, "fp32") else "16bit"
+def config_family(dtype: torch.dtype | str, precision: str = "ieee") -> str:
+    """The config family: fp32 (IEEE dots on the FMA units: small tiles), tf32
+    (fp32 operands on the tensor cores: twice the bytes of 16bit) or 16bit."""
+    if dtype in (torch.float32, "fp32"):
+        return "tf32" if precision == "tf32" else "fp32"
+    return "16bit"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch as a launcher builds it: enough to run it, or to compile
+    it ahead of time exactly as it would specialise (kernels/aot.py)."""
+
+    kernel: TunedKernel
+    dtype: torch.dtype  # the input dtype: with INPUT_PRECISION, picks the config family
+    grid: Callable[[dict], tuple]  # BLOCK_* values -> grid
+    args: tuple
+    constexprs: dict
+    sizes: dict[str, int]  # the sizes the best configuration depends on (tuning buckets)
+
+    @property
+    def family(self) -> str:
+        return config_family(self.dtype, self.constexprs["INPUT_PRECISION"])
+
+    def run(self) -> None:
+        if _recorder is not None:
+            _recorder.append(self)
+        else:
+            self.kernel.run(self)
+
+
+_recorder: list[Launch] | None = None
+
+
+@contextlib.contextmanager
+def recording_launches() -> Iterator[list[Launch]]:
+    """Within the block, kernel launches are recorded into the yielded list instead
+    of run: what ahead-of-time compilation (kernels/aot.py) and the config
+    benchmark (benchmarks/gpu_check.py) start from. Not thread-safe."""
+    global _recorder
+    saved, _recorder = _recorder, []
+    try:
+        yield _recorder
+    finally:
+        _recorder = saved
+
+
+def _meta(config: triton.Config) -> dict:
+    return {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
 
 
 class TunedKernel:
-    """A jit kernel with autotune configs per dtype family.
+    """A jit kernel with candidate configurations per config family.
 
-    Launched through ``triton.autotune`` (keyed on ``key``) on a GPU, or with
-    the family's first (default) config when autotuning is off.
+    On a GPU, each launch runs the family's fastest configuration for its tuning
+    key (kernels/tuning.py); with autotuning off, or under the interpreter, the
+    family's first (default) configuration.
     """
 
-    def __init__(self, fn, configs: dict[str, list[triton.Config]], key: list[str]) -> None:
+    def __init__(self, fn, configs: dict[str, list[triton.Config]]) -> None:
         self.fn = fn
         self.configs = configs
-        self._tuned = {family: triton.autotune(configs=cs, key=key)(fn) for family, cs in configs.items()}
 
-    def default(self, dtype: torch.dtype | str) -> triton.Config:
-        return self.configs[dtype_family(dtype)][0]
+    def default(self, family: str) -> triton.Config:
+        return self.configs[family][0]
 
-    def launch(self, dtype: torch.dtype, grid: Callable[[dict], tuple], args: tuple, constexprs: dict) -> None:
-        """Runs the kernel; ``grid`` maps the launch's BLOCK_* values to the grid."""
-        if autotuning():
-            self._tuned[dtype_family(dtype)][grid](*args, **constexprs)
-        else:
-            config = self.default(dtype)
-            meta = {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
-            self.fn[grid(meta)](*args, **constexprs, **meta)
+    def run(self, launch: Launch) -> None:
+        candidates = self.configs[launch.family]
+        config = candidates[0]
+        if autotuning() and len(candidates) > 1:
+            key = tuning.tuning_key(
+                self.fn.__name__, launch.constexprs, launch.sizes, torch.cuda.get_device_name()
+            )
+            config = tuning.best_config(key, candidates, lambda c: self.time(launch, c))
+        self.run_config(launch, config)
+
+    def run_config(self, launch: Launch, config: triton.Config) -> None:
+        meta = _meta(config)
+        self.fn[launch.grid(meta)](*launch.args, **launch.constexprs, **meta)
+
+    def time(self, launch: Launch, config: triton.Config) -> float:
+        """Median milliseconds of ``launch`` with ``config``; the kernels only write
+        their outputs, so rerunning them is harmless."""
+        return triton.testing.do_bench(lambda: self.run_config(launch, config))
 
 
 @triton.jit

@@ -13,9 +13,13 @@ from .inputs import AttentionInputs
 def _is_identity(inputs: AttentionInputs) -> bool:
     """gamma == 0 and nothing needs a gradient: y == x, so skip the attention.
 
-    Skipped under torch.compile, where reading gamma would break the graph.
+    Decided only where reading gamma is free and belongs to this call alone: a
+    CPU gamma (reading a GPU one would wait for the device, serialise inference
+    and break CUDA-graph capture; a meta one has no value), and not under
+    torch.compile or torch.jit.trace, which would record the answer as a
+    constant for every later gamma.
     """
-    if torch.compiler.is_compiling():
+    if inputs.gamma.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     tensors = [t for t in inputs.named_tensors().values() if t is not None]
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
@@ -45,11 +49,11 @@ def self_attention(
         x: (B, C, H, W) input feature map.
         wq, wk: (qk, C) query / key projections (1x1 conv weights also accepted).
         wv: (v, C) value projection.
-        gamma: one-element residual gate; y = gamma * attention + x.
+        gamma: one-element residual gate (tensor or number); y = gamma * attention + x.
         bq, bk, bv: optional biases (qk,), (qk,), (v,).
         wo, bo: optional output projection (C, v) and bias (C,); without it v must equal C.
         pool: max-pool factor (1 or 2) applied to x before the key/value projections.
-        scale: multiplies q.k before the softmax (SAGAN uses 1.0).
+        scale: finite; multiplies q.k before the softmax (SAGAN uses 1.0).
         backend: "auto", or a name from ``sacolor.available_backends()``.
             The environment variable SACOLOR_BACKEND overrides "auto".
 
@@ -59,13 +63,17 @@ def self_attention(
     Raises:
         ValueError / TypeError: bad shapes, dtypes, devices, an unknown backend or one
             that refuses these inputs (the message names the argument and the reason).
-        NotImplementedError: no backend can run these inputs.
+        NotImplementedError: no backend can run these inputs under "auto" (including
+            where only ``reference`` could, and its N x M scores would be too large).
+
+    There is no double backward (create_graph=True through the op raises a
+    RuntimeError that says so; see ``sacolor.ops.DOUBLE_BACKWARD_ERROR``).
     """
     inputs = AttentionInputs.create(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool, scale)
     chosen = registry.select(inputs, backend)
     if _is_identity(inputs):
         return x
-    y, _, _ = ops.self_attention(
+    y, *_ = ops.self_attention(
         *inputs.named_tensors().values(), inputs.pool, float(inputs.scale), chosen.name
     )
     return y

@@ -15,6 +15,7 @@ the projection, so this order is what loading their weights requires).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -74,8 +75,12 @@ class AttentionInputs:
         """Normalises weight shapes, then validates; raises ValueError/TypeError."""
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if not isinstance(gamma, Tensor):
+        if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
             gamma = torch.tensor(float(gamma), dtype=x.dtype, device=x.device)
+        elif not isinstance(gamma, Tensor):
+            raise TypeError(
+                f"gamma must be a one-element torch.Tensor or a number; got {type(gamma).__name__}"
+            )
         inputs = cls(
             x=x,
             wq=_weight_2d("wq", wq),
@@ -156,8 +161,10 @@ class AttentionInputs:
                 f"pool={self.pool} needs H and W divisible by {self.pool}; x has H={x.shape[2]}, "
                 f"W={x.shape[3]}. Pad or resize the input, or use pool=1."
             )
-        if not isinstance(self.scale, (int, float)):
+        if not isinstance(self.scale, (int, float)) or isinstance(self.scale, bool):
             raise TypeError(f"scale must be a float; got {type(self.scale).__name__}")
+        if not math.isfinite(self.scale):
+            raise ValueError(f"scale must be finite; got {self.scale} (it multiplies every score)")
 
         for name, t in self.named_tensors().items():
             if t is None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 
 import sacolor
+from sacolor.backends.base import LOG2E
+from sacolor.backends.projection import max_pool_positions, project
 from sacolor.inputs import AttentionInputs
 
 
@@ -84,6 +86,35 @@ def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: f
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     if expected.numel() == 0:  # an absent optional input
         return
+    err = max_error(actual, expected)
+    assert err <= tol, f"{name}: max error {err:.3g} > {tol:g} of max(1, |reference|)"
+
+
+def same_precision_gradients(inputs: AttentionInputs, dy: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every input's gradient from the attention computed in PyTorch the way a
+    kernel at the inputs' precision computes it: projections rounded to that
+    dtype, fp32 scores and softmax, P (and o before Wo) rounded to it; autograd
+    rounds the gradients at the same points. The yardstick for a kernel's error."""
+    dtype = inputs.x.dtype
+    t = {n: v.float().requires_grad_() for n, v in inputs.named_tensors().items() if v is not None}
+
+    def rounded(a: torch.Tensor) -> torch.Tensor:
+        return a.to(dtype).float()
+
+    x = t["x"]
+    batch, channels, height, width = x.shape
+    q = rounded(project(t["wq"], t.get("bq"), x.flatten(2)) * (inputs.scale * LOG2E))
+    k, _ = max_pool_positions(rounded(project(t["wk"], t.get("bk"), x.flatten(2))), inputs.pool, height, width)
+    v, _ = max_pool_positions(rounded(project(t["wv"], t.get("bv"), x.flatten(2))), inputs.pool, height, width)
+    p = rounded(torch.softmax((q @ k.transpose(1, 2)) / LOG2E, dim=-1))
+    o = p @ v
+    out = o if "wo" not in t else project(t["wo"], t.get("bo"), rounded(o).transpose(1, 2))
+    y = t["gamma"].reshape(()) * out.transpose(1, 2).reshape(batch, channels, height, width) + x
+    grads = torch.autograd.grad(y, list(t.values()), dy.float())
+    return {f"d{name}": g for name, g in zip(t, grads)}
+
+
+def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest absolute error, over the reference's magnitude (at least 1), as ``assert_close``."""
     magnitude = max(1.0, expected.double().abs().max().item())
-    err = (actual.double() - expected.double()).abs().max().item()
-    assert err <= tol * magnitude, f"{name}: max error {err:.3g} > {tol:g} x {magnitude:.3g}"
+    return (actual.double() - expected.double()).abs().max().item() / magnitude

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import sacolor
+from sacolor.inputs import AttentionInputs
 
 pytestmark = pytest.mark.skipif(
     "cpu" not in sacolor.available_backends(),
@@ -180,6 +181,19 @@ def test_generic_kernels_match_reference(monkeypatch):
 
 def test_bfloat16_within_1e2_of_reference_on_upcast_inputs():
     _check(_make(2, 64, 16, 12, 32, 2, True, True, torch.bfloat16), 1e-2, torch.float32)
+
+
+def test_float16_within_5e3_of_reference_on_upcast_inputs():
+    """fp16 runs the fused kernel as bf16 does (fp32 inside), not the N x N reference."""
+    inputs = _make(2, 64, 16, 12, 32, 2, True, True, torch.float16)
+    assert sacolor.backends.select(_op_inputs(inputs)).name == "cpu"
+    _check(inputs, 5e-3, torch.float32)
+
+
+def _op_inputs(inputs):
+    x, p, _, pool = inputs
+    return AttentionInputs.create(x, p["wq"], p.get("bq"), p["wk"], p.get("bk"), p["wv"], p.get("bv"),
+                                  p.get("wo"), p.get("bo"), p["gamma"], pool)
 
 
 # -- special values, layouts, determinism ----------------------------------------------------

@@ -1,4 +1,5 @@
-"""The ``triton`` backend on a CUDA GPU (compiled kernels, autotuning on).
+"""The ``triton`` backend on a CUDA GPU (compiled kernels; tuned unless
+SACOLOR_TRITON_AUTOTUNE=0, as ``python -m benchmarks.gpu_check`` sets it).
 
 Forward, and forward + backward, against the float64 ``reference`` and
 against ``torch.nn.functional.scaled_dot_product_attention`` with the
@@ -9,14 +10,17 @@ cleanly without a CUDA device (checked when the test runs, not at import).
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from attention_cases import Case, assert_close
+from attention_cases import Case, assert_close, max_error, same_precision_gradients
 
 import sacolor
 from sacolor.backends.reference import reference_backward, reference_forward
+from sacolor.inputs import AttentionInputs
 
 pytestmark = pytest.mark.gpu
 
@@ -136,3 +140,33 @@ def test_tf32_when_pytorch_allows_it(cuda) -> None:
 def test_auto_picks_triton_on_cuda(cuda) -> None:
     inputs = CASES[0].inputs(torch.float32, cuda)
     assert sacolor.backends.select(inputs).name == "triton"
+
+
+def test_auto_refuses_the_n_squared_reference_when_triton_is_missing(cuda, monkeypatch) -> None:
+    """Without Triton only the reference runs CUDA tensors; at N = 16 384 its scores
+    need 1 GiB, so auto raises an error naming the fix instead of allocating them."""
+    monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` now raises ImportError
+    t = Case(channels=64, qk=8, v=64, height=128, width=128, batch=1).tensors(torch.float32, cuda)
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    with pytest.raises(NotImplementedError, match=r"(?s)reference: auto does not pick it.*pip install triton"):
+        sacolor.self_attention(t["x"], t["wq"], t["wk"], t["wv"], t["gamma"], bq=t["bq"], bk=t["bk"], bv=t["bv"])
+    assert torch.cuda.max_memory_allocated() - before < 2**20
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_peaky_scores_gradients_within_2x_of_pytorch_at_the_same_precision(cuda, dtype: torch.dtype) -> None:
+    """q/k weights x3 (score std ~3): each gradient's error against float64 is at most
+    twice that of the same computation in PyTorch at this precision."""
+    case = CASES[0]
+    t = case.tensors(dtype, cuda)
+    t["wq"], t["wk"] = t["wq"] * 3, t["wk"] * 3
+    inputs = AttentionInputs.create(**t, pool=case.pool, scale=case.scale)
+    leaves = {n: None if v is None else v.clone().requires_grad_() for n, v in t.items()}
+    y = case.call(leaves, "triton")
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    expected = reference_backward(case.oracle(t), dy.double())._asdict()
+    for name, pytorch in same_precision_gradients(inputs, dy).items():
+        err = max_error(leaves[name[1:]].grad, expected[name])
+        assert err <= 2 * max_error(pytorch, expected[name]) + 1e-6, name

@@ -103,9 +103,9 @@ def test_backend_on_a_device_it_does_not_support() -> None:
 
 
 def test_backend_without_the_dtype() -> None:
-    w = _weights(torch.float16)
-    with pytest.raises(ValueError, match=r"backend 'cpu' cannot run these inputs: .*dtype float16"):
-        self_attention(_x(dtype=torch.float16), w["wq"], w["wk"], w["wv"], w["gamma"], backend="cpu")
+    w = _weights(torch.float64)
+    with pytest.raises(ValueError, match=r"backend 'triton' cannot run these inputs: .*dtype float64"):
+        self_attention(_x(dtype=torch.float64), w["wq"], w["wk"], w["wv"], w["gamma"], backend="triton")
 
 
 def _inputs(dtype: torch.dtype = torch.float32) -> AttentionInputs:
@@ -136,17 +136,17 @@ def test_available_backends_lists_runnable_names_reference_last() -> None:
 
 def test_explain_names_the_choice_and_every_backend(monkeypatch) -> None:
     monkeypatch.delenv(registry.ENV_VAR, raising=False)
-    w = _weights(torch.float16)
-    report = sacolor.explain(_x(dtype=torch.float16), w["wq"], w["wk"], w["wv"])
+    w = _weights(torch.float64)
+    report = sacolor.explain(_x(dtype=torch.float64), w["wq"], w["wk"], w["wv"])
     first, *lines = report.splitlines()
     assert first.startswith("auto -> ")
-    assert "float16" in lines[0]  # the inputs line
+    assert "float64" in lines[0]  # the inputs line
     for backend in registry.all_backends():
         line = next(line for line in lines if line.strip().startswith(f"{backend.name}:"))
-        reasons = backend.refusals(_inputs(torch.float16))
+        reasons = backend.refusals(_inputs(torch.float64)) or backend.auto_refusals(_inputs(torch.float64))
         assert line.strip().endswith("ok") == (not reasons)
-    assert "dtype float16" in next(line for line in lines if line.strip().startswith("cpu:"))
-    assert first == f"auto -> {registry.select(_inputs(torch.float16), 'auto').name}"
+    assert "dtype float64" in next(line for line in lines if line.strip().startswith("triton:"))
+    assert first == f"auto -> {registry.select(_inputs(torch.float64), 'auto').name}"
 
 
 # -- gamma = 0 ----------------------------------------------------------------------
@@ -196,3 +196,81 @@ def test_explain_follows_the_environment_override(monkeypatch) -> None:
     w = _weights(torch.float32)
     first = sacolor.explain(_x(), w["wq"], w["wk"], w["wv"]).splitlines()[0]
     assert first == f"auto -> reference (from {registry.ENV_VAR}=reference)"
+
+
+# -- op-level validation: gamma, scale, the raw op, meta tensors --------------------
+
+
+def test_gamma_none_names_gamma() -> None:
+    w = _weights()
+    with pytest.raises(TypeError, match=r"gamma must be a one-element torch.Tensor or a number; got NoneType"):
+        self_attention(_x(), w["wq"], w["wk"], w["wv"], None)
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_scale_is_refused(scale: float) -> None:
+    w = _weights()
+    with pytest.raises(ValueError, match=r"scale must be finite"):
+        self_attention(_x(), w["wq"], w["wk"], w["wv"], w["gamma"], scale=scale)
+    with pytest.raises(ValueError, match=r"scale must be finite"):
+        torch.ops.sacolor.self_attention(
+            _x(), w["wq"], None, w["wk"], None, w["wv"], None, None, None, w["gamma"], 1, scale, "reference"
+        )
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_raw_op_refuses_key_rows_unlike_query_rows(backend: str) -> None:
+    w = _weights()
+    wk = torch.randn(QK + 1, C)
+    with pytest.raises(ValueError, match=rf"wq and wk must have the same output channels; got {QK} and {QK + 1}"):
+        torch.ops.sacolor.self_attention(
+            _x(), w["wq"], None, wk, None, w["wv"], None, None, None, w["gamma"], 1, 1.0, backend
+        )
+
+
+def test_auto_on_meta_tensors_reads_no_values() -> None:
+    """Meta tensors have shapes and no values: choosing a backend and the gamma
+    short cut must not read one (``.item()`` on a meta tensor raises)."""
+    w = _weights(device="meta")
+    x = _x(device="meta")
+    with torch.no_grad():
+        y = self_attention(x, w["wq"], w["wk"], w["wv"], torch.zeros((), device="meta"))
+    assert y.device.type == "meta" and y.shape == x.shape
+
+
+def test_auto_refuses_the_reference_where_its_scores_would_not_fit() -> None:
+    """On a device no fused backend runs on (meta here, CUDA without Triton in
+    tests/test_gpu.py), a large N is an error naming the fix, not an N x N allocation."""
+    w = _weights(device="meta")
+    x = _x(1, C, 128, 128, device="meta")
+    with pytest.raises(NotImplementedError, match=r"(?s)reference: auto does not pick it.*1.0 GiB.*pip install triton"):
+        self_attention(x, w["wq"], w["wk"], w["wv"], w["gamma"])
+    assert "reference: auto does not pick it" in sacolor.explain(x, w["wq"], w["wk"], w["wv"])
+    y = self_attention(x, w["wq"], w["wk"], w["wv"], w["gamma"], backend="reference")  # named: runs
+    assert y.shape == x.shape
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+def test_zero_gamma_short_cut_is_not_traced_as_a_constant() -> None:
+    """torch.jit.trace at gamma = 0 must record the attention, not the identity."""
+    w = _weights()
+    x = _x()
+
+    def attend(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        return self_attention(x, w["wq"], w["wk"], w["wv"], gamma, backend="reference")
+
+    with torch.no_grad():
+        traced = torch.jit.trace(attend, (x, torch.zeros(())), check_trace=False)
+        gamma = torch.tensor(0.5)
+        assert torch.allclose(traced(x, gamma), attend(x, gamma))
+        assert not torch.allclose(traced(x, gamma), x)
+
+
+def test_double_backward_is_a_clear_error() -> None:
+    """create_graph=True through the op (an R1 penalty) says there is no double backward."""
+    w = {name: t.requires_grad_() for name, t in _weights().items()}
+    x = _x().requires_grad_()
+    y = self_attention(x, w["wq"], w["wk"], w["wv"], w["gamma"], backend="reference")
+    (dx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"no double backward.*R1 or gradient penalty"):
+        dx.square().sum().backward()

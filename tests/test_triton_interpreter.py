@@ -18,6 +18,8 @@ tests/test_triton_compile.py covers compilation.
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import os
 import subprocess
 import sys
@@ -27,10 +29,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from attention_cases import Case, assert_close, in_float64
+from attention_cases import Case, assert_close, in_float64, max_error, same_precision_gradients
 
 from sacolor.backends import registry
 from sacolor.backends.reference import reference_backward, reference_forward
+from sacolor.inputs import AttentionInputs
 
 pytest.importorskip("triton")
 
@@ -60,6 +63,12 @@ CASES = [
     Case(channels=16, qk=8, v=160, height=6, width=7, out_proj=True, batch=1),
 ]
 HALF_CASES = [CASES[0], CASES[2]]
+PEAKY_CASES = [CASES[0], CASES[4]]
+# Query and key weights 3x larger: scores with std ~3, so the softmax is peaky
+# and rounding the queries differently in the backward than in the forward shows.
+PEAKY_QK_FACTOR = 3.0
+# A batch stride past 2**31 / 2 elements: batch 2 starts past 2**31.
+HUGE_BATCH_STRIDE = 1_200_000_000
 
 
 def _check(case: Case, dtype: torch.dtype) -> None:
@@ -70,12 +79,12 @@ def _check(case: Case, dtype: torch.dtype) -> None:
     result = backend.forward(inputs)
     expected = reference_forward(oracle)
     assert result.y.dtype == dtype and result.y.is_contiguous()
-    assert result.o.dtype == torch.float32 and result.lse.dtype == torch.float32
-    for name, actual, ref in zip(("y", "o", "lse"), result, expected):
+    assert all(t.dtype == torch.float32 for t in (result.o, result.lse, result.q))
+    for name, actual, ref in zip(result._fields, result, expected):
         assert_close(name, actual, ref, tol)
 
     dy = torch.randn(inputs.x.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
-    grads = backend.backward(inputs, dy, result.o, result.lse)
+    grads = backend.backward(inputs, dy, result.o, result.lse, result.q)
     expected_grads = reference_backward(oracle, dy.double())
     for name, actual, ref in zip(grads._fields, grads, expected_grads):
         if ref.numel():
@@ -87,6 +96,9 @@ INNER_TESTS = [
     *(f"test_fp32_matches_reference[{c}]" for c in CASES),
     *(f"test_fp16_matches_reference[{c}]" for c in HALF_CASES),
     "test_bf16_matches_reference",
+    *(f"test_fp16_peaky_scores_within_2x_of_pytorch_fp16[{c}]" for c in PEAKY_CASES),
+    "test_forward_batch_offsets_past_2_31_elements",
+    "test_backward_batch_offsets_past_2_31_elements",
     "test_autograd_through_the_op",
     "test_auto_never_picks_the_interpreter",
     "test_cpu_tensors_refused_without_the_interpreter",
@@ -145,6 +157,58 @@ else:
     @pytest.mark.skip(reason=BF16_SKIP)
     def test_bf16_matches_reference() -> None:
         _check(CASES[0], torch.bfloat16)
+
+    @pytest.mark.parametrize("case", PEAKY_CASES, ids=str)
+    def test_fp16_peaky_scores_within_2x_of_pytorch_fp16(case: Case) -> None:
+        """Every gradient's error against float64 is at most twice that of the same
+        computation done in PyTorch at fp16 (``same_precision_gradients``)."""
+        t = case.tensors(torch.float16, std=WEIGHT_STD)
+        t["wq"], t["wk"] = t["wq"] * PEAKY_QK_FACTOR, t["wk"] * PEAKY_QK_FACTOR
+        inputs = AttentionInputs.create(**t, pool=case.pool, scale=case.scale)
+        backend = registry.get("triton")
+        dy = torch.randn(inputs.x.shape, generator=torch.Generator().manual_seed(1)).half()
+        result = backend.forward(inputs)
+        grads = backend.backward(inputs, dy, result.o, result.lse, result.q)._asdict()
+        expected = reference_backward(in_float64(inputs), dy.double())._asdict()
+        yardstick = same_precision_gradients(inputs, dy)
+        for name, pytorch in yardstick.items():
+            err, pytorch_err = max_error(grads[name], expected[name]), max_error(pytorch, expected[name])
+            assert err <= 2 * pytorch_err + 1e-6, f"{name}: error {err:.3g} > 2 x PyTorch fp16's {pytorch_err:.3g}"
+
+    def _huge_batch_stride(shapes: dict[str, tuple[int, int]], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Random (3, rows, cols) views with batch stride HUGE_BATCH_STRIDE into one
+        storage: allocated lazily, so only the pages the views touch become memory."""
+        offsets = dict(zip(shapes, [0, *itertools.accumulate(r * c for r, c in shapes.values())]))
+        storage = torch.empty(2 * HUGE_BATCH_STRIDE + sum(r * c for r, c in shapes.values()), dtype=dtype)
+        gen = torch.Generator().manual_seed(0)
+        views = {}
+        for name, (rows, cols) in shapes.items():
+            views[name] = storage.as_strided((3, rows, cols), (HUGE_BATCH_STRIDE, cols, 1), offsets[name])
+            views[name].copy_(torch.randn(rows, cols, generator=gen).expand(3, rows, cols) * 0.5)
+        return views
+
+    def test_forward_batch_offsets_past_2_31_elements() -> None:
+        """Batch 2 starts 2.4e9 elements in: 32-bit batch offsets would wrap (and crash)."""
+        fwd = importlib.import_module("sacolor.kernels.attention_fwd")
+        t = _huge_batch_stride({"x": (8, 64), "k": (64, 8), "v": (64, 8)}, torch.float16)
+        wq = (torch.randn(8, 8, generator=torch.Generator().manual_seed(1)) * 0.3).half()
+        gamma = torch.tensor([0.7], dtype=torch.float16)
+        huge = fwd.launch_attention_fwd(t["x"], wq, None, t["k"], t["v"], None, None, gamma, 1.0)
+        compact = {name: view.contiguous() for name, view in t.items()}
+        expected = fwd.launch_attention_fwd(compact["x"], wq, None, compact["k"], compact["v"], None, None, gamma, 1.0)
+        for actual, wanted in zip(huge, expected):
+            assert torch.equal(actual, wanted)
+
+    def test_backward_batch_offsets_past_2_31_elements() -> None:
+        bwd = importlib.import_module("sacolor.kernels.attention_bwd")
+        t = _huge_batch_stride({"q": (64, 8), "k": (64, 8), "v": (64, 8), "d_o": (64, 8)}, torch.float16)
+        gen = torch.Generator().manual_seed(2)
+        lse, delta = torch.randn(3, 64, generator=gen) + 4, torch.randn(3, 64, generator=gen)
+        huge = bwd.launch_attention_bwd(t["q"], t["k"], t["v"], t["d_o"], lse, delta, 1.0)
+        c = {name: view.contiguous() for name, view in t.items()}
+        expected = bwd.launch_attention_bwd(c["q"], c["k"], c["v"], c["d_o"], lse, delta, 1.0)
+        for actual, wanted in zip(huge, expected):
+            assert torch.equal(actual, wanted)
 
     def test_autograd_through_the_op() -> None:
         """sacolor.self_attention(backend="triton") end to end: torch.library op and its autograd."""

@@ -1,16 +1,19 @@
-// The CPU implementation of sacolor_C::self_attention_fwd / _bwd (schemas in
-// csrc/ops.cpp): the 1x1 projections, pooling and epilogue run as ATen ops on
-// (B, positions, channels) tensors; the attention itself runs in the tile
-// kernels of tiles_*.cpp, chosen at run time for the CPU, with OpenMP over
-// (batch, block) through at::parallel_for. Nothing N x M is ever allocated:
-// extra memory is O(B * N * (qk + v)) plus O(threads * N * qk) for the dq parts.
+// The CPU implementation of sacolor_C::self_attention_fwd and
+// sacolor_C::attention_bwd (schemas in csrc/ops.cpp). The forward is the whole
+// op: the 1x1 projections, pooling and epilogue run as ATen ops on (B,
+// positions, channels) tensors around the attention core. The backward is the
+// attention core only (dq, dk, dv from dO): the gradients of the projections,
+// the pool, Wo and gamma are sacolor/backends/chain.py's, shared by every fused
+// backend. The core runs in the tile kernels of tiles_*.cpp, chosen at run time
+// for the CPU, with OpenMP over (batch, block) through at::parallel_for.
+// Nothing N x M is ever allocated: extra memory is O(B * N * (qk + v)) plus
+// O(threads * N * qk) for the dq parts.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <optional>
@@ -71,9 +74,9 @@ void check_inputs(const Tensor& x, const Tensor& wq, const OptTensor& bq, const 
                   const OptTensor& bo, const Tensor& gamma, int64_t pool) {
   TORCH_CHECK(x.dim() == 4, "sacolor cpu kernel: x must be (B, C, H, W); got ", x.sizes());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble ||
-                  x.scalar_type() == at::kBFloat16,
+                  x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
               "sacolor cpu kernel: x has dtype ", x.scalar_type(),
-              "; supported: float32, float64, bfloat16");
+              "; supported: float32, float64, bfloat16, float16");
   TORCH_CHECK(x.is_contiguous(), "sacolor cpu kernel: x must be contiguous");
   TORCH_CHECK(pool == 1 || pool == 2, "sacolor cpu kernel: pool must be 1 or 2; got ", pool);
   TORCH_CHECK(x.size(2) % pool == 0 && x.size(3) % pool == 0,
@@ -84,13 +87,19 @@ void check_inputs(const Tensor& x, const Tensor& wq, const OptTensor& bq, const 
   check_same_dtype(wv, "wv", x);
   check_same_dtype(gamma, "gamma", x);
   TORCH_CHECK(gamma.numel() == 1, "sacolor cpu kernel: gamma must have one element");
+  TORCH_CHECK(wq.dim() == 2 && wk.dim() == 2 && wv.dim() == 2 && wq.size(1) == x.size(1) &&
+                  wk.size(1) == x.size(1) && wv.size(1) == x.size(1),
+              "sacolor cpu kernel: wq, wk and wv must be (out, C) with C = ", x.size(1));
+  TORCH_CHECK(wk.size(0) == wq.size(0), "sacolor cpu kernel: wk has ", wk.size(0),
+              " rows but wq has ", wq.size(0), "; queries and keys need the same width");
   const std::pair<const OptTensor*, const char*> optional[] = {
       {&bq, "bq"}, {&bk, "bk"}, {&bv, "bv"}, {&wo, "wo"}, {&bo, "bo"}};
   for (const auto& [t, name] : optional)
     if (t->has_value()) check_same_dtype(**t, name, x);
 }
 
-// The inputs in the accumulation dtype (float64 stays, the rest is float32).
+// The inputs in the accumulation dtype (float64 stays; float32, bfloat16 and
+// float16 accumulate in float32).
 struct Operands {
   Tensor x;           // (B, C, H, W)
   Tensor wq, wk, wv;  // (qk, C), (qk, C), (v, C)
@@ -127,15 +136,11 @@ Tensor project(const Tensor& w, const OptTensor& b, const Tensor& src) {
 
 // q, k and v come from one GEMM over x: (B, qk + qk + v, N); keys and values
 // are then max-pooled together (pooling is per channel; BigGAN order, see
-// sacolor/inputs.py). kv_full and kv_index let the backward send each pooled
-// gradient back to its argmax; they are undefined when pool == 1 or the
-// index was skipped.
+// sacolor/inputs.py).
 struct Projections {
-  Tensor q;         // (B, qk, N)
-  Tensor k;         // (B, qk, M)
-  Tensor v;         // (B, v, M)
-  Tensor kv_full;   // (B, qk + v, H, W), before pooling
-  Tensor kv_index;  // (B, qk + v, H / pool, W / pool)
+  Tensor q;  // (B, qk, N)
+  Tensor k;  // (B, qk, M)
+  Tensor v;  // (B, v, M)
 };
 
 // [wq; wk; wv] (2 qk + v, C), and the biases stacked alike (zeros where absent).
@@ -147,9 +152,6 @@ std::pair<Tensor, OptTensor> stacked_weights(const Operands& op) {
   };
   return {w, at::cat({or_zeros(op.bq, op.wq), or_zeros(op.bk, op.wk), or_zeros(op.bv, op.wv)})};
 }
-
-// The forward needs no argmax, only the pooled values.
-enum class PoolIndex { kSkip, kKeep };
 
 // Max over each p x p window of t (B, C, H, W) as the elementwise maximum of
 // its p * p strided views: 5-9x faster than at::max_pool2d on CPU here (e.g.
@@ -165,38 +167,15 @@ Tensor max_pool_values(const Tensor& t, int64_t p) {
   return pooled;
 }
 
-Projections project_all(const Operands& op, PoolIndex pool_index) {
+Projections project_all(const Operands& op) {
   const int64_t qk = op.wq.size(0), v = op.wv.size(0);
   const auto [w, b] = stacked_weights(op);
   const Tensor all = project(w, b, op.x_rows());
   const Tensor q = all.narrow(1, 0, qk), kv = all.narrow(1, qk, qk + v);
-  if (op.pool == 1) return {q, kv.narrow(1, 0, qk), kv.narrow(1, qk, v), Tensor(), Tensor()};
-  const int64_t p = op.pool;
+  if (op.pool == 1) return {q, kv.narrow(1, 0, qk), kv.narrow(1, qk, v)};
   const Tensor full = kv.reshape({op.batch(), qk + v, op.x.size(2), op.x.size(3)});
-  Tensor pooled, index;
-  if (pool_index == PoolIndex::kKeep) {
-    std::tie(pooled, index) = at::max_pool2d_with_indices(full, {p, p}, {p, p});
-  } else {
-    pooled = max_pool_values(full, p);
-  }
-  const Tensor kv_pooled = pooled.reshape({op.batch(), qk + v, op.keys()});
-  return {q, kv_pooled.narrow(1, 0, qk), kv_pooled.narrow(1, qk, v),
-          index.defined() ? full : Tensor(), index};
-}
-
-// The gradient (B, 2 qk + v, N) of the stacked projection's output, at full
-// resolution, from dq (B, N, qk), dk (B, M, qk) and dv (B, M, v).
-Tensor stacked_grad(const Operands& op, const Projections& proj, const Tensor& dq,
-                    const Tensor& dk, const Tensor& dv) {
-  Tensor dkv = at::cat({dk, dv}, 2).transpose(1, 2);  // (B, qk + v, M)
-  if (op.pool > 1) {
-    const int64_t p = op.pool;
-    dkv = at::max_pool2d_with_indices_backward(dkv.reshape(proj.kv_index.sizes()), proj.kv_full,
-                                               {p, p}, {p, p}, {0, 0}, {1, 1}, false,
-                                               proj.kv_index)
-              .view({op.batch(), dkv.size(1), op.queries()});
-  }
-  return at::cat({dq.transpose(1, 2), dkv}, 1);
+  const Tensor pooled = max_pool_values(full, op.pool).reshape({op.batch(), qk + v, op.keys()});
+  return {q, pooled.narrow(1, 0, qk), pooled.narrow(1, qk, v)};
 }
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -219,17 +198,10 @@ struct Sizes {
   int64_t batch, n, m, n_pad, m_pad, qk, qk_pad, v, v_pad;
 
   template <typename T>
-  static Sizes of(const Operands& op, const KernelTable<T>& kt) {
-    const int64_t qk = op.wq.size(0), v = op.wv.size(0);
-    return {op.batch(),
-            op.queries(),
-            op.keys(),
-            round_up(op.queries(), kt.block_m),
-            round_up(op.keys(), kt.block_n),
-            qk,
-            round_up(qk, kt.width),
-            v,
-            round_up(v, kt.width)};
+  static Sizes of(int64_t batch, int64_t n, int64_t m, int64_t qk, int64_t v,
+                  const KernelTable<T>& kt) {
+    return {batch, n, m, round_up(n, kt.block_m), round_up(m, kt.block_n),
+            qk, round_up(qk, kt.width), v, round_up(v, kt.width)};
   }
 };
 
@@ -249,13 +221,15 @@ void for_each_task(int64_t count, int64_t scratch_size, const Task& task) {
 
 // ---- forward -------------------------------------------------------------
 
-// o (B, N, v) and lse (B, N) of the attention core.
+// o (B, N, v), lse (B, N, base 2) and the queries the scores used, q (B, N, qk)
+// times scale * log2(e): the backward reuses exactly these.
 template <typename T>
-std::tuple<Tensor, Tensor> attention_forward(const Operands& op, double scale) {
+std::tuple<Tensor, Tensor, Tensor> attention_forward(const Operands& op, double scale) {
   const KernelTable<T>& kt = kernels<T>();
-  const Sizes s = Sizes::of(op, kt);
-  const Projections proj = project_all(op, PoolIndex::kSkip);
-  const Tensor q = padded((proj.q * (scale * kLog2e)).transpose(1, 2), s.n_pad, s.qk_pad);
+  const Sizes s = Sizes::of(op.batch(), op.queries(), op.keys(), op.wq.size(0), op.wv.size(0), kt);
+  const Projections proj = project_all(op);
+  const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
+  const Tensor q = padded(q_scaled, s.n_pad, s.qk_pad);
   const Tensor k_t = panels(proj.k, s.qk, s.m_pad, kt.width);
   const Tensor v = panels(proj.v.transpose(1, 2), s.m_pad, s.v_pad, kt.width);
   Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
@@ -278,7 +252,7 @@ std::tuple<Tensor, Tensor> attention_forward(const Operands& op, double scale) {
                               s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
     kt.forward_block(p, task % blocks, work);
   });
-  return {o, lse};
+  return {o, lse, q_scaled.contiguous()};
 }
 
 // The op's output after the attention core: (Wo o + bo) (B, N, C), or o.
@@ -286,49 +260,51 @@ Tensor output_rows(const Operands& op, const Tensor& o) {
   return op.wo.has_value() ? at::linear(o, *op.wo, op.bo) : o;
 }
 
-std::tuple<Tensor, Tensor, Tensor> self_attention_fwd(
+std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
     const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk, const OptTensor& bk,
     const Tensor& wv, const OptTensor& bv, const OptTensor& wo, const OptTensor& bo,
     const Tensor& gamma, int64_t pool, double scale) {
   check_inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
   const Operands op = cast_operands(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
-  auto [o, lse] = op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
-                                                    : attention_forward<float>(op, scale);
+  auto [o, lse, q] = op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
+                                                       : attention_forward<float>(op, scale);
   const Tensor attended = output_rows(op, o).transpose(1, 2).reshape(op.x.sizes());
   const Tensor y = op.x + op.gamma * attended;
-  return {y.to(x.scalar_type()).contiguous(), o, lse};
+  return {y.to(x.scalar_type()).contiguous(), o, lse, q};
 }
 
 // ---- backward ------------------------------------------------------------
 
-// Raw gradient sums of the attention core w.r.t. q (B, N, qk), k (B, M, qk) and
-// v (B, M, v), given dO (B, N, v); dq and dk still lack the factor `scale`.
+// The attention core's gradients: dq (B, N, qk) w.r.t. the unscaled queries,
+// dk (B, M, qk) and dv (B, M, v), from q (B, N, qk) as the forward saved it
+// (times scale * log2(e)), k, v, dO (B, N, v), o and the base-2 lse (B, N).
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const Tensor& q_cols,
-                                                      const Tensor& k_cols, const Tensor& v_cols,
-                                                      const Tensor& d_o, const Tensor& o,
-                                                      const Tensor& lse, double scale) {
+std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, const Tensor& k_rows,
+                                                      const Tensor& v_rows, const Tensor& d_o,
+                                                      const Tensor& o, const Tensor& lse,
+                                                      double scale) {
   const KernelTable<T>& kt = kernels<T>();
-  const Sizes s = Sizes::of(op, kt);
-  const Tensor q_t = panels(q_cols * (scale * kLog2e), s.qk, s.n_pad, kt.width);
-  const Tensor q = panels(q_cols.transpose(1, 2), s.n_pad, s.qk_pad, kt.width);
-  const Tensor k = padded(k_cols.transpose(1, 2), s.m_pad, s.qk_pad);
+  const Sizes s = Sizes::of(q_scaled.size(0), q_scaled.size(1), k_rows.size(1), q_scaled.size(2),
+                            v_rows.size(2), kt);
+  const auto options = q_scaled.options();
+  const Tensor q_t = panels(q_scaled.transpose(1, 2), s.qk, s.n_pad, kt.width);
+  const Tensor q = panels(q_scaled, s.n_pad, s.qk_pad, kt.width);
+  const Tensor k = padded(k_rows, s.m_pad, s.qk_pad);
   // Each row of dS sums to 0 and each row of P to 1, so subtracting the mean
   // key from k in dq = dS k, and the mean value from v and o in
   // dS = P (dO v^T - rowsum(dO o)), changes nothing exactly but removes the
   // cancellation a common offset (a bias, or the max-pool's positive mean)
   // causes in float32.
-  const Tensor k_mean = k_cols.mean(-1, true), v_mean = v_cols.mean(-1, true);
-  const Tensor k_centered = panels((k_cols - k_mean).transpose(1, 2), s.m_pad, s.qk_pad, kt.width);
-  const Tensor v = padded((v_cols - v_mean).transpose(1, 2), s.m_pad, s.v_pad);
+  const Tensor k_mean = k_rows.mean(1, true), v_mean = v_rows.mean(1, true);  // (B, 1, ch)
+  const Tensor k_centered = panels(k_rows - k_mean, s.m_pad, s.qk_pad, kt.width);
+  const Tensor v = padded(v_rows - v_mean, s.m_pad, s.v_pad);
   const Tensor dout = panels(d_o, s.n_pad, s.v_pad, kt.width);
   const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, kt.width);
   // +inf log-sum-exp on padded queries gives them probability 0.
-  const Tensor lse2 = padded((lse * kLog2e).unsqueeze(1), 1, s.n_pad, INFINITY);
-  const Tensor delta =
-      padded((d_o * (o - v_mean.transpose(1, 2))).sum(-1).unsqueeze(1), 1, s.n_pad);
-  Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, op.x.options());
-  Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, op.x.options());
+  const Tensor lse2 = padded(lse.unsqueeze(1), 1, s.n_pad, INFINITY);
+  const Tensor delta = padded((d_o * (o - v_mean)).sum(-1).unsqueeze(1), 1, s.n_pad);
+  Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, options);
+  Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, options);
 
   // Parallel over key blocks; dq is a sum over key blocks, so each part (a
   // contiguous run of (batch, key block) tasks, four parts per thread for
@@ -345,7 +321,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const 
   };
   std::vector<Tensor> dq_parts;
   for (int64_t part = 0; part < parts; ++part)
-    dq_parts.push_back(at::zeros({batches(part), s.n_pad, s.qk_pad}, op.x.options()));
+    dq_parts.push_back(at::zeros({batches(part), s.n_pad, s.qk_pad}, options));
 
   const T *qt_ptr = q_t.data_ptr<T>(), *q_ptr = q.data_ptr<T>(), *k_ptr = k.data_ptr<T>();
   const T *kc_ptr = k_centered.data_ptr<T>(), *v_ptr = v.data_ptr<T>();
@@ -375,84 +351,40 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const 
       kt.backward_block(p, task % key_blocks, work);
     }
   });
-  Tensor dq = at::zeros({s.batch, s.n_pad, s.qk_pad}, op.x.options());
+  Tensor dq = at::zeros({s.batch, s.n_pad, s.qk_pad}, options);
   for (int64_t part = 0; part < parts; ++part)
     dq.narrow(0, first_batch(part), batches(part)).add_(dq_parts[part]);
   auto crop = [](const Tensor& t, int64_t rows, int64_t cols) {
-    return t.narrow(1, 0, rows).narrow(2, 0, cols);
+    return t.narrow(1, 0, rows).narrow(2, 0, cols).contiguous();
   };
-  return {crop(dq, s.n, s.qk).mul(scale), crop(dk, s.m, s.qk).mul(scale), crop(dv, s.m, s.v)};
+  // The scores were (q * scale * log2 e) . k / log2 e: d/dq carries scale, d/dk 1 / log2 e.
+  return {crop(dq, s.n, s.qk).mul_(scale), crop(dk, s.m, s.qk).mul_(1.0 / kLog2e),
+          crop(dv, s.m, s.v)};
 }
 
-// Weight gradient (out, C) of a projection from d_cols (B, out, L) and its input src (B, C, L).
-Tensor weight_grad(const Tensor& d_cols, const Tensor& src) {
-  return at::matmul(d_cols, src.transpose(1, 2)).sum(0);
-}
-
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>
-self_attention_bwd(const Tensor& dy, const Tensor& x, const Tensor& wq, const OptTensor& bq,
-                   const Tensor& wk, const OptTensor& bk, const Tensor& wv, const OptTensor& bv,
-                   const OptTensor& wo, const OptTensor& bo, const Tensor& gamma, const Tensor& o,
-                   const Tensor& lse, int64_t pool, double scale) {
-  check_inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
-  check_same_dtype(dy, "dy", x);
-  const Operands op = cast_operands(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
-  TORCH_CHECK(o.scalar_type() == op.x.scalar_type() && lse.scalar_type() == op.x.scalar_type(),
-              "sacolor cpu kernel: o and lse must have the accumulation dtype ",
-              op.x.scalar_type());
-  TORCH_CHECK(o.is_contiguous() && lse.is_contiguous(),
-              "sacolor cpu kernel: o and lse must be contiguous");
-  TORCH_CHECK(dy.sizes() == x.sizes(), "sacolor cpu kernel: dy must have x's shape ", x.sizes());
-
-  const int64_t batch = op.batch(), channels = op.channels();
-  const Tensor dy_rows = dy.to(op.x.scalar_type()).view({batch, channels, -1}).transpose(1, 2);
-  const Tensor d_out = dy_rows * op.gamma;  // (B, N, C)
-  const Tensor dgamma = (dy_rows * output_rows(op, o)).sum();
-  Tensor dwo, dbo, d_o = d_out;
-  if (op.wo.has_value()) {
-    dwo = weight_grad(d_out.transpose(1, 2), o.transpose(1, 2));
-    if (op.bo.has_value()) dbo = d_out.sum({0, 1});
-    d_o = at::matmul(d_out, *op.wo);
-  }
-  d_o = d_o.contiguous();
-  const Projections proj = project_all(op, PoolIndex::kKeep);
-  auto [dq, dk, dv] =
-      op.x.scalar_type() == at::kDouble
-          ? attention_backward<double>(op, proj.q, proj.k, proj.v, d_o, o, lse, scale)
-          : attention_backward<float>(op, proj.q, proj.k, proj.v, d_o, o, lse, scale);
-
-  // Through the pooling and the stacked projection: one GEMM each for dx and dW.
-  const Tensor d_all = stacked_grad(op, proj, dq, dk, dv);  // (B, 2 qk + v, N)
-  const Tensor x_rows = op.x_rows();
-  const Tensor dx = dy.to(op.x.scalar_type()).view({batch, channels, -1}) +
-                    at::matmul(stacked_weights(op).first.t(), d_all);
-  const Tensor dw_all = weight_grad(d_all, x_rows), db_all = d_all.sum({0, 2});
-  // Rows (first, count) of q, k and v in the stack.
-  const int64_t qk = op.wq.size(0);
-  const std::array<std::pair<int64_t, int64_t>, 3> rows = {
-      {{0, qk}, {qk, qk}, {2 * qk, op.wv.size(0)}}};
-  auto part = [&](const Tensor& t, int which) {
-    return t.narrow(0, rows[which].first, rows[which].second);
-  };
-
-  // Fresh tensors in each input's dtype and shape (parts of one stacked
-  // gradient must not alias each other); absent inputs get empty ones.
-  auto like = [&](const Tensor& g, const Tensor& input) {
-    return g.reshape(input.sizes()).to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
-  };
-  auto like_opt = [&](const Tensor& g, const OptTensor& input) {
-    return input.has_value() ? like(g, *input) : x.new_empty({0});
-  };
-  return {like(dx, x),
-          like(part(dw_all, 0), wq),
-          like_opt(part(db_all, 0), bq),
-          like(part(dw_all, 1), wk),
-          like_opt(part(db_all, 1), bk),
-          like(part(dw_all, 2), wv),
-          like_opt(part(db_all, 2), bv),
-          like_opt(dwo, wo),
-          like_opt(dbo, bo),
-          like(dgamma, gamma)};
+std::tuple<Tensor, Tensor, Tensor> attention_bwd(const Tensor& q, const Tensor& k,
+                                                 const Tensor& v, const Tensor& d_o,
+                                                 const Tensor& o, const Tensor& lse,
+                                                 double scale) {
+  const auto acc = q.scalar_type();
+  TORCH_CHECK(acc == at::kFloat || acc == at::kDouble,
+              "sacolor cpu kernel: the attention backward runs in float32 or float64; q has ", acc);
+  const std::pair<const Tensor*, const char*> operands[] = {
+      {&q, "q"}, {&k, "k"}, {&v, "v"}, {&d_o, "d_o"}, {&o, "o"}};
+  for (const auto& [t, name] : operands)
+    TORCH_CHECK(t->dim() == 3 && t->scalar_type() == acc && t->is_contiguous(),
+                "sacolor cpu kernel: ", name, " must be a contiguous 3-D ", acc, " tensor");
+  TORCH_CHECK(lse.dim() == 2 && lse.scalar_type() == acc && lse.is_contiguous(),
+              "sacolor cpu kernel: lse must be a contiguous (B, N) ", acc, " tensor");
+  const int64_t batch = q.size(0), n = q.size(1), m = k.size(1);
+  TORCH_CHECK(k.size(0) == batch && k.size(2) == q.size(2) && v.size(0) == batch &&
+                  v.size(1) == m && d_o.sizes() == o.sizes() && o.size(0) == batch &&
+                  o.size(1) == n && o.size(2) == v.size(2) && lse.size(0) == batch &&
+                  lse.size(1) == n,
+              "sacolor cpu kernel: inconsistent shapes q ", q.sizes(), ", k ", k.sizes(), ", v ",
+              v.sizes(), ", d_o ", d_o.sizes(), ", o ", o.sizes(), ", lse ", lse.sizes());
+  return acc == at::kDouble ? attention_backward<double>(q, k, v, d_o, o, lse, scale)
+                            : attention_backward<float>(q, k, v, d_o, o, lse, scale);
 }
 
 std::string cpu_isa() { return float_kernels().isa; }
@@ -468,5 +400,5 @@ TORCH_LIBRARY_FRAGMENT(sacolor_C, m) {
 
 TORCH_LIBRARY_IMPL(sacolor_C, CPU, m) {
   m.impl("self_attention_fwd", &sacolor::cpu::self_attention_fwd);
-  m.impl("self_attention_bwd", &sacolor::cpu::self_attention_bwd);
+  m.impl("attention_bwd", &sacolor::cpu::attention_bwd);
 }

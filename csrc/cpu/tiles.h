@@ -26,17 +26,18 @@ struct ForwardProblem {
   const T* kt;  // keys transposed (qk x m_pad), in panels: (m_pad / width, qk, width)
   const T* v;   // values (m_pad x v_pad), in panels: (v_pad / width, m_pad, width)
   T* o;         // (n, v_channels): the normalised output rows
-  T* lse;       // (n,): natural-log log-sum-exp of the scaled scores
+  T* lse;       // (n,): base-2 log-sum-exp of the scaled scores (q already holds log2(e))
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
 };
 
-// One batch element of the backward. The kernel accumulates raw sums; the
-// dispatcher applies `scale`: dq = scale * sum_j ds_ij k_j, dk = scale * sum_i ds_ij q_i.
+// One batch element of the backward, on the queries the forward used (already
+// times scale * log2(e)). The kernel accumulates raw sums; the dispatcher
+// applies the factors: dq = scale * sum_j ds_ij k_j, dk = sum_i ds_ij q_i / log2(e).
 template <typename T>
 struct BackwardProblem {
   // "in panels" as above: a (depth x cols) matrix stored as (cols / width, depth, width).
   const T* qt;     // queries transposed (qk x n_pad), times scale * log2(e), in panels
-  const T* q;      // queries (n_pad x qk_pad), unscaled, in panels
+  const T* q;      // queries (n_pad x qk_pad), times scale * log2(e), in panels
   const T* k;      // (m_pad, qk_pad), row-major
   const T* kc;     // keys minus their mean (m_pad x qk_pad), in panels; for dq
   const T* v;      // (m_pad, v_pad), row-major: values minus their mean

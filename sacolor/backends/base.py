@@ -17,9 +17,15 @@ from ..inputs import AttentionInputs
 
 
 class ForwardResult(NamedTuple):
+    """The op's output and what its backward needs, the last three in the accumulation dtype."""
+
     y: Tensor  # (B, C, H, W), contiguous, x's dtype
-    o: Tensor  # (B, N, v), accumulation dtype: what the backward needs
-    lse: Tensor  # (B, N), accumulation dtype, natural-log log-sum-exp per query
+    o: Tensor  # (B, N, v): the attention output before Wo, gamma and the residual
+    # (B, N): log2 of sum_i exp2(q_j . k_i), the scores in base 2 (q holds log2 e).
+    lse: Tensor
+    # (B, N, qk): the queries the scores used, times scale * log2(e), before any
+    # rounding to the input dtype; the backward rounds them again bit for bit.
+    q: Tensor
 
 
 class Gradients(NamedTuple):
@@ -35,6 +41,11 @@ class Gradients(NamedTuple):
     dwo: Tensor
     dbo: Tensor
     dgamma: Tensor
+
+
+# exp(s) == exp2(s * LOG2E): every backend keeps the softmax and its
+# log-sum-exp in base 2, from the forward through the backward.
+LOG2E = 1.4426950408889634
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -60,9 +71,10 @@ class Backend:
     def supports_device(self, device: torch.device) -> bool:
         return device.type in self.devices
 
-    def accepts_auto(self, inputs: AttentionInputs) -> bool:
-        """Whether ``backend="auto"`` may pick this backend; naming it skips this check."""
-        return True
+    def auto_refusals(self, inputs: AttentionInputs) -> list[str]:
+        """Reasons ``backend="auto"`` passes this backend over although it could run
+        ``inputs``; naming the backend skips them. Empty when auto may pick it."""
+        return []
 
     def refusals(self, inputs: AttentionInputs) -> list[str]:
         """Reasons this backend cannot run ``inputs``; empty when it can."""
@@ -89,8 +101,20 @@ class Backend:
     def forward(self, inputs: AttentionInputs) -> ForwardResult:
         raise NotImplementedError
 
-    def backward(self, inputs: AttentionInputs, dy: Tensor, o: Tensor, lse: Tensor) -> Gradients:
+    def backward(self, inputs: AttentionInputs, dy: Tensor, o: Tensor, lse: Tensor, q: Tensor) -> Gradients:
+        """Gradients of every input from dy (B, C, H, W) and what the forward saved
+        (``ForwardResult``'s o, lse and q)."""
         raise NotImplementedError
+
+
+def pack_gradients(inputs: AttentionInputs, grads: dict[str, Tensor]) -> Gradients:
+    """Gradients in op order, each in its input's dtype; absent inputs get empty
+    tensors (the op's return types are fixed)."""
+    originals = inputs.named_tensors()
+    return Gradients(*(
+        grads[name].to(t.dtype) if t is not None else inputs.x.new_empty(0)
+        for name, t in originals.items()
+    ))
 
 
 def _needs_grad(inputs: AttentionInputs) -> bool:

@@ -1,34 +1,36 @@
 """Plain PyTorch attention that materialises the N x M score matrix.
 
-The oracle for every test; it never refuses and ranks last, so ``auto`` only
-picks it when nothing else can run.
+The oracle for every test: it runs anywhere and on anything, and its backward
+is autograd of its forward (``torch.func.vjp``), independent of the chain rule
+the fused backends share (``chain.py``). It ranks last, and ``auto`` passes it
+over where its score matrix would exceed ``AUTO_SCORE_BYTES``: it only runs
+at that size when named.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from ..inputs import AttentionInputs
-from .base import Backend, ForwardResult, Gradients, accumulation_dtype
-from .projection import max_pool_positions, project, unpool_positions
+from .base import LOG2E, Backend, ForwardResult, Gradients, accumulation_dtype, pack_gradients
+from .projection import max_pool_positions, project
+
+# The largest B x N x M score matrix ``auto`` lets the reference allocate; it
+# holds several of them at once. 256 MiB is N = M = 4 096 for 4 images in fp32.
+AUTO_SCORE_BYTES = 256 * 2**20
 
 
 class _Forward(NamedTuple):
-    """Every intermediate of the forward, in the accumulation dtype."""
+    """The forward's results in the accumulation dtype."""
 
-    t: dict[str, Tensor | None]  # the inputs, cast
-    k_indices: Tensor | None  # max-pool argmax of the full-resolution keys (pool > 1)
-    v_indices: Tensor | None
-    q: Tensor  # (B, N, qk)
-    k: Tensor  # (B, M, qk)
-    v: Tensor  # (B, M, v)
+    q: Tensor  # (B, N, qk), times scale * log2(e)
     p: Tensor  # (B, N, M) softmax weights: the O(N^2) part
-    lse: Tensor  # (B, N)
+    lse: Tensor  # (B, N), base 2
     o: Tensor  # (B, N, v)
-    out: Tensor  # (B, N, C): o after the optional output projection
     y: Tensor  # (B, C, H, W)
 
 
@@ -37,65 +39,33 @@ def _forward(inputs: AttentionInputs) -> _Forward:
     t = {k: (None if v is None else v.to(acc)) for k, v in inputs.named_tensors().items()}
     x = t["x"]
     batch, channels, height, width = x.shape
-    q = project(t["wq"], t["bq"], x.flatten(2))
+    q = project(t["wq"], t["bq"], x.flatten(2)) * (inputs.scale * LOG2E)
     # Keys and values: project at full resolution, then max-pool (BigGAN order).
-    k, k_indices = max_pool_positions(project(t["wk"], t["bk"], x.flatten(2)), inputs.pool, height, width)
-    v, v_indices = max_pool_positions(project(t["wv"], t["bv"], x.flatten(2)), inputs.pool, height, width)
-    scores = inputs.scale * (q @ k.transpose(1, 2))
-    lse = torch.logsumexp(scores, dim=-1)
-    p = torch.exp(scores - lse.unsqueeze(-1))
+    k, _ = max_pool_positions(project(t["wk"], t["bk"], x.flatten(2)), inputs.pool, height, width)
+    v, _ = max_pool_positions(project(t["wv"], t["bv"], x.flatten(2)), inputs.pool, height, width)
+    scores = q @ k.transpose(1, 2)  # base 2
+    lse = torch.logsumexp(scores / LOG2E, dim=-1) * LOG2E
+    p = torch.exp2(scores - lse.unsqueeze(-1))
     o = p @ v
     out = o if t["wo"] is None else project(t["wo"], t["bo"], o.transpose(1, 2))
     y = t["gamma"].reshape(()) * out.transpose(1, 2).reshape(batch, channels, height, width) + x
-    return _Forward(t, k_indices, v_indices, q, k, v, p, lse, o, out, y)
+    return _Forward(q, p, lse, o, y)
 
 
 def reference_forward(inputs: AttentionInputs) -> ForwardResult:
     f = _forward(inputs)
-    return ForwardResult(f.y.to(inputs.x.dtype).contiguous(), f.o, f.lse)
+    return ForwardResult(f.y.to(inputs.x.dtype).contiguous(), f.o, f.lse, f.q)
 
 
 def reference_backward(inputs: AttentionInputs, dy: Tensor) -> Gradients:
-    """The analytic backward, written out step by step (flash-attention's notation)."""
-    f = _forward(inputs)
-    t = f.t
-    x = t["x"]
-    dy_t = dy.to(x.dtype).flatten(2).transpose(1, 2)  # (B, N, C)
-    grads = {"gamma": (dy_t * f.out).sum().reshape(inputs.gamma.shape)}
-    d_out = t["gamma"].reshape(()) * dy_t
-    if t["wo"] is not None:
-        grads["wo"] = torch.einsum("bnc,bnv->cv", d_out, f.o)
-        if t["bo"] is not None:
-            grads["bo"] = d_out.sum((0, 1))
-        d_o = d_out @ t["wo"]  # (B, N, v)
-    else:
-        d_o = d_out
-    dv = f.p.transpose(1, 2) @ d_o  # (B, M, v)
-    dp = d_o @ f.v.transpose(1, 2)  # (B, N, M)
-    delta = (d_o * f.o).sum(-1, keepdim=True)  # rowsum(dO * O)
-    ds = f.p * (dp - delta)
-    dq = inputs.scale * (ds @ f.k)  # (B, N, qk)
-    dk = inputs.scale * (ds.transpose(1, 2) @ f.q)  # (B, M, qk)
-    # Through the max-pool: each pooled gradient goes back to its argmax position.
-    height, width = x.shape[2:]
-    dk = unpool_positions(dk, f.k_indices, inputs.pool, height, width)
-    dv = unpool_positions(dv, f.v_indices, inputs.pool, height, width)
-    dx = dy.to(x.dtype)
-    for name, d in (("q", dq), ("k", dk), ("v", dv)):  # d: (B, N, out), full resolution
-        grads[f"w{name}"] = torch.einsum("bno,bcn->oc", d, x.flatten(2))
-        if t[f"b{name}"] is not None:
-            grads[f"b{name}"] = d.sum((0, 1))
-        dx = dx + torch.einsum("bno,oc->bcn", d, t[f"w{name}"]).reshape(x.shape)
-    grads["x"] = dx
-    originals = inputs.named_tensors()
-    return pack_gradients(inputs, {k: g.to(originals[k].dtype) for k, g in grads.items()})
+    """Autograd (``torch.func.vjp``, which also runs inside a custom op) of ``_forward``."""
+    present = {name: t for name, t in inputs.named_tensors().items() if t is not None}
 
+    def y_of(*tensors: Tensor) -> Tensor:
+        return _forward(dataclasses.replace(inputs, **dict(zip(present, tensors)))).y
 
-def pack_gradients(inputs: AttentionInputs, grads: dict[str, Tensor]) -> Gradients:
-    """Gradients in op order; absent inputs get empty tensors (fixed op return types)."""
-    return Gradients(
-        *(grads[name] if name in grads else inputs.x.new_empty(0) for name in inputs.named_tensors())
-    )
+    y, vjp = torch.func.vjp(y_of, *present.values())
+    return pack_gradients(inputs, dict(zip(present, vjp(dy.to(y.dtype)))))
 
 
 class ReferenceBackend(Backend):
@@ -107,8 +77,20 @@ class ReferenceBackend(Backend):
     def supports_device(self, device: torch.device) -> bool:
         return True
 
+    def auto_refusals(self, inputs: AttentionInputs) -> list[str]:
+        itemsize = torch.empty(0, dtype=accumulation_dtype(inputs.x.dtype)).element_size()
+        score_bytes = inputs.batch * inputs.num_queries * inputs.num_keys * itemsize
+        if score_bytes <= AUTO_SCORE_BYTES:
+            return []
+        return [
+            f"auto does not pick it: its {inputs.batch} x {inputs.num_queries} x {inputs.num_keys} "
+            f"score matrix would take {score_bytes / 2**30:.1f} GiB (limit {AUTO_SCORE_BYTES // 2**20} MiB). "
+            "Use a fused backend: `pip install triton` for CUDA tensors, float32/bfloat16/float16 with "
+            "qk <= 64 (cpu, triton); or pass backend='reference' to run it anyway"
+        ]
+
     def forward(self, inputs: AttentionInputs) -> ForwardResult:
         return reference_forward(inputs)
 
-    def backward(self, inputs: AttentionInputs, dy: Tensor, o: Tensor, lse: Tensor) -> Gradients:
+    def backward(self, inputs: AttentionInputs, dy: Tensor, o: Tensor, lse: Tensor, q: Tensor) -> Gradients:
         return reference_backward(inputs, dy)

@@ -8,6 +8,7 @@ from ..inputs import AttentionInputs
 from .base import Backend
 from .cpu import CpuBackend
 from .reference import ReferenceBackend
+from .triton import TritonBackend  # imports Triton only when it first runs
 
 ENV_VAR = "SACOLOR_BACKEND"
 
@@ -19,26 +20,8 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
-for _backend in (ReferenceBackend(), CpuBackend()):
+for _backend in (ReferenceBackend(), CpuBackend(), TritonBackend()):
     register(_backend)
-
-
-def _register_gpu_backends() -> None:
-    # Imported here, not at the top, so a missing GPU module never breaks CPU users;
-    # the modules themselves import Triton / probe CUDA only lazily.
-    import importlib
-
-    for module, cls in (("triton", "TritonBackend"), ("cuda", "CudaBackend")):
-        try:
-            mod = importlib.import_module(f"{__package__}.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.{module}":
-                raise
-            continue
-        register(getattr(mod, cls)())
-
-
-_register_gpu_backends()
 
 
 def all_backends() -> list[Backend]:
@@ -62,13 +45,9 @@ def available_backends() -> list[str]:
 def _refusal_report(inputs: AttentionInputs) -> str:
     lines = [f"inputs: {inputs.describe()}"]
     for b in all_backends():
-        reasons = b.refusals(inputs)
+        reasons = b.refusals(inputs) or b.auto_refusals(inputs)
         lines.append(f"  {b.name}: " + ("ok" if not reasons else "; ".join(reasons)))
     return "\n".join(lines)
-
-
-def _auto_candidates(inputs: AttentionInputs) -> list[Backend]:
-    return [b for b in all_backends() if b.accepts_auto(inputs)]
 
 
 def explain(inputs: AttentionInputs) -> str:
@@ -106,7 +85,10 @@ def select(inputs: AttentionInputs, backend: str | None = None) -> Backend:
                 f"Use backend='auto' or one of {available_backends()}.\n{_refusal_report(inputs)}"
             )
         return chosen
-    for candidate in _auto_candidates(inputs):
-        if not candidate.refusals(inputs):
+    for candidate in all_backends():
+        if not candidate.refusals(inputs) and not candidate.auto_refusals(inputs):
             return candidate
-    raise NotImplementedError("no sacolor backend can run these inputs\n" + _refusal_report(inputs))
+    raise NotImplementedError(
+        "backend='auto' found no backend for these inputs (it never falls back to an N x M "
+        "computation silently)\n" + _refusal_report(inputs)
+    )

@@ -2,14 +2,13 @@
 
 Runs on CUDA tensors. With TRITON_INTERPRET=1 the same kernels run on CPU
 tensors through Triton's interpreter; that path is for testing, so
-``backend="auto"`` never picks it (``accepts_auto``): only an explicit
+``backend="auto"`` never picks it (``auto_refusals``): only an explicit
 ``backend="triton"`` does.
 
-Around the kernels, in PyTorch: the key/value projection GEMM (and the
-max-pool after it, BigGAN order), and in the backward the gradient of o
-through gamma and Wo, delta = rowsum(dO * O), and the projection weight, bias
-and x gradients from dQ, dK, dV (GEMMs and reductions, as in
-``reference_backward``).
+Around the kernels, in PyTorch: the key/value projection GEMM (fp32
+accumulation, rounded once to the input dtype) and the max-pool after it
+(BigGAN order), and in the backward delta = rowsum(dO * O); the rest of the
+backward is the shared chain rule (``chain.py``).
 """
 
 from __future__ import annotations
@@ -23,12 +22,14 @@ import torch
 from torch import Tensor
 
 from ..inputs import AttentionInputs
-from .base import Backend, ForwardResult, Gradients
-from .projection import max_pool_positions, project, unpool_positions
-from .reference import pack_gradients
+from .base import ForwardResult
+from .chain import FusedBackend, KeysValues, keys_values
 
 INTERPRET_ENV_VAR = "TRITON_INTERPRET"
 ROW_ALIGNMENT = 16  # elements
+# The kernels index within one image with 32-bit offsets (the batch offset is
+# 64-bit): every per-image tensor must stay below 2**31 elements.
+MAX_IMAGE_ELEMENTS = 2**31 - 1
 
 
 def _interpreting() -> bool:
@@ -60,32 +61,7 @@ def _aligned_rows(t: Tensor) -> Tensor:
     return padded[..., :n]
 
 
-def _keys_values(inputs: AttentionInputs) -> tuple[Tensor, Tensor, Tensor | None]:
-    """k (B, M, qk) and v (B, M, v) in x's dtype, from one GEMM, then the max-pool.
-
-    Pools after the projection (BigGAN order, see ``sacolor.inputs``). Returns
-    k, v and the pool's argmax (None when pool == 1).
-    """
-    x = inputs.x
-    w = torch.cat([inputs.wk, inputs.wv])
-    b = None
-    if inputs.bk is not None or inputs.bv is not None:
-        b = torch.cat([
-            inputs.bk if inputs.bk is not None else inputs.wk.new_zeros(inputs.qk_channels),
-            inputs.bv if inputs.bv is not None else inputs.wv.new_zeros(inputs.v_channels),
-        ])
-    kv = project(w, b, x.flatten(2))  # (B, N, qk + v)
-    kv, indices = max_pool_positions(kv, inputs.pool, *x.shape[2:])
-    k, v = (_aligned_rows(t) for t in kv.split([inputs.qk_channels, inputs.v_channels], dim=-1))
-    return k, v, indices
-
-
-def _weight_grad(d: Tensor, src: Tensor) -> Tensor:
-    """d (B, N, out) and src (B, C, N) -> (out, C): the gradient of a 1x1 projection."""
-    return torch.einsum("bno,bcn->oc", d, src)
-
-
-class TritonBackend(Backend):
+class TritonBackend(FusedBackend):
     name = "triton"
     priority = 30
     devices = frozenset({"cuda"})
@@ -106,59 +82,49 @@ class TritonBackend(Backend):
     def supports_device(self, device: torch.device) -> bool:
         return device.type == "cuda" or (device.type == "cpu" and _interpreting())
 
-    def accepts_auto(self, inputs: AttentionInputs) -> bool:
-        # The interpreter is a test harness, far slower than the cpu backend.
-        return inputs.x.device.type == "cuda"
+    def refusals(self, inputs: AttentionInputs) -> list[str]:
+        reasons = super().refusals(inputs)
+        widest = max(inputs.channels, inputs.qk_channels, inputs.v_channels)
+        if widest * inputs.num_queries > MAX_IMAGE_ELEMENTS:
+            reasons.append(f"{widest} channels x {inputs.num_queries} positions per image >= 2**31 elements")
+        return reasons
+
+    def auto_refusals(self, inputs: AttentionInputs) -> list[str]:
+        if inputs.x.device.type == "cuda":
+            return []
+        return ["auto does not pick it on CPU tensors: the Triton interpreter is a test harness"]
+
+    def keys_values(self, inputs: AttentionInputs) -> KeysValues:
+        # Projected with fp32 accumulation and bias, then rounded once to the
+        # input dtype, as the kernel rounds q: a 16-bit GEMM followed by a 16-bit
+        # bias add rounds twice, and with peaky scores that alone tripled the
+        # fp16 gradient error (tests/test_triton_interpreter.py, peaky cases).
+        # 16-bit values are exact in TF32, so allow_tf32 changes nothing here.
+        k, v, indices = keys_values(inputs, torch.float32)
+        dtype = inputs.x.dtype
+        return KeysValues(_aligned_rows(k.to(dtype)), _aligned_rows(v.to(dtype)), indices)
 
     def forward(self, inputs: AttentionInputs) -> ForwardResult:
         x = inputs.x
         batch, channels, height, width = x.shape
-        k, v, _ = _keys_values(inputs)
+        kv = self.keys_values(inputs)
         with _on_device_of(x):
-            y, o, lse = _kernels("attention_fwd").launch_attention_fwd(
-                x.view(batch, channels, height * width), inputs.wq, inputs.bq, k, v,
+            y, o, lse, q = _kernels("attention_fwd").launch_attention_fwd(
+                x.view(batch, channels, height * width), inputs.wq, inputs.bq, kv.k, kv.v,
                 inputs.wo, inputs.bo, inputs.gamma, float(inputs.scale),
             )
-        return ForwardResult(y.view(x.shape), o, lse)
+        return ForwardResult(y.view(x.shape), o, lse, q)
 
-    def backward(self, inputs: AttentionInputs, dy: Tensor, o: Tensor, lse: Tensor) -> Gradients:
-        x = inputs.x
-        k, v, pool_indices = _keys_values(inputs)
-        q = _aligned_rows(project(inputs.wq, inputs.bq, x.flatten(2)))
-        f32 = {name: None if t is None else t.float() for name, t in inputs.named_tensors().items()}
-
-        # Through the epilogue: y = gamma * (Wo o + bo) + x.
-        dy_t = dy.float().flatten(2).transpose(1, 2)  # (B, N, C)
-        out = o if f32["wo"] is None else project(f32["wo"], f32["bo"], o.transpose(1, 2))
-        grads = {"gamma": (dy_t * out).sum().reshape(inputs.gamma.shape)}
-        d_out = f32["gamma"].reshape(()) * dy_t
-        d_o = d_out
-        if f32["wo"] is not None:
-            grads["wo"] = torch.einsum("bnc,bnv->cv", d_out, o)
-            if f32["bo"] is not None:
-                grads["bo"] = d_out.sum((0, 1))
-            d_o = d_out @ f32["wo"]
-        delta = (d_o * o).sum(-1)
-
-        with _on_device_of(x):
-            dq, dk, dv = _kernels("attention_bwd").launch_attention_bwd(
-                q, k, v, _aligned_rows(d_o.to(x.dtype)), lse, delta, float(inputs.scale)
+    def attention_backward(
+        self, q: Tensor, k: Tensor, v: Tensor, d_o: Tensor, o: Tensor, lse: Tensor, scale: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        d_o = d_o.to(k.dtype)
+        # delta from the dO the kernels read: each row of dS = P (dO v^T - delta)
+        # then sums to zero up to P's rounding, so dq = dS k cancels a common
+        # offset of the keys instead of amplifying dO's rounding by it.
+        delta = (d_o.float() * o).sum(-1)
+        with _on_device_of(q):
+            # q.to(k.dtype) rounds the saved fp32 queries exactly as the forward kernel did.
+            return _kernels("attention_bwd").launch_attention_bwd(
+                _aligned_rows(q.to(k.dtype)), k, v, _aligned_rows(d_o), lse, delta, float(scale)
             )
-
-        # Through the pool and the projections q = Wq x + bq, [k v] = [Wk Wv] x + [bk bv].
-        dkv = unpool_positions(torch.cat([dk, dv], dim=-1), pool_indices, inputs.pool, *x.shape[2:])
-        w_kv = torch.cat([f32["wk"], f32["wv"]])
-        x_f32 = f32["x"].flatten(2)
-        dk, dv = dkv.split([inputs.qk_channels, inputs.v_channels], dim=-1)
-        for name, d in (("q", dq), ("k", dk), ("v", dv)):  # d: (B, N, out), full resolution
-            grads[f"w{name}"] = _weight_grad(d, x_f32)
-            if f32[f"b{name}"] is not None:
-                grads[f"b{name}"] = d.sum((0, 1))
-        if f32["bk"] is not None:
-            # bk adds q.bk to every score of a query's row, which the softmax ignores:
-            # its gradient is exactly zero (summing dk would only return rounding noise).
-            grads["bk"] = torch.zeros_like(f32["bk"])
-        d_x = dq @ f32["wq"] + dkv @ w_kv  # (B, N, C)
-        grads["x"] = dy.float() + d_x.transpose(1, 2).reshape(x.shape)
-        originals = inputs.named_tensors()
-        return pack_gradients(inputs, {name: g.to(originals[name].dtype) for name, g in grads.items()})
