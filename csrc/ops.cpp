@@ -19,7 +19,7 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(sacolor_C, m) {
   // y = gamma * (Wo o + bo) + x, o = softmax(scale q k^T) v; also returns o
-  // (B, N, v) and the log-sum-exp per query (B, N) for the backward.
+  // (B, N, v) and the base-2 log-sum-exp per query (B, N) for the backward.
   m.def(
       "self_attention_fwd(Tensor x, Tensor wq, Tensor? bq, Tensor wk, Tensor? bk, "
       "Tensor wv, Tensor? bv, Tensor? wo, Tensor? bo, Tensor gamma, int pool, float scale) "

@@ -324,7 +324,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Operands& op, const 
   const Tensor dout = panels(d_o, s.n_pad, s.v_pad, kt.width);
   const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, kt.width);
   // +inf log-sum-exp on padded queries gives them probability 0.
-  const Tensor lse2 = padded((lse * kLog2e).unsqueeze(1), 1, s.n_pad, INFINITY);
+  const Tensor lse2 = padded(lse.unsqueeze(1), 1, s.n_pad, INFINITY);
   const Tensor delta =
       padded((d_o * (o - v_mean.transpose(1, 2))).sum(-1).unsqueeze(1), 1, s.n_pad);
   Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, op.x.options());

@@ -26,7 +26,7 @@ struct ForwardProblem {
   const T* kt;  // keys transposed (qk x m_pad), in panels: (m_pad / width, qk, width)
   const T* v;   // values (m_pad x v_pad), in panels: (v_pad / width, m_pad, width)
   T* o;         // (n, v_channels): the normalised output rows
-  T* lse;       // (n,): natural-log log-sum-exp of the scaled scores
+  T* lse;       // (n,): log-sum-exp in base 2 of the scaled scores (what the backward reads)
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
 };
 

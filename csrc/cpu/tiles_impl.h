@@ -18,8 +18,6 @@
 
 namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
 
-constexpr double kLn2 = 0.693147180559945309417232121458176568;
-
 // The most C rows a register tile holds for `col_vectors` vectors per row:
 // accumulators + one B row + one broadcast fit in the register file.
 template <class Vec>
@@ -171,7 +169,10 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
     const T* acc_row = acc + i * p.v_pad;
     T* o_row = p.o + (i0 + i) * p.v_channels;
     for (int64_t c = 0; c < p.v_channels; ++c) o_row[c] = acc_row[c] / l;
-    p.lse[i0 + i] = T((finite_or_zero_max(run_max[i]) + Vec::log2_scalar(l)) * kLn2);
+    // Base 2, as the backward uses it: a round trip through the natural log
+    // would move it by a few ulps, and exp2(score - lse) at scores of 1e8
+    // turns that into inf (then NaN) gradients.
+    p.lse[i0 + i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(l);
   }
 }
 

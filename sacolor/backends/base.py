@@ -19,7 +19,8 @@ from ..inputs import AttentionInputs
 class ForwardResult(NamedTuple):
     y: Tensor  # (B, C, H, W), contiguous, x's dtype
     o: Tensor  # (B, N, v), accumulation dtype: what the backward needs
-    lse: Tensor  # (B, N), accumulation dtype, natural-log log-sum-exp per query
+    lse: Tensor  # (B, N), accumulation dtype, log-sum-exp per query; only the same backend's backward reads it
+    # (natural log for reference and triton; base 2 for cpu, so the backward sees the exact value)
 
 
 class Gradients(NamedTuple):
