@@ -83,12 +83,15 @@ class Tally:
     def __init__(self) -> None:
         self.sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.cdc: dict[str, list[float]] = defaultdict(list)
+        self.counts: dict[str, int] = defaultdict(int)  # frames behind each row's sums
         self.n = 0
 
     def add_frames(self, truth: torch.Tensor, predictions: dict[str, torch.Tensor]) -> None:
         """truth and each prediction: RGB (B, 3, H, W) in [0, 1]."""
         count = truth.shape[0]
         self.n += count
+        for row in (*predictions, TRUTH):
+            self.counts[row] += count
         for row, rgb in predictions.items():
             for pred_frame, true_frame in zip(rgb, truth):
                 self.sums[row]["psnr"] += min(psnr(pred_frame, true_frame), PSNR_CAP_DB)
@@ -100,7 +103,7 @@ class Tally:
         """{row: {metric: mean}} plus "n", rows with no frame metrics holding only CDC."""
         result: dict = {}
         for row in (MODEL, GRAY, UNSTABILIZED, TRUTH):
-            values = {name: total / self.n for name, total in self.sums.get(row, {}).items()}
+            values = {name: total / self.counts[row] for name, total in self.sums.get(row, {}).items()}
             if self.cdc.get(row):
                 values["cdc"] = float(np.mean(self.cdc[row]))
             if values:
