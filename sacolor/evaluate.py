@@ -21,7 +21,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
+from .cli import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    add_model_arguments,
+    positive_int,
+    show_warnings_as_messages,
+    strength,
+)
 from .colorizer import Colorizer, to_uint8
 from .io.images import load_rgb
 from .io.paths import collect_sources, is_media, suffix_help
@@ -173,6 +181,7 @@ def format_table(summary: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-eval``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    show_warnings_as_messages("sacolor-eval")
     try:
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
     except (FileNotFoundError, ValueError) as error:

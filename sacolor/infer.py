@@ -25,11 +25,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
-from .colorizer import Colorizer, to_uint8
-from .io.images import load_rgb, save_rgb
+from .cli import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    add_model_arguments,
+    positive_int,
+    show_warnings_as_messages,
+    strength,
+)
+from .colorizer import Colorizer
+from .io.images import save_rgb
 from .io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, collect_sources, is_media, suffix_help
 from .io.video import probe, recolor_video
+from .photo import colorize_photo
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=8, metavar="N",
-        help="images or video frames per model call (default 8); lower it if memory runs out",
+        help="video frames per model call (default 8); photos go one at a time; lower it if memory runs out",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: skip them with an error)")
     parser.add_argument(
@@ -123,6 +132,17 @@ def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list
     return jobs, problems
 
 
+def file_target_problem(sources: list[Source], output: str) -> str | None:
+    """Why ``-o`` cannot take these sources, or None: a target named like an image or
+    video file (not an existing folder) takes exactly one input file."""
+    out = Path(output)
+    looks_like_file = is_media(out) and not out.is_dir() and not output.endswith(("/", os.sep))
+    if not looks_like_file or (len(sources) == 1 and not sources[0].from_folder):
+        return None
+    what = f"{len(sources)} inputs need" if len(sources) != 1 else "an input found in a folder needs"
+    return f"-o {output} names a file, but {what} a folder; pass a folder such as -o {out.with_suffix('')}/"
+
+
 @contextmanager
 def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it to ``target`` on success.
@@ -145,6 +165,19 @@ def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+# What colourising one input can raise without the others being affected: unreadable or
+# unwritable files, a backend that refuses (ValueError/NotImplementedError), out of memory.
+INPUT_ERRORS = (ValueError, OSError, RuntimeError, MemoryError)
+
+
+def describe(error: BaseException, path: Path) -> str:
+    """One line for a failed input: the error's message, starting with the input's name."""
+    message = str(error) or type(error).__name__
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)) and "memory" not in message:
+        message = f"out of memory ({message}); lower --batch-size, free memory or use a smaller input"
+    return message if str(path) in message else f"{path}: {message}"
+
+
 class Runner:
     """Runs jobs with one colouriser, reporting failures by input name."""
 
@@ -159,34 +192,17 @@ class Runner:
         print(f"sacolor-infer: error: {message}", file=sys.stderr)
 
     def run_images(self, jobs: list[Job]) -> None:
-        """Colourise images, ``batch_size`` at a time through the model."""
+        """Colourise photos one at a time, each in strips at its full resolution (see ``sacolor.photo``)."""
         with tqdm(total=len(jobs), unit="img", disable=self.args.quiet or not jobs, desc="images") as bar:
-            for start in range(0, len(jobs), self.args.batch_size):
-                batch = jobs[start : start + self.args.batch_size]
-                loaded = []
-                for job in batch:
-                    try:
-                        loaded.append((job, load_rgb(job.source.path)))
-                    except ValueError as error:
-                        self.fail(str(error))
-                        bar.update(1)
-                if loaded:
-                    self._colorize_images(loaded)
-                bar.update(len(loaded))
-
-    def _colorize_images(self, loaded: list[tuple[Job, np.ndarray]]) -> None:
-        # Photos differ in size: L is taken at full size per photo, the model
-        # runs once on the batch at the render size.
-        lightness = [self.colorizer.lightness(torch.from_numpy(rgb).permute(2, 0, 1)[None]) for _, rgb in loaded]
-        ab = self.colorizer.predict_ab(torch.cat([self.colorizer.to_render_size(l) for l in lightness]))
-        for (job, _), l_full, ab_one in zip(loaded, lightness, ab):
-            pixels = to_uint8(self.colorizer.compose(l_full, ab_one[None]))[0]
-            try:
-                with atomic_output(job.output, self.args.overwrite) as temporary:
-                    save_rgb(temporary, pixels)
-                self.done += 1
-            except (ValueError, OSError) as error:
-                self.fail(f"{job.source.path}: {error}")
+            for job in jobs:
+                try:
+                    pixels = colorize_photo(self.colorizer, job.source.path)
+                    with atomic_output(job.output, self.args.overwrite) as temporary:
+                        save_rgb(temporary, pixels)
+                    self.done += 1
+                except INPUT_ERRORS as error:
+                    self.fail(describe(error, job.source.path))
+                bar.update(1)
 
     def run_video(self, job: Job) -> None:
         """Colourise one video, frame batches through the model, audio copied."""
@@ -203,8 +219,8 @@ class Runner:
             with tqdm(total=total, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
                 with atomic_output(job.output, self.args.overwrite) as temporary:
                     frames = recolor_video(job.source.path, temporary, process, self.args.batch_size, on_frames=bar.update)
-        except (ValueError, OSError) as error:
-            self.fail(f"{job.source.path}: {error}" if str(job.source.path) not in str(error) else str(error))
+        except INPUT_ERRORS as error:
+            self.fail(describe(error, job.source.path))
             return
         self.done += 1
         stacked = np.concatenate(histograms) if histograms else np.zeros((0, 3, 256))
@@ -216,8 +232,14 @@ class Runner:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-infer``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    show_warnings_as_messages(parser.prog)
     sources, problems = collect_sources(args.inputs)
+    target_problem = file_target_problem(sources, args.output)
+    if target_problem is not None:
+        print(f"sacolor-infer: error: {target_problem}", file=sys.stderr)
+        return EXIT_USAGE
     jobs, output_problems = plan_jobs(sources, args.output, args.overwrite)
     try:
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)

@@ -8,16 +8,20 @@ audio packets, and the file system (what exists after a run).
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from media import FPS, audio_packets, frame_times, make_clip, photo, tiny_checkpoint
 from PIL import Image
 from skimage import color
 
 import sacolor
 from sacolor.config import parse_size
+from sacolor import infer
 from sacolor.infer import main
 from sacolor.io.images import load_rgb
 from sacolor.io.video import probe
@@ -109,6 +113,59 @@ def test_bad_inputs_are_named_and_the_rest_is_done(checkpoint, tmp_path, capsys)
         assert name in err
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]
     assert leftovers(tmp_path) == []
+
+
+def test_an_error_while_colourising_one_input_spares_the_others(checkpoint, tmp_path, capsys, monkeypatch):
+    # Item 3: out of memory (or a refusing backend) on one input is reported by name; the rest are done.
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo()).save(tmp_path / name)
+    clip = make_clip(tmp_path / "film.mp4", count=4, audio=False)
+    colorize_photo, colorize = infer.colorize_photo, sacolor.colorizer.Colorizer.colorize
+
+    def photo_fails(colorizer, path):
+        if path.name == "a.png":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return colorize_photo(colorizer, path)
+
+    def video_fails(self, frames, stabilize=None):
+        raise NotImplementedError("no attention backend accepts these inputs")
+
+    monkeypatch.setattr(infer, "colorize_photo", photo_fails)
+    monkeypatch.setattr(sacolor.colorizer.Colorizer, "colorize", video_fails)
+    out = tmp_path / "out"
+    assert run(checkpoint, tmp_path / "a.png", clip, tmp_path / "b.png", "-o", out) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a.png'}: CUDA out of memory" in err and f"{clip}: no attention backend" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["b.png"]
+    assert leftovers(tmp_path) == []
+    monkeypatch.setattr(sacolor.colorizer.Colorizer, "colorize", colorize)
+
+
+def test_several_inputs_into_one_file_name_is_an_argument_error(checkpoint, tmp_path, capsys):
+    # Item 8: this used to create a folder named single.png and exit 0.
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo()).save(tmp_path / name)
+    assert run(checkpoint, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "single.png") == 2
+    assert "-o " in capsys.readouterr().err and not (tmp_path / "single.png").exists()
+    (tmp_path / "album").mkdir()
+    Image.fromarray(photo()).save(tmp_path / "album" / "c.png")
+    assert run(checkpoint, tmp_path / "album", "-o", tmp_path / "single.png") == 2  # a folder input, too
+    assert "an input found in a folder needs a folder" in capsys.readouterr().err
+    assert run(checkpoint, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out.v2") == 0  # not a media suffix
+    assert sorted(p.name for p in (tmp_path / "out.v2").iterdir()) == ["a.png", "b.png"]
+
+
+def test_notices_are_messages_not_python_warnings(checkpoint, tmp_path, capfd):
+    # Item 22 (and 17: an animated GIF is no longer silently cut to its first frame).
+    frames = [Image.fromarray(photo("astronaut", 32, 48)), Image.fromarray(photo("coffee", 32, 48))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    result = subprocess.run(
+        [sys.executable, "-m", "sacolor.infer", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out.png"),
+         "--checkpoint", checkpoint, "--quiet"], capture_output=True, text=True,
+    )
+    assert result.returncode == 0
+    assert result.stderr == f"sacolor-infer: warning: {tmp_path / 'anim.gif'}: has 2 frames; only the first is colourised\n"
 
 
 def test_video_keeps_frames_timing_and_audio(checkpoint, tmp_path, capsys):

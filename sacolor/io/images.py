@@ -64,12 +64,17 @@ def load_rgb(path: str | Path) -> np.ndarray:
     try:
         with open_image(path) as image:
             image.load()
-            if image.mode in _WIDE_MODES:
-                gray = np.asarray(image, dtype=np.float32) / _WIDE_MODES[image.mode]
-                return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1)
-            return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            return rgb_array(image)
     except READ_ERRORS as error:
         raise ValueError(f"{path}: cannot read image ({error})") from error
+
+
+def rgb_array(image: Image.Image) -> np.ndarray:
+    """A decoded PIL image in any mode (gray, palette, alpha, CMYK, 16-bit) as float32 RGB (H, W, 3) in [0, 1]."""
+    if image.mode in _WIDE_MODES:
+        gray = np.asarray(image, dtype=np.float32) / _WIDE_MODES[image.mode]
+        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def save_rgb(path: str | Path, rgb: np.ndarray) -> None:

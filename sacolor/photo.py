@@ -1,0 +1,133 @@
+"""Colourising one photo of any size in a small, constant amount of memory per pixel.
+
+The model runs at the render size; the full-resolution work is the colour
+transfer (the photo's own L joined with the model's ab, upsampled). Done on
+whole float32 images that costs about 120 bytes per pixel; here it runs in
+strips of rows, so what a photo costs is its decoded pixels (Pillow: 4 bytes
+for RGB), its L (float32, 4 bytes) and the 8-bit result (3 bytes), never all
+at once: see ``BYTES_PER_PIXEL``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .colorizer import Colorizer, lab_to_rgb_in_gamut, to_uint8
+from .data.lab import rgb_to_lab
+from .io.images import READ_ERRORS, open_image, rgb_array
+
+# Peak memory of ``colorize_photo`` per input pixel, measured on a 6000x4000
+# RGB JPEG (tests/test_photo.py), rounded up; the constant part (the model,
+# one strip's temporaries) is extra.
+BYTES_PER_PIXEL = 12
+# Pixels per strip: large enough to keep the per-call overhead negligible,
+# small enough that a strip's float temporaries (~100 bytes a pixel) stay ~25 MB.
+STRIP_PIXELS = 1 << 18
+
+
+def colorize_photo(colorizer: Colorizer, path: str | Path) -> np.ndarray:
+    """Colourise an image file at its own resolution, keeping its luminance.
+
+    The same result as ``Colorizer.colorize`` on the decoded photo (up to
+    float rounding), in ``BYTES_PER_PIXEL`` per pixel instead of ~120. An
+    animated image gives its first frame, with a warning.
+
+    Args:
+        colorizer: the model and its render size.
+        path: an image file in any mode Pillow reads (gray, palette, 16-bit, CMYK, EXIF-rotated).
+
+    Returns:
+        uint8 RGB (H, W, 3).
+
+    Raises:
+        ValueError: the file is not a readable image.
+        MemoryError: the photo needs more memory than is available (the message gives sizes).
+    """
+    lightness = _lightness(path)
+    ab = colorizer.predict_ab(colorizer.to_render_size(torch.from_numpy(lightness)[None, None]))
+    return _compose_in_strips(lightness, ab[0].float().cpu())
+
+
+def _lightness(path: str | Path) -> np.ndarray:
+    """L (0..100) of an image file as float32 (H, W), converted a strip at a time."""
+    try:
+        with open_image(path) as image:
+            if getattr(image, "n_frames", 1) > 1:
+                warnings.warn(f"{path}: has {image.n_frames} frames; only the first is colourised", stacklevel=3)
+            check_memory(image.width, image.height, path)
+            image.load()
+            lightness = np.empty((image.height, image.width), np.float32)
+            for rows in strips(image.height, image.width):
+                strip = rgb_array(image.crop((0, rows.start, image.width, rows.stop)))
+                lightness[rows] = rgb_to_lab(torch.from_numpy(strip).permute(2, 0, 1))[0].numpy()
+            return lightness
+    except READ_ERRORS as error:
+        raise ValueError(f"{path}: cannot read image ({error})") from error
+
+
+def _compose_in_strips(lightness: np.ndarray, ab: Tensor) -> np.ndarray:
+    """Full-resolution L (H, W) joined with ab (2, h, w) bilinearly upsampled to it, as uint8 RGB.
+
+    Bilinear interpolation is separable: ab is first widened to (2, h, W)
+    (small), then each strip's rows are blended from two of its rows, exactly
+    where ``F.interpolate(..., align_corners=False)`` would take them.
+    """
+    height, width = lightness.shape
+    wide = F.interpolate(ab[None], size=(ab.shape[1], width), mode="bilinear", align_corners=False)[0]
+    out = np.empty((height, width, 3), np.uint8)
+    for rows in strips(height, width):
+        source = ((torch.arange(rows.start, rows.stop, dtype=torch.float32) + 0.5) * (ab.shape[1] / height) - 0.5).clamp(min=0)
+        top = source.floor().long().clamp(max=ab.shape[1] - 1)
+        bottom = (top + 1).clamp(max=ab.shape[1] - 1)
+        weight = (source - top)[None, :, None]
+        ab_rows = wide[:, top] * (1 - weight) + wide[:, bottom] * weight
+        lab = torch.cat([torch.from_numpy(lightness[rows])[None], ab_rows])[None]
+        out[rows] = to_uint8(lab_to_rgb_in_gamut(lab))[0]
+    return out
+
+
+def strips(height: int, width: int) -> Iterator[slice]:
+    """Row ranges of about ``STRIP_PIXELS`` pixels covering an image."""
+    step = max(1, STRIP_PIXELS // max(width, 1))
+    for start in range(0, height, step):
+        yield slice(start, min(start + step, height))
+
+
+def check_memory(width: int, height: int, path: str | Path) -> None:
+    """Raises MemoryError, with the sizes, when a photo would not fit in the memory available now."""
+    available = available_memory()
+    needed = width * height * BYTES_PER_PIXEL
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"{path}: a {width}x{height} photo ({width * height / 1e6:.0f} MP) needs about "
+            f"{needed / 2**30:.1f} GiB and {available / 2**30:.1f} GiB is available; free memory or "
+            "scale the photo down first"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: the least of the system's available memory and its
+    cgroup's remaining limit (Linux); None where neither is known."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            limits.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
