@@ -281,6 +281,37 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+# What ``build_generator`` may be given from a checkpoint's config.
+GENERATOR_OPTIONS = frozenset({"ngf", "norm", "dropout", "sa_sizes", "spectral_norm", "input_size"})
+
+
+def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[str, Any]]:
+    """The generator's name and keyword arguments from a checkpoint config, checked.
+
+    Raises:
+        ValueError: naming ``source`` and the entry: no generator, an unknown name
+            or option, a channel count or size that is not a sane integer.
+    """
+    from .config import MAX_CHANNELS, check_int, check_size
+    from .models import GENERATORS
+
+    spec = config.get("generator")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"{source} has no 'generator' entry with a 'name'; not a sacolor checkpoint?")
+    if spec["name"] not in GENERATORS:
+        raise ValueError(f"{source}: generator name must be one of {sorted(GENERATORS)}; got {spec['name']!r}")
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not set(kwargs) <= GENERATOR_OPTIONS:
+        raise ValueError(f"{source}: generator kwargs must be an object with keys from {sorted(GENERATOR_OPTIONS)}; got {kwargs!r}")
+    multiple = 2 ** GENERATORS[spec["name"]]
+    if "ngf" in kwargs:
+        check_int(f"{source}: generator ngf", kwargs["ngf"], 1, MAX_CHANNELS)
+    if "input_size" in kwargs:
+        check_size(f"{source}: generator input_size", kwargs["input_size"], multiple)
+    check_size(f"{source}: size", config.get("size"), multiple)
+    return spec["name"], kwargs
+
+
 def strip_prefix(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """The tensors under ``prefix``, with it removed (e.g. a module's state_dict)."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -308,11 +339,12 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
 
     tensors, config = load_checkpoint(path, device)
     files = CheckpointFiles.at(path)
-    spec = config.get("generator")
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"{files.config} has no 'generator' entry with a 'name'; not a sacolor checkpoint?")
-    # JSON gives lists where the builder took tuples; LayerOptions accepts either.
-    generator = build_generator(spec["name"], **spec.get("kwargs", {}))
+    name, kwargs = _generator_spec(config, files.config)
+    try:
+        # JSON gives lists where the builder took tuples; LayerOptions accepts either.
+        generator = build_generator(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{files.config}: its generator entry cannot be built: {err}") from err
     weights = strip_prefix(tensors, EMA_PREFIX) or strip_prefix(tensors, GENERATOR_PREFIX)
     if not weights:
         raise ValueError(f"{files.weights} has no '{EMA_PREFIX}*' or '{GENERATOR_PREFIX}*' tensors")

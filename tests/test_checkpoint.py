@@ -130,6 +130,28 @@ def test_checkpoint_dir_is_checked_before_training(tmp_path, monkeypatch):
         check_checkpoint_dir(tmp_path / "locked")
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"size": [-64, 64]}, "size height must be between 1 and 8192; got -64"),
+    ({"size": [0, 64]}, "size height must be between 1 and 8192; got 0"),
+    ({"size": None}, "size must be \\[height, width\\]; got None"),
+    ({"size": [96, 64]}, "size 96x64 must be a multiple of 64"),
+    ({"size": ["64", 64]}, "size height must be an integer"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "ngf": 1e9}}}, "generator ngf must be an integer"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "ngf": 4096}}}, "generator ngf must be between 1 and 1024"),
+    ({"generator": {**SPEC, "name": "unet_512"}}, "generator name must be one of"),
+    ({"generator": {**SPEC, "kwargs": {"layers": 40}}}, "generator kwargs must be an object with keys from"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "norm": "group"}}}, "its generator entry cannot be built: norm must be one of"),
+])
+def test_config_values_are_checked_and_named(tmp_path, change, message):
+    # Issue 12, item 13: each of these was a traceback deep in the model, or (size <= 0) at inference.
+    save(tmp_path, generator())
+    files = CheckpointFiles.at(tmp_path)
+    config = {**json.loads(files.config.read_text()), **change}
+    files.config.write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    with pytest.raises(ValueError, match=f"latest.json: {message}"):
+        load_generator(tmp_path)
+
+
 def test_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nothing" / "latest.safetensors")):
         load_generator(tmp_path / "nothing")

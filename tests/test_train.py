@@ -178,6 +178,25 @@ def test_cli_errors_are_clear(photos, tmp_path, capsys, args, message):
     assert __import__("re").search(message, capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("values, message", [
+    ({"ngf": 1e9}, "--ngf must be an integer; got 1000000000.0"),
+    ({"ngf": "8"}, "--ngf must be an integer; got '8' \\(str\\)"),
+    ({"ngf": -8}, "--ngf must be between 1 and 1024; got -8"),
+    ({"ngf": 100000}, "--ngf must be between 1 and 1024"),
+    ({"n_layers_D": 40}, "--n-layers-D \\(for --size 64x64\\) must be between 1 and 4; got 40"),
+    ({"size": 65536}, "--size height must be between 1 and 8192; got 65536"),
+    ({"size": -64}, "size sides must be positive"),
+    ({"lr_g": ".0002"}, "--lr-g must be a number"),
+    ({"ema": "yes"}, "--ema must be true or false"),
+])
+def test_config_file_values_are_checked_with_exit_2(photos, tmp_path, capsys, values, message):
+    # Issue 12, item 13: these were tracebacks (exit 1) from deep inside the model.
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": [str(photos)], "netG": "unet_64", "size": 64, **values}))
+    assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path), "--num-workers", "0"]) == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+
+
 def test_empty_data_folder_is_an_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["--data", str(tmp_path / "empty"), "--checkpoints-dir", str(tmp_path)]) == 2
