@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,16 @@ from .cli import (
 )
 from .colorizer import Colorizer
 from .io.images import save_rgb
-from .io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, collect_sources, is_media, suffix_help
+from .io.paths import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Source,
+    collect_sources,
+    is_media,
+    partial_path,
+    remove_stale_partials,
+    suffix_help,
+)
 from .io.video import probe, recolor_video
 from .photo import colorize_photo
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
@@ -154,13 +162,18 @@ def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
     Raises:
         FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.partial{target.suffix}")
+    temporary = partial_path(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(target)
         yield temporary
         if target.exists() and not overwrite:
             raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
         os.replace(temporary, target)
+    except OSError as error:
+        if error.errno is None or isinstance(error, FileExistsError):
+            raise
+        raise OSError(error.errno, f"cannot write {target} ({error.strerror}); check the folder's permissions and free space") from error
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -8,6 +8,7 @@ audio packets, and the file system (what exists after a run).
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -166,6 +167,46 @@ def test_notices_are_messages_not_python_warnings(checkpoint, tmp_path, capfd):
     )
     assert result.returncode == 0
     assert result.stderr == f"sacolor-infer: warning: {tmp_path / 'anim.gif'}: has 2 frames; only the first is colourised\n"
+
+
+def test_glob_over_symlink_loops_ends(tmp_path):
+    # Item 12: Python's glob follows symlinked folders, so two loops made '**' endless.
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/a.png", "d/sub/b.png", "d/.hidden.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "d" / "sub" / "up").symlink_to(tmp_path / "d")
+    (tmp_path / "d" / "loop").symlink_to(tmp_path / "d" / "sub")
+    script = "import sys; from sacolor.io.paths import collect_sources; print(*[s.path for s in collect_sources(sys.argv[1:])[0]])"
+    found = subprocess.run([sys.executable, "-c", script, "d/**/*.png"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60, check=True).stdout.split()
+    assert found == ["d/a.png", "d/sub/b.png"]
+
+
+def test_a_killed_runs_partial_file_is_no_input_and_is_cleaned_up(checkpoint, tmp_path):
+    # Item 17: a re-run over the folder failed on the hidden partial file a killed run left.
+    (tmp_path / "album").mkdir()
+    Image.fromarray(photo()).save(tmp_path / "album" / "a.png")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / "album" / f".a.{dead}-0123abcd.partial.png"
+    stale.write_bytes(b"half a PNG")
+    live = tmp_path / "album" / f".a.{os.getpid()}-0123abcd.partial.png"  # a running writer's: kept
+    live.write_bytes(b"being written")
+    assert run(checkpoint, tmp_path / "album", "-o", tmp_path / "album", "--overwrite") == 0
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in (tmp_path / "album").iterdir()) == [live.name, "a.png"]
+
+
+def test_an_unwritable_output_folder_is_not_called_a_format_problem(checkpoint, tmp_path, capsys, monkeypatch):
+    # Item 17: a permission error was reported as "cannot write this image format".
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+
+    def denied(self, fp, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", denied)
+    assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "out.png") == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {tmp_path / 'out.png'} (Permission denied)" in err and "format" not in err
 
 
 def test_video_keeps_frames_timing_and_audio(checkpoint, tmp_path, capsys):

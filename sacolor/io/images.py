@@ -82,6 +82,7 @@ def save_rgb(path: str | Path, rgb: np.ndarray) -> None:
 
     Raises:
         ValueError: ``rgb`` is not uint8 (H, W, 3), or Pillow cannot write the format.
+        OSError: the file system refuses the file (permissions, space).
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[-1] != 3:
         raise ValueError(f"rgb must be a uint8 array (H, W, 3); got {rgb.dtype} {rgb.shape}")
@@ -90,7 +91,11 @@ def save_rgb(path: str | Path, rgb: np.ndarray) -> None:
     options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
     try:
         image.save(path, format=fmt, **options)
-    except (KeyError, OSError, ValueError) as error:
+    except OSError as error:
+        if error.errno is not None:  # the file system's refusal (permissions, space), not the format's
+            raise
+        raise ValueError(f"{path}: cannot write this image format ({error})") from error
+    except (KeyError, ValueError) as error:
         raise ValueError(f"{path}: cannot write this image format ({error})") from error
 
 
