@@ -10,13 +10,16 @@ at once: see ``BYTES_PER_PIXEL``.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from .colorizer import Colorizer, lab_to_rgb_in_gamut, to_uint8
@@ -30,6 +33,59 @@ BYTES_PER_PIXEL = 12
 # Pixels per strip: large enough to keep the per-call overhead negligible,
 # small enough that a strip's float temporaries (~100 bytes a pixel) stay ~25 MB.
 STRIP_PIXELS = 1 << 18
+
+
+def colorize(
+    image: str | os.PathLike | Image.Image | np.ndarray,
+    checkpoint: str | os.PathLike | None = None,
+    device: str = "auto",
+    render_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Colourise one photo: ``sacolor.colorize("old.jpg")`` -> uint8 RGB (H, W, 3).
+
+    The output has the input's size and luminance; only the model's colour is
+    added. A file is processed in strips (``BYTES_PER_PIXEL`` per pixel); an
+    image already in memory is processed whole. The model is loaded once per
+    (checkpoint, device, render_size) and kept.
+
+    Args:
+        image: an image file, a PIL image (any mode), or an array: uint8 or
+            float in [0, 1], gray (H, W) or RGB (H, W, 3); colour is treated as gray.
+        checkpoint: a ``sacolor-train`` checkpoint (directory or .safetensors);
+            None for the built-in model.
+        device: "auto", "cpu" or "cuda".
+        render_size: (h, w) the model runs at; the checkpoint's training size when None.
+
+    Returns:
+        uint8 RGB (H, W, 3).
+
+    Raises:
+        ValueError: an unreadable file, an array of the wrong shape or dtype, or a bad checkpoint.
+        FileNotFoundError: a missing checkpoint.
+    """
+    colorizer = _colorizer(None if checkpoint is None else str(checkpoint), device, render_size)
+    if isinstance(image, (str, os.PathLike)):
+        return colorize_photo(colorizer, image)
+    rgb = rgb_array(image) if isinstance(image, Image.Image) else _float_rgb(np.asarray(image))
+    return to_uint8(colorizer.colorize_float(torch.from_numpy(rgb).permute(2, 0, 1)[None]))[0]
+
+
+@lru_cache(maxsize=2)
+def _colorizer(checkpoint: str | None, device: str, render_size: tuple[int, int] | None) -> Colorizer:
+    return Colorizer.from_checkpoint(checkpoint, device, render_size)
+
+
+def _float_rgb(array: np.ndarray) -> np.ndarray:
+    """uint8 or float [0, 1] gray (H, W) or RGB (H, W, 3) -> float32 RGB (H, W, 3)."""
+    if array.ndim == 2:
+        array = array[..., None].repeat(3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise ValueError(f"image must be gray (H, W) or RGB (H, W, 3); got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if np.issubdtype(array.dtype, np.floating):
+        return np.clip(array, 0.0, 1.0).astype(np.float32)
+    raise ValueError(f"image must be uint8 or float in [0, 1]; got {array.dtype}")
 
 
 def colorize_photo(colorizer: Colorizer, path: str | Path) -> np.ndarray:

@@ -47,6 +47,21 @@ def test_a_photo_larger_than_memory_is_refused_clearly(colorizer, tmp_path, monk
         colorize_photo(colorizer, tmp_path / "in.png")
 
 
+def test_one_call_colourises_a_file_an_image_or_an_array(tmp_path):
+    # Issue 12, item 20: the documented one-line Python API, on the built-in model.
+    import sacolor
+
+    gray = np.asarray(Image.fromarray(photo("chelsea", 60, 90)).convert("L"))
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    from_file = sacolor.colorize(tmp_path / "gray.png", device="cpu")
+    assert from_file.shape == (60, 90, 3) and from_file.dtype == np.uint8
+    np.testing.assert_array_equal(sacolor.colorize(Image.fromarray(gray), device="cpu"), from_file)
+    np.testing.assert_array_equal(sacolor.colorize(gray, device="cpu"), from_file)
+    np.testing.assert_array_equal(sacolor.colorize(gray / 255.0, device="cpu"), from_file)
+    with pytest.raises(ValueError, match="image must be gray"):
+        sacolor.colorize(np.zeros((4, 4, 2), np.uint8))
+
+
 # Colourises a small photo (so the model, torch's allocator and the libraries are
 # warm), then the big one, through the sacolor-infer CLI; prints the peak RSS
 # above the RSS after the warm-up, per pixel of the big photo.
