@@ -123,3 +123,4 @@ def test_every_video_suffix_can_be_written(clip, tmp_path, suffix):
 def test_an_unknown_container_is_refused_by_name(clip, tmp_path):
     with pytest.raises(ValueError, match=r"out.xyz: no video container has the suffix '.xyz'"):
         recolor_video(clip, tmp_path / "out.xyz", lambda f: f)
+    assert not (tmp_path / "out.xyz").exists()

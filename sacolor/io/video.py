@@ -210,9 +210,11 @@ def plan_output(dst: str | Path, width: int, height: int, audio: av.AudioStream 
 
 
 def _format_name(dst: str | Path) -> str:
-    """FFmpeg's muxer for ``dst``'s suffix (opening it for writing creates the file)."""
+    """FFmpeg's muxer for ``dst``'s suffix (guessed from the name alone; nothing is written)."""
+    buffer = io.BytesIO()
+    buffer.name = Path(dst).name
     try:
-        with av.open(str(dst), mode="w") as probe_out:
+        with av.open(buffer, mode="w") as probe_out:
             return probe_out.format.name
     except (av.FFmpegError, ValueError) as error:
         raise ValueError(f"{dst}: no video container has the suffix {Path(dst).suffix!r}; use .mp4 or .mkv") from error
