@@ -185,6 +185,7 @@ COPY_AUDIO = "copy"
 # Tried in this order; the first the output container takes is used.
 VIDEO_ENCODERS = ("libx264", "libvpx-vp9", "libvpx")
 AUDIO_ENCODERS = ("aac", "libopus", "mp2")
+FRAME_COUNTING = frozenset({"avi"})
 
 
 def plan_output(dst: str | Path, width: int, height: int, audio: av.AudioStream | None) -> OutputPlan:
@@ -241,7 +242,8 @@ def _add_video(out, encoder: str, width: int, height: int, rate: Fraction, crf: 
     stream.width, stream.height = width, height
     stream.pix_fmt = _pixel_format(encoder, width, height)
     stream.options = {
-        "libx264": {"crf": str(crf)},
+        # Without timestamps (AVI) B-frames cannot be put back in display order.
+        "libx264": {"crf": str(crf), **({"bf": "0"} if out.format.name in FRAME_COUNTING else {})},
         "libvpx-vp9": {"crf": "31", "b": "0", "deadline": "good", "cpu-used": "4"},
         "libvpx": {"crf": "10", "b": "4M"},
     }[encoder]
@@ -272,8 +274,9 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
         with av.open(str(dst), mode="w") as sink:
             rate = Fraction(video_in.average_rate or video_in.guessed_rate or 25)
             video_out = _add_video(sink, plan.video, width, height, rate, crf)
-            video_out.time_base = video_in.time_base
-            video_out.codec_context.time_base = video_in.time_base
+            # AVI counts frames instead of storing timestamps: its unit must be one frame.
+            time_base = 1 / rate if sink.format.name in FRAME_COUNTING else Fraction(video_in.time_base)
+            video_out.time_base = video_out.codec_context.time_base = time_base
             if rotation:
                 video_out.set_display_rotation(rotation)
             audio_out = None
