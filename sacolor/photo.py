@@ -108,7 +108,7 @@ def colorize_photo(colorizer: Colorizer, path: str | Path) -> np.ndarray:
     """
     lightness = _lightness(path)
     ab = colorizer.predict_ab(colorizer.to_render_size(torch.from_numpy(lightness)[None, None]))
-    return _compose_in_strips(lightness, ab[0].float().cpu())
+    return _compose_in_strips(lightness, ab[0].float())
 
 
 def _lightness(path: str | Path) -> np.ndarray:
@@ -133,18 +133,20 @@ def _compose_in_strips(lightness: np.ndarray, ab: Tensor) -> np.ndarray:
 
     Bilinear interpolation is separable: ab is first widened to (2, h, W)
     (small), then each strip's rows are blended from two of its rows, exactly
-    where ``F.interpolate(..., align_corners=False)`` would take them.
+    where ``F.interpolate(..., align_corners=False)`` would take them. The
+    strips are computed on ab's device (the model's); the result is on the CPU.
     """
     height, width = lightness.shape
     wide = F.interpolate(ab[None], size=(ab.shape[1], width), mode="bilinear", align_corners=False)[0]
     out = np.empty((height, width, 3), np.uint8)
     for rows in strips(height, width):
-        source = ((torch.arange(rows.start, rows.stop, dtype=torch.float32) + 0.5) * (ab.shape[1] / height) - 0.5).clamp(min=0)
+        index = torch.arange(rows.start, rows.stop, dtype=torch.float32, device=ab.device)
+        source = ((index + 0.5) * (ab.shape[1] / height) - 0.5).clamp(min=0)
         top = source.floor().long().clamp(max=ab.shape[1] - 1)
         bottom = (top + 1).clamp(max=ab.shape[1] - 1)
         weight = (source - top)[None, :, None]
         ab_rows = wide[:, top] * (1 - weight) + wide[:, bottom] * weight
-        lab = torch.cat([torch.from_numpy(lightness[rows])[None], ab_rows])[None]
+        lab = torch.cat([torch.from_numpy(lightness[rows]).to(ab.device)[None], ab_rows])[None]
         out[rows] = to_uint8(lab_to_rgb_in_gamut(lab))[0]
     return out
 
