@@ -1,6 +1,7 @@
 """Checkpoints: weights as safetensors, a JSON config beside them, and the
 training state (optimisers, scaler, RNG, step) as a ``torch.save`` file that
-loads with ``weights_only=True``. Every file is written atomically.
+loads with ``weights_only=True``. A save is atomic across its files (see
+``CheckpointFiles``).
 
 Layout for ``<dir>/latest.safetensors``:
 
@@ -34,7 +35,16 @@ DISCRIMINATOR_PREFIX = "discriminator."
 
 @dataclass(frozen=True)
 class CheckpointFiles:
-    """The three files of one checkpoint."""
+    """The three files of one checkpoint, and where a save stages them.
+
+    A save writes every file under a staged name (``.latest.json.next``),
+    then creates the commit marker (``.latest.commit``), then renames the
+    staged files over the old ones and removes the marker. Readers take a
+    member's staged file while the marker exists, so they always see one
+    whole save: the old one (no marker yet) or the new one (marker present,
+    part of it still staged). A kill at any point loses at most the save in
+    progress; the next save finishes or discards what it left.
+    """
 
     weights: Path
     config: Path
@@ -48,23 +58,69 @@ class CheckpointFiles:
             weights = weights / WEIGHTS_NAME
         return cls(weights, weights.with_suffix(".json"), weights.with_suffix(".pt"))
 
+    @property
+    def members(self) -> tuple[Path, Path, Path]:
+        return (self.weights, self.config, self.state)
 
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    """Writes through ``write(tmp_path)`` then renames, so readers never see half a file.
+    @property
+    def commit_marker(self) -> Path:
+        """Exists while a complete save is being renamed into place."""
+        return self.weights.with_name(f".{self.weights.stem}.commit")
 
-    The temporary name is unique per process and call; it is created by ``write``
-    itself, so the file gets the usual permissions (umask), unlike ``mkstemp``'s 0600.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    @staticmethod
+    def staged(member: Path) -> Path:
+        """Where a save writes ``member`` before the commit."""
+        return member.with_name(f".{member.name}.next")
+
+    def current(self, member: Path) -> Path:
+        """The file that holds ``member``'s committed contents: its staged copy during a commit."""
+        staged = self.staged(member)
+        return staged if self.commit_marker.exists() and staged.exists() else member
+
+
+def _default_mode() -> int:
+    """0o666 less the umask: what ``open()`` gives a new file (safetensors writes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_synced(target: Path, write: Callable[[str], None]) -> None:
+    """Writes ``target`` through ``write(path)``, with the usual permissions, flushed to disk."""
+    write(str(target))
+    os.chmod(target, _default_mode())
+    with open(target, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _sync_directory(directory: Path) -> None:
+    """Makes renames and new names in ``directory`` durable (no-op where directories cannot be opened)."""
     try:
-        write(str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _settle(files: CheckpointFiles) -> None:
+    """Finishes a save that was interrupted after its commit marker, or discards one interrupted before it.
+
+    Also removes the ``.<name>.<pid>.<uuid>.tmp`` files older versions could leave behind.
+    """
+    if files.commit_marker.exists():
+        for member in files.members:
+            staged = files.staged(member)
+            if staged.exists():
+                os.replace(staged, member)
+        _sync_directory(files.weights.parent)
+        files.commit_marker.unlink()
+    for member in files.members:
+        files.staged(member).unlink(missing_ok=True)
+        for stale in member.parent.glob(f".{member.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def _write_json(obj: Mapping[str, Any]) -> Callable[[str], None]:
@@ -81,7 +137,10 @@ def save_checkpoint(
     config: Mapping[str, Any],
     training_state: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Writes weights, config and (optionally) training state, each atomically.
+    """Writes weights, config and (optionally) training state, all or nothing.
+
+    See ``CheckpointFiles`` for how: a process killed at any point leaves the
+    previous save or this one, never a mix.
 
     Args:
         path: a ``.safetensors`` file, or a directory (``latest.safetensors`` inside).
@@ -97,15 +156,53 @@ def save_checkpoint(
     # Copies: safetensors refuses tensors that share storage (tied or aliased entries).
     cpu = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
     metadata = {"step": str(config.get("step", ""))}
+    writes: dict[Path, Callable[[str], None]] = {
+        files.weights: lambda tmp: save_file(cpu, tmp, metadata=metadata),
+        files.config: _write_json(config),
+    }
     if training_state is not None:
-        _atomic_write(files.state, lambda tmp: torch.save(dict(training_state), tmp))
-    _atomic_write(files.weights, lambda tmp: save_file(cpu, tmp, metadata=metadata))
-    _atomic_write(files.config, _write_json(config))
+        writes[files.state] = lambda tmp: torch.save(dict(training_state), tmp)
+    files.weights.parent.mkdir(parents=True, exist_ok=True)
+    _settle(files)
+    for member, write in writes.items():
+        _write_synced(files.staged(member), write)
+    _write_synced(files.commit_marker, lambda marker: open(marker, "w").close())
+    _sync_directory(files.weights.parent)
+    _settle(files)
     return files.weights
 
 
+def check_checkpoint_dir(path: str | os.PathLike, option: str = "--checkpoints-dir") -> None:
+    """Makes sure checkpoints can be written to the folder ``path`` before any work is spent.
+
+    Creates the folder (and its parents) and writes and removes a probe file in it.
+
+    Args:
+        path: the folder a run saves into (e.g. ``<checkpoints-dir>/<name>``).
+        option: the command-line option that chose it, for the message.
+
+    Raises:
+        ValueError: ``path`` or a parent is a file, or the folder cannot be created or written to.
+    """
+    folder = Path(path)
+    probe = folder / f".write-test.{os.getpid()}.{uuid.uuid4().hex}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except FileExistsError as error:
+        raise ValueError(
+            f"{option}: {error.filename or folder} is a file, not a folder; pass a folder path (or move the file)"
+        ) from error
+    except OSError as error:
+        raise ValueError(
+            f"{option}: cannot write checkpoints to {folder} ({error.strerror or error}); pass a folder you can "
+            "write to, or fix its permissions"
+        ) from error
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict]:
-    """Reads the weights and the config of a checkpoint.
+    """Reads the weights and the config of a checkpoint (of its last complete save).
 
     Args:
         path: a ``.safetensors`` file, or a directory holding ``latest.safetensors``.
@@ -116,21 +213,25 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
     Raises:
         FileNotFoundError: a file is missing (the message names it).
-        ValueError: a file is corrupt, or weights and config are from different steps.
+        ValueError: a file is corrupt, weights and config are from different
+            steps, or a weight holds NaN or Inf.
     """
     files = CheckpointFiles.at(path)
-    for required in (files.weights, files.config):
+    weights, config_file = files.current(files.weights), files.current(files.config)
+    for required in (weights, config_file):
         if not required.is_file():
             raise FileNotFoundError(
                 f"checkpoint file {required} does not exist; pass a checkpoint directory "
                 f"(holding {WEIGHTS_NAME} and latest.json) or a .safetensors file with its .json beside it"
             )
     try:
-        config = json.loads(files.config.read_text())
+        config = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"checkpoint config {files.config} is not valid JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"checkpoint config {files.config} must hold a JSON object; got {type(config).__name__}")
     try:
-        with safe_open(str(files.weights), framework="pt", device=str(device)) as f:
+        with safe_open(str(weights), framework="pt", device=str(device)) as f:
             metadata = f.metadata() or {}
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError) as err:
@@ -140,22 +241,75 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             f"{files.weights} (step {metadata.get('step')!r}) and {files.config} (step {config['step']!r}) "
             "belong to different saves; an interrupted save? Re-save or use a consistent pair"
         )
+    _check_finite(tensors, files.weights)
     return tensors, config
+
+
+def _check_finite(tensors: Mapping[str, Tensor], source: Path) -> None:
+    """Raises ValueError naming the tensors of ``source`` that hold NaN or Inf."""
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"checkpoint weights {source} hold NaN or Inf values (in {listed}): the training diverged before "
+            "this save; use an earlier checkpoint, or retrain (e.g. with lower --lr-g/--lr-d)"
+        )
 
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     """Reads ``latest.pt`` (optimisers, scaler, RNG, step) with ``weights_only=True``.
 
     Raises:
-        FileNotFoundError / ValueError: missing or unreadable, naming the file.
+        FileNotFoundError / ValueError: missing or unreadable, naming the file, or
+            from another step than the checkpoint's config.
     """
-    state = CheckpointFiles.at(path).state
-    if not state.is_file():
-        raise FileNotFoundError(f"training state {state} does not exist; it is needed to resume")
+    files = CheckpointFiles.at(path)
+    state_file = files.current(files.state)
+    if not state_file.is_file():
+        raise FileNotFoundError(f"training state {files.state} does not exist; it is needed to resume")
     try:
-        return torch.load(state, map_location="cpu", weights_only=True)
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a bad file
-        raise ValueError(f"training state {state} is corrupt or not a torch.save file: {err}") from err
+        raise ValueError(f"training state {files.state} is corrupt or not a torch.save file: {err}") from err
+    config_file = files.current(files.config)
+    saved_step = json.loads(config_file.read_text()).get("step") if config_file.is_file() else None
+    if saved_step is not None and state.get("step") != saved_step:
+        raise ValueError(
+            f"training state {files.state} (step {state.get('step')!r}) and {files.config} (step {saved_step!r}) "
+            "belong to different saves; resume from a consistent checkpoint"
+        )
+    return state
+
+
+# What ``build_generator`` may be given from a checkpoint's config.
+GENERATOR_OPTIONS = frozenset({"ngf", "norm", "dropout", "sa_sizes", "spectral_norm", "input_size"})
+
+
+def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[str, Any]]:
+    """The generator's name and keyword arguments from a checkpoint config, checked.
+
+    Raises:
+        ValueError: naming ``source`` and the entry: no generator, an unknown name
+            or option, a channel count or size that is not a sane integer.
+    """
+    from .config import MAX_CHANNELS, check_int, check_size
+    from .models import GENERATORS
+
+    spec = config.get("generator")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"{source} has no 'generator' entry with a 'name'; not a sacolor checkpoint?")
+    if spec["name"] not in GENERATORS:
+        raise ValueError(f"{source}: generator name must be one of {sorted(GENERATORS)}; got {spec['name']!r}")
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not set(kwargs) <= GENERATOR_OPTIONS:
+        raise ValueError(f"{source}: generator kwargs must be an object with keys from {sorted(GENERATOR_OPTIONS)}; got {kwargs!r}")
+    multiple = GENERATORS[spec["name"]]
+    if "ngf" in kwargs:
+        check_int(f"{source}: generator ngf", kwargs["ngf"], 1, MAX_CHANNELS)
+    if "input_size" in kwargs:
+        check_size(f"{source}: generator input_size", kwargs["input_size"], multiple)
+    check_size(f"{source}: size", config.get("size"), multiple)
+    return spec["name"], kwargs
 
 
 def strip_prefix(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -185,11 +339,12 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
 
     tensors, config = load_checkpoint(path, device)
     files = CheckpointFiles.at(path)
-    spec = config.get("generator")
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"{files.config} has no 'generator' entry with a 'name'; not a sacolor checkpoint?")
-    # JSON gives lists where the builder took tuples; LayerOptions accepts either.
-    generator = build_generator(spec["name"], **spec.get("kwargs", {}))
+    name, kwargs = _generator_spec(config, files.config)
+    try:
+        # JSON gives lists where the builder took tuples; LayerOptions accepts either.
+        generator = build_generator(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{files.config}: its generator entry cannot be built: {err}") from err
     weights = strip_prefix(tensors, EMA_PREFIX) or strip_prefix(tensors, GENERATOR_PREFIX)
     if not weights:
         raise ValueError(f"{files.weights} has no '{EMA_PREFIX}*' or '{GENERATOR_PREFIX}*' tensors")

@@ -4,6 +4,8 @@ statuses, argument types, and the options that choose and place the model."""
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from .config import parse_size
 
@@ -51,3 +53,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", choices=("auto", "cpu", "cuda"), default="auto",
         help="where the model runs; auto (the default) picks CUDA when present; on CUDA the model runs in bf16",
     )
+
+
+def show_warnings_as_messages(prog: str) -> None:
+    """Print warnings (skipped gray photos, animated images, ...) as ``prog: warning: message``
+    lines instead of Python's ``file:line: UserWarning`` form with a source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prog}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,13 @@ from .models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
 from .models.layers import NORMS
 
 RESIZE_MODES = ("crop", "stretch", "random")
+# Bounds that keep a typo (ngf 1e9, size 65536) from becoming an allocation failure
+# deep inside the model: far above any configuration that trains in practice.
+MAX_CHANNELS = 1024
+MAX_SIDE = 8192
+# The discriminator's two last 4x4 convs (stride 1, padding 1) need at least this
+# many rows and columns left after its stride-2 layers.
+DISCRIMINATOR_MIN_FEATURE = 3
 AMP_DTYPES = ("bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -41,6 +49,26 @@ def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
             raise ValueError(f"size must be one side or (H, W); got {value!r}")
     if min(pair) < 1:
         raise ValueError(f"size sides must be positive; got {value!r}")
+    return pair
+
+
+def check_int(option: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` if it is an int (not a bool) in [low, high]; else ValueError naming ``option``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{option} must be an integer; got {value!r} ({type(value).__name__})")
+    if value < low or (high is not None and value > high):
+        bound = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{option} must be {bound}; got {value}")
+    return value
+
+
+def check_size(option: str, value: Any, multiple: int = 1) -> tuple[int, int]:
+    """``value`` as (H, W) if it is a pair of ints in [1, MAX_SIDE] divisible by ``multiple``; else ValueError."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f"{option} must be [height, width]; got {value!r}")
+    pair = (check_int(f"{option} height", value[0], 1, MAX_SIDE), check_int(f"{option} width", value[1], 1, MAX_SIDE))
+    if pair[0] % multiple or pair[1] % multiple:
+        raise ValueError(f"{option} {pair[0]}x{pair[1]} must be a multiple of {multiple} on both sides")
     return pair
 
 
@@ -125,6 +153,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad option and how to fix it."""
+        self._check_types()
+        for option in ("ngf", "ndf"):
+            check_int(f"--{option}", getattr(self, option), 1, MAX_CHANNELS)
+        check_size("--size", self.size)
+        # Each of the discriminator's stride-2 layers halves the input.
+        deepest = max(1, math.floor(math.log2(min(self.size) / DISCRIMINATOR_MIN_FEATURE)))
+        check_int(f"--n-layers-D (for --size {self.size[0]}x{self.size[1]})", self.n_layers_D, 1, deepest)
         choices = {
             "netG": (self.netG, tuple(GENERATORS)),
             "norm": (self.norm, NORMS),
@@ -137,13 +172,11 @@ class TrainConfig:
         for option, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"--{_flag(option)} must be one of {', '.join(allowed)}; got {value!r}")
-        positive = ("ngf", "ndf", "n_layers_D", "batch_size", "n_epochs", "eval_every", "save_every")
-        for option in positive:
-            if int(getattr(self, option)) < 1:
-                raise ValueError(f"--{_flag(option)} must be at least 1; got {getattr(self, option)}")
+        for option in ("batch_size", "n_epochs", "eval_every", "save_every", "max_steps", "eval_images"):
+            if getattr(self, option) is not None:
+                check_int(f"--{_flag(option)}", getattr(self, option), 1)
         for option in ("freeze_encoder_steps", "gan_start_step"):
-            if getattr(self, option) < 0:
-                raise ValueError(f"--{_flag(option)} must be >= 0; got {getattr(self, option)}")
+            check_int(f"--{_flag(option)}", getattr(self, option), 0)
         for option in ("hint_share", "rebalance"):
             if not 0.0 <= getattr(self, option) <= 1.0:
                 raise ValueError(f"--{_flag(option)} must be in [0, 1]; got {getattr(self, option)}")
@@ -156,9 +189,6 @@ class TrainConfig:
                         f"--{_flag(option)} needs --netG {PRETRAINED_GENERATOR} (the generator with a pretrained "
                         f"encoder and hint inputs); --netG {self.netG} has neither"
                     )
-        for option in ("max_steps", "eval_images"):
-            if getattr(self, option) is not None and getattr(self, option) < 1:
-                raise ValueError(f"--{_flag(option)} must be at least 1; got {getattr(self, option)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction must be in (0, 1); got {self.val_fraction}")
         if self.load_scale < 1.0:
@@ -167,14 +197,31 @@ class TrainConfig:
             raise ValueError(f"--ema-decay must be in [0, 1); got {self.ema_decay}")
         if self.fps <= 0:
             raise ValueError(f"--fps must be positive; got {self.fps}")
-        if self.num_workers < 0 or self.n_samples < 0:
-            raise ValueError("--num-workers and --n-samples must be >= 0")
+        for option in ("num_workers", "n_samples"):
+            check_int(f"--{_flag(option)}", getattr(self, option), 0)
         multiple = GENERATORS[self.netG]
         if self.size[0] % multiple or self.size[1] % multiple:
             raise ValueError(
                 f"--size {self.size[0]}x{self.size[1]} is not divisible by {multiple}, which --netG "
                 f"{self.netG} needs: use sides that are multiples of {multiple} or another --netG"
             )
+
+    def _check_types(self) -> None:
+        """Each option has its declared type (a config file can give "8" or 1e9 for an int)."""
+        kinds = {"int": int, "float": float, "bool": bool, "str": str}
+        described = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = kinds.get(f.type.removesuffix(" | None"))
+            if kind is None or (value is None and f.type.endswith("| None")):
+                continue  # sizes and lists are parsed in __post_init__
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if type(value) is not kind:
+                raise ValueError(f"--{_flag(f.name)} must be {described[kind]}; got {value!r} ({type(value).__name__})")
+            if kind is float and not math.isfinite(value):
+                raise ValueError(f"--{_flag(f.name)} must be a finite number; got {value}")
 
     def generator_spec(self) -> dict[str, Any]:
         """What ``checkpoint.load_generator`` needs to rebuild G: name and kwargs."""

@@ -29,7 +29,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
+from .cli import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    add_model_arguments,
+    positive_int,
+    show_warnings_as_messages,
+    strength,
+)
 from .colorizer import Colorizer, to_uint8
 from .io.images import load_rgb
 from .flicker import FlickerMeter, WARP_ERROR_UNITS, format_report, plot_report
@@ -124,6 +132,7 @@ class Tally:
     def __init__(self) -> None:
         self.sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.cdc: dict[str, list[float]] = defaultdict(list)
+        self.counts: dict[str, int] = defaultdict(int)  # frames behind each row's sums
         self.images: list[dict] = []
         self.n = 0
 
@@ -135,6 +144,8 @@ class Tally:
         """
         scores: list[dict[str, dict[str, float]]] = [{} for _ in range(truth.shape[0])]
         self.n += truth.shape[0]
+        for row in (*predictions, TRUTH):
+            self.counts[row] += truth.shape[0]
         for row, rgb in predictions.items():
             for frame_score, pred_frame, true_frame in zip(scores, rgb, truth):
                 frame_score[row] = frame_scores(pred_frame, true_frame)
@@ -153,7 +164,7 @@ class Tally:
         """{row: {metric: mean}} plus "n", rows with no frame metrics holding only CDC."""
         result: dict = {}
         for row in (MODEL, GRAY, UNSTABILIZED, TRUTH):
-            values = {name: total / self.n for name, total in self.sums.get(row, {}).items()}
+            values = {name: total / self.counts[row] for name, total in self.sums.get(row, {}).items()}
             if self.cdc.get(row):
                 values["cdc"] = float(np.mean(self.cdc[row]))
             if values:
@@ -325,6 +336,7 @@ def format_table(summary: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-eval``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    show_warnings_as_messages("sacolor-eval")
     mismatch = no_truth_mismatch(args)
     if mismatch:
         print(f"sacolor-eval: error: {mismatch}", file=sys.stderr)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,13 +25,31 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, add_model_arguments, positive_int, strength
-from .colorizer import Colorizer, to_uint8
+from .cli import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    add_model_arguments,
+    positive_int,
+    show_warnings_as_messages,
+    strength,
+)
+from .colorizer import Colorizer
 from .film_hints import FilmColorizer, FilmHint, load_film_hints, schedule
-from .hints import check_inside, parse_hint
-from .io.images import load_rgb, save_rgb
-from .io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, collect_sources, is_media, suffix_help
+from .hints import parse_hint
+from .io.images import save_rgb
+from .io.paths import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Source,
+    collect_sources,
+    is_media,
+    partial_path,
+    remove_stale_partials,
+    suffix_help,
+)
 from .io.video import probe, recolor_video
+from .photo import colorize_photo
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 
 @dataclass(frozen=True)
@@ -65,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=8, metavar="N",
-        help="video frames per model call (default 8); lower it if memory runs out (images go one at a time)",
+        help="video frames per model call (default 8); photos go one at a time; lower it if memory runs out",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: skip them with an error)")
     parser.add_argument(
@@ -154,6 +171,17 @@ def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list
     return jobs, problems
 
 
+def file_target_problem(sources: list[Source], output: str) -> str | None:
+    """Why ``-o`` cannot take these sources, or None: a target named like an image or
+    video file (not an existing folder) takes exactly one input file."""
+    out = Path(output)
+    looks_like_file = is_media(out) and not out.is_dir() and not output.endswith(("/", os.sep))
+    if not looks_like_file or (len(sources) == 1 and not sources[0].from_folder):
+        return None
+    what = f"{len(sources)} inputs need" if len(sources) != 1 else "an input found in a folder needs"
+    return f"-o {output} names a file, but {what} a folder; pass a folder such as -o {out.with_suffix('')}/"
+
+
 @contextmanager
 def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it to ``target`` on success.
@@ -165,15 +193,33 @@ def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
     Raises:
         FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.partial{target.suffix}")
+    temporary = partial_path(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(target)
         yield temporary
         if target.exists() and not overwrite:
             raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
         os.replace(temporary, target)
+    except OSError as error:
+        if error.errno is None or isinstance(error, FileExistsError):
+            raise
+        raise OSError(error.errno, f"cannot write {target} ({error.strerror}); check the folder's permissions and free space") from error
     finally:
         temporary.unlink(missing_ok=True)
+
+
+# What colourising one input can raise without the others being affected: unreadable or
+# unwritable files, a backend that refuses (ValueError/NotImplementedError), out of memory.
+INPUT_ERRORS = (ValueError, OSError, RuntimeError, MemoryError)
+
+
+def describe(error: BaseException, path: Path) -> str:
+    """One line for a failed input: the error's message, starting with the input's name."""
+    message = str(error) or type(error).__name__
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)) and "memory" not in message:
+        message = f"out of memory ({message}); lower --batch-size, free memory or use a smaller input"
+    return message if str(path) in message else f"{path}: {message}"
 
 
 class Runner:
@@ -192,23 +238,18 @@ class Runner:
         print(f"sacolor-infer: error: {message}", file=sys.stderr)
 
     def run_images(self, jobs: list[Job]) -> None:
-        """Colourise images one at a time: each runs at its own aspect ratio (see ``Colorizer.model_size``)."""
-        for job in tqdm(jobs, unit="img", disable=self.args.quiet or not jobs, desc="images"):
-            try:
-                rgb = load_rgb(job.source.path)
-                check_inside(self.hints, rgb.shape[1], rgb.shape[0], str(job.source.path))
-            except ValueError as error:
-                self.fail(str(error))
-                continue
-            l_full = self.colorizer.lightness(torch.from_numpy(rgb).permute(2, 0, 1)[None])
-            hints = self.colorizer.hint_channels(self.hints, rgb.shape[:2]) if self.hints else None
-            pixels = to_uint8(self.colorizer.compose(l_full, self.colorizer.predict_ab(l_full, hints)))[0]
-            try:
-                with atomic_output(job.output, self.args.overwrite) as temporary:
-                    save_rgb(temporary, pixels)
-                self.done += 1
-            except (ValueError, OSError) as error:
-                self.fail(f"{job.source.path}: {error}")
+        """Colourise photos one at a time, each at its own aspect ratio and in strips at its full resolution
+        (see ``sacolor.photo``)."""
+        with tqdm(total=len(jobs), unit="img", disable=self.args.quiet or not jobs, desc="images") as bar:
+            for job in jobs:
+                try:
+                    pixels = colorize_photo(self.colorizer, job.source.path, self.hints)
+                    with atomic_output(job.output, self.args.overwrite) as temporary:
+                        save_rgb(temporary, pixels)
+                    self.done += 1
+                except INPUT_ERRORS as error:
+                    self.fail(describe(error, job.source.path))
+                bar.update(1)
 
     def run_video(self, job: Job) -> None:
         """Colourise one video, frame batches through the model, audio copied."""
@@ -228,8 +269,8 @@ class Runner:
             with tqdm(total=total, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
                 with atomic_output(job.output, self.args.overwrite) as temporary:
                     frames = recolor_video(job.source.path, temporary, process, self.args.batch_size, on_frames=bar.update)
-        except (ValueError, OSError) as error:
-            self.fail(f"{job.source.path}: {error}" if str(job.source.path) not in str(error) else str(error))
+        except INPUT_ERRORS as error:
+            self.fail(describe(error, job.source.path))
             return
         self.done += 1
         stacked = np.concatenate(histograms) if histograms else np.zeros((0, 3, 256))
@@ -241,8 +282,14 @@ class Runner:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-infer``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    show_warnings_as_messages(parser.prog)
     sources, problems = collect_sources(args.inputs)
+    target_problem = file_target_problem(sources, args.output)
+    if target_problem is not None:
+        print(f"sacolor-infer: error: {target_problem}", file=sys.stderr)
+        return EXIT_USAGE
     jobs, output_problems = plan_jobs(sources, args.output, args.overwrite)
     try:
         hints = read_hints(args)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import self_attention
+from .functional import explain, self_attention
 
 
 def _query_positions(
@@ -128,6 +128,15 @@ class SelfAttention(nn.Module):
             x, w["wq"], w["wk"], w["wv"], self.gamma.to(x.dtype),
             bq=w["bq"], bk=w["bk"], bv=w["bv"], wo=w["wo"], bo=w["bo"],
             pool=self.pool, scale=self.scale, backend=self.backend,
+        )
+
+    @torch.no_grad()
+    def explain(self, x: Tensor) -> str:
+        """Which backend ``backend="auto"`` picks for this module on x (B, C, H, W), and why each other refuses."""
+        w = self.projection_weights(x.dtype)
+        return explain(
+            x, w["wq"], w["wk"], w["wv"], self.gamma.to(x.dtype),
+            bq=w["bq"], bk=w["bk"], bv=w["bv"], wo=w["wo"], bo=w["bo"], pool=self.pool, scale=self.scale,
         )
 
     @torch.no_grad()

@@ -1,12 +1,16 @@
 """Checkpoint files: round trip, atomic writes, clear errors, generator rebuild."""
 
 import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 import torch
 
 from sacolor.checkpoint import (
     CheckpointFiles,
+    check_checkpoint_dir,
     load_checkpoint,
     load_generator,
     load_training_state,
@@ -66,6 +70,86 @@ def test_overwrite_leaves_no_temporary_files(tmp_path):
     save(tmp_path, g, step=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "latest.pt", "latest.safetensors"]
     assert load_checkpoint(tmp_path)[1]["step"] == 2
+
+
+def test_stale_files_of_a_killed_save_are_removed_and_modes_match(tmp_path):
+    g = generator()
+    save(tmp_path, g, step=1)
+    files = CheckpointFiles.at(tmp_path)
+    # What a save killed before its commit leaves, and what older versions left.
+    files.staged(files.weights).write_bytes(b"half a file")
+    (tmp_path / ".latest.pt.123.abc.tmp").write_bytes(b"stale")
+    assert load_checkpoint(tmp_path)[1]["step"] == 1  # uncommitted staged files are ignored
+    save(tmp_path, g, step=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "latest.pt", "latest.safetensors"]
+    modes = {stat.S_IMODE(os.stat(p).st_mode) for p in files.members}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert modes == {0o666 & ~umask}  # safetensors alone would write 0600
+
+
+def test_a_commit_in_progress_is_read_from_the_staged_files(tmp_path):
+    g = generator()
+    save(tmp_path, g, step=1)
+    files = CheckpointFiles.at(tmp_path)
+    old = {p: p.read_bytes() for p in files.members}
+    save(tmp_path, g, step=2)
+    # Roll back to "step 2 staged, committed, weights already renamed, the rest not yet".
+    for member in (files.config, files.state):
+        member.rename(files.staged(member))
+        member.write_bytes(old[member])
+    files.commit_marker.touch()
+    assert load_checkpoint(tmp_path)[1]["step"] == 2 and load_training_state(tmp_path)["step"] == 2
+    save(tmp_path, g, step=3)  # finishes the interrupted commit first, then saves
+    assert load_checkpoint(tmp_path)[1]["step"] == 3 and not files.commit_marker.exists()
+
+
+def test_nan_or_inf_weights_are_refused_by_name(tmp_path):
+    g = generator()
+    tensors = {f"generator.{k}": v.clone() for k, v in g.state_dict().items()}
+    name = next(k for k, v in tensors.items() if v.is_floating_point())
+    tensors[name].view(-1)[0] = float("inf")
+    save_checkpoint(tmp_path, tensors, {"step": 1, "generator": SPEC, "size": [64, 64]})
+    with pytest.raises(ValueError, match=rf"NaN or Inf values \(in {name}\)"):
+        load_generator(tmp_path)
+
+
+def test_checkpoint_dir_is_checked_before_training(tmp_path, monkeypatch):
+    check_checkpoint_dir(tmp_path / "new" / "run")
+    assert (tmp_path / "new" / "run").is_dir() and not list((tmp_path / "new" / "run").iterdir())
+    (tmp_path / "file").write_text("")
+    for bad in (tmp_path / "file", tmp_path / "file" / "run"):
+        with pytest.raises(ValueError, match="--checkpoints-dir"):
+            check_checkpoint_dir(bad)
+
+    def denied(self, *args, **kwargs):  # a read-only folder, also when the tests run as root
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "touch", denied)
+    with pytest.raises(ValueError, match="--checkpoints-dir: cannot write checkpoints to .*locked.*Permission denied"):
+        check_checkpoint_dir(tmp_path / "locked")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"size": [-64, 64]}, "size height must be between 1 and 8192; got -64"),
+    ({"size": [0, 64]}, "size height must be between 1 and 8192; got 0"),
+    ({"size": None}, "size must be \\[height, width\\]; got None"),
+    ({"size": [96, 64]}, "size 96x64 must be a multiple of 64"),
+    ({"size": ["64", 64]}, "size height must be an integer"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "ngf": 1e9}}}, "generator ngf must be an integer"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "ngf": 4096}}}, "generator ngf must be between 1 and 1024"),
+    ({"generator": {**SPEC, "name": "unet_512"}}, "generator name must be one of"),
+    ({"generator": {**SPEC, "kwargs": {"layers": 40}}}, "generator kwargs must be an object with keys from"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "norm": "group"}}}, "its generator entry cannot be built: norm must be one of"),
+])
+def test_config_values_are_checked_and_named(tmp_path, change, message):
+    # Issue 12, item 13: each of these was a traceback deep in the model, or (size <= 0) at inference.
+    save(tmp_path, generator())
+    files = CheckpointFiles.at(tmp_path)
+    config = {**json.loads(files.config.read_text()), **change}
+    files.config.write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    with pytest.raises(ValueError, match=f"latest.json: {message}"):
+        load_generator(tmp_path)
 
 
 def test_errors_name_the_file(tmp_path):

@@ -212,6 +212,29 @@ def test_nan_and_inf_propagate_like_the_reference(bad):
     torch.testing.assert_close(y, y_ref, equal_nan=True, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("x_factor, scale", [(1e4, 1.0), (1.0, 1e7)], ids=["x*1e4", "scale=1e7"])
+@pytest.mark.parametrize("pool", [1, 2])
+def test_huge_scores_give_finite_gradients_like_the_reference(x_factor, scale, pool):
+    # Scores of ~1e8 and more: a log-sum-exp that moved by one ulp between forward and
+    # backward made exp2(score - lse) overflow to inf and the gradients NaN. The softmax
+    # is one-hot here, so dv is exact and dx is dominated by rounding in both backends.
+    x, p, dy, _ = _make(1, 16, 10, 12, 16, pool, False, False)
+    x = x * x_factor
+
+    def grads(backend, dtype):
+        t = {"x": x, **p}
+        t = {k: v.detach().to(dtype).requires_grad_() for k, v in t.items()}
+        y = sacolor.self_attention(t["x"], t["wq"], t["wk"], t["wv"], t["gamma"], pool=pool, scale=scale,
+                                   backend=backend)
+        return dict(zip(t, (g.double() for g in torch.autograd.grad(y, list(t.values()), dy.to(dtype)))))
+
+    got, ref32, exact = grads("cpu", torch.float32), grads("reference", torch.float32), grads("reference", torch.float64)
+    for name, g in got.items():
+        assert torch.isfinite(g).all(), name
+    torch.testing.assert_close(got["wv"], exact["wv"], rtol=1e-5, atol=1e-5 * exact["wv"].abs().max().item())
+    assert (got["x"] - exact["x"]).norm() <= 4 * (ref32["x"] - exact["x"]).norm()
+
+
 def test_all_nan_scores_give_nan_not_zero():
     x, p, dy, pool = _make(1, 8, 4, 4, 8, 1, False, False)
     with torch.no_grad():

@@ -71,6 +71,17 @@ def test_video_reports_cdc_with_and_without_stabilisation(checkpoint, tmp_path, 
         assert result[row]["cdc"] >= 0.0
 
 
+def test_video_only_rows_are_averaged_over_the_video_frames(checkpoint, tmp_path, capsys):
+    # model_no_temporal exists for video frames only: mixing in photos must not dilute it.
+    clip = make_clip(tmp_path / "clip.mp4", count=6, audio=False)
+    _, alone = report(checkpoint, capsys, clip)
+    Image.fromarray(photo("coffee", 48, 64)).save(tmp_path / "photo.png")
+    _, mixed = report(checkpoint, capsys, clip, tmp_path / "photo.png")
+    assert mixed["n"] == alone["n"] + 1
+    for metric in ("psnr", "ssim", "colorfulness"):
+        assert mixed["model_no_temporal"][metric] == pytest.approx(alone["model_no_temporal"][metric])
+
+
 def test_bad_input_is_named_but_the_rest_is_reported(checkpoint, tmp_path, capsys):
     Image.fromarray(photo()).save(tmp_path / "good.png")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff" + bytes(30))

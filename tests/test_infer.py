@@ -8,16 +8,21 @@ audio packets, and the file system (what exists after a run).
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from media import FPS, audio_packets, frame_times, make_clip, photo, tiny_checkpoint
 from PIL import Image
 from skimage import color
 
 import sacolor
 from sacolor.config import parse_size
+from sacolor import infer
 from sacolor.infer import main
 from sacolor.io.images import load_rgb
 from sacolor.io.video import probe
@@ -109,6 +114,99 @@ def test_bad_inputs_are_named_and_the_rest_is_done(checkpoint, tmp_path, capsys)
         assert name in err
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]
     assert leftovers(tmp_path) == []
+
+
+def test_an_error_while_colourising_one_input_spares_the_others(checkpoint, tmp_path, capsys, monkeypatch):
+    # Item 3: out of memory (or a refusing backend) on one input is reported by name; the rest are done.
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo()).save(tmp_path / name)
+    clip = make_clip(tmp_path / "film.mp4", count=4, audio=False)
+    colorize_photo, colorize = infer.colorize_photo, sacolor.colorizer.Colorizer.colorize
+
+    def photo_fails(colorizer, path):
+        if path.name == "a.png":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return colorize_photo(colorizer, path)
+
+    def video_fails(self, frames, stabilize=None):
+        raise NotImplementedError("no attention backend accepts these inputs")
+
+    monkeypatch.setattr(infer, "colorize_photo", photo_fails)
+    monkeypatch.setattr(sacolor.colorizer.Colorizer, "colorize", video_fails)
+    out = tmp_path / "out"
+    assert run(checkpoint, tmp_path / "a.png", clip, tmp_path / "b.png", "-o", out) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a.png'}: CUDA out of memory" in err and f"{clip}: no attention backend" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["b.png"]
+    assert leftovers(tmp_path) == []
+    monkeypatch.setattr(sacolor.colorizer.Colorizer, "colorize", colorize)
+
+
+def test_several_inputs_into_one_file_name_is_an_argument_error(checkpoint, tmp_path, capsys):
+    # Item 8: this used to create a folder named single.png and exit 0.
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo()).save(tmp_path / name)
+    assert run(checkpoint, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "single.png") == 2
+    assert "-o " in capsys.readouterr().err and not (tmp_path / "single.png").exists()
+    (tmp_path / "album").mkdir()
+    Image.fromarray(photo()).save(tmp_path / "album" / "c.png")
+    assert run(checkpoint, tmp_path / "album", "-o", tmp_path / "single.png") == 2  # a folder input, too
+    assert "an input found in a folder needs a folder" in capsys.readouterr().err
+    assert run(checkpoint, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out.v2") == 0  # not a media suffix
+    assert sorted(p.name for p in (tmp_path / "out.v2").iterdir()) == ["a.png", "b.png"]
+
+
+def test_notices_are_messages_not_python_warnings(checkpoint, tmp_path, capfd):
+    # Item 22 (and 17: an animated GIF is no longer silently cut to its first frame).
+    frames = [Image.fromarray(photo("astronaut", 32, 48)), Image.fromarray(photo("coffee", 32, 48))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    result = subprocess.run(
+        [sys.executable, "-m", "sacolor.infer", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out.png"),
+         "--checkpoint", checkpoint, "--quiet"], capture_output=True, text=True,
+    )
+    assert result.returncode == 0
+    assert result.stderr == f"sacolor-infer: warning: {tmp_path / 'anim.gif'}: has 2 frames; only the first is colourised\n"
+
+
+def test_glob_over_symlink_loops_ends(tmp_path):
+    # Item 12: Python's glob follows symlinked folders, so two loops made '**' endless.
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/a.png", "d/sub/b.png", "d/.hidden.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "d" / "sub" / "up").symlink_to(tmp_path / "d")
+    (tmp_path / "d" / "loop").symlink_to(tmp_path / "d" / "sub")
+    script = "import sys; from sacolor.io.paths import collect_sources; print(*[s.path for s in collect_sources(sys.argv[1:])[0]])"
+    found = subprocess.run([sys.executable, "-c", script, "d/**/*.png"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60, check=True).stdout.split()
+    assert found == ["d/a.png", "d/sub/b.png"]
+
+
+def test_a_killed_runs_partial_file_is_no_input_and_is_cleaned_up(checkpoint, tmp_path):
+    # Item 17: a re-run over the folder failed on the hidden partial file a killed run left.
+    (tmp_path / "album").mkdir()
+    Image.fromarray(photo()).save(tmp_path / "album" / "a.png")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / "album" / f".a.{dead}-0123abcd.partial.png"
+    stale.write_bytes(b"half a PNG")
+    live = tmp_path / "album" / f".a.{os.getpid()}-0123abcd.partial.png"  # a running writer's: kept
+    live.write_bytes(b"being written")
+    assert run(checkpoint, tmp_path / "album", "-o", tmp_path / "album", "--overwrite") == 0
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in (tmp_path / "album").iterdir()) == [live.name, "a.png"]
+
+
+def test_an_unwritable_output_folder_is_not_called_a_format_problem(checkpoint, tmp_path, capsys, monkeypatch):
+    # Item 17: a permission error was reported as "cannot write this image format".
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+
+    def denied(self, fp, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", denied)
+    assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "out.png") == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {tmp_path / 'out.png'} (Permission denied)" in err and "format" not in err
 
 
 def test_video_keeps_frames_timing_and_audio(checkpoint, tmp_path, capsys):

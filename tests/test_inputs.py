@@ -149,6 +149,17 @@ def test_explain_names_the_choice_and_every_backend(monkeypatch) -> None:
     assert first == f"auto -> {registry.select(_inputs(torch.float64), 'auto').name}"
 
 
+def test_module_explain_reports_what_its_forward_runs(monkeypatch) -> None:
+    # Issue 12, item 19: sacolor.explain needs every weight; the module knows its own.
+    monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    module = SelfAttention(16, qk_channels=4, v_channels=8, out_proj=True, pool=2)
+    x = _x(2, 16, 8, 10)
+    w = module.projection_weights()
+    expected = sacolor.explain(x, w["wq"], w["wk"], w["wv"], module.gamma, bq=w["bq"], bk=w["bk"], bv=w["bv"],
+                               wo=w["wo"], bo=w["bo"], pool=2)
+    assert module.explain(x) == expected and expected.startswith("auto -> ")
+
+
 # -- gamma = 0 ----------------------------------------------------------------------
 
 

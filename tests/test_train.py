@@ -2,14 +2,22 @@
 
 import json
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from colour_images import write_image_folder, write_video
 from sacolor import train as train_module
-from sacolor.checkpoint import load_generator
+from PIL import Image
+
+from sacolor import infer
+from sacolor.checkpoint import load_checkpoint, load_generator, load_training_state
 from sacolor.config import PRESETS, TrainConfig, merge_config
 from sacolor.evaluate import evaluate_images
 from sacolor.colorizer import Colorizer
@@ -83,6 +91,68 @@ def test_resume_continues_exactly(photos, tmp_path):
         assert a == pytest.approx(b, rel=1e-4)
 
 
+# Resumes a run to step 4 and dies (os._exit, no clean-up) right after the Nth
+# write (fsync), rename or removal of the save at step 4; exits 0 if it had fewer.
+KILLED_SAVE = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from test_train import tiny
+from pathlib import Path
+from sacolor.train import Trainer
+
+limit, done = int(sys.argv[4]), 0
+
+def counted(operation):
+    def run(*args, **kwargs):
+        global done
+        result = operation(*args, **kwargs)
+        done += 1
+        if done == limit:
+            os._exit(KILLED)
+        return result
+    return run
+
+KILLED = 17
+trainer = Trainer(tiny(Path(sys.argv[2]), Path(sys.argv[3]), max_steps=4, save_every=2, eval_every=100, resume=True))
+os.fsync, os.replace, os.unlink = counted(os.fsync), counted(os.replace), counted(os.unlink)
+trainer.fit()
+"""
+
+
+def test_a_save_killed_at_any_point_leaves_a_whole_checkpoint(photos, tmp_path):
+    # Issue 12, item 1: after a kill at each step of a save, --resume and sacolor-infer
+    # --checkpoint both work, with the weights, config and training state of one save.
+    Trainer(tiny(photos, tmp_path / "at2", max_steps=2, save_every=2, eval_every=100)).fit()
+    shutil.copytree(tmp_path / "at2", tmp_path / "at4")
+    Trainer(tiny(photos, tmp_path / "at4", max_steps=4, save_every=2, eval_every=100, resume=True)).fit()
+    expected = {step: load_checkpoint(tmp_path / f"at{step}" / "tiny")[0] for step in (2, 4)}
+    Image.fromarray(np.full((40, 56), 128, np.uint8)).save(tmp_path / "gray.png")
+
+    kills = 0
+    while True:
+        run = tmp_path / f"kill{kills + 1}"
+        shutil.copytree(tmp_path / "at2", run)
+        status = subprocess.run(
+            [sys.executable, "-c", KILLED_SAVE, str(Path(__file__).parent), str(photos), str(run), str(kills + 1)],
+            capture_output=True, text=True,
+        )
+        if status.returncode == 0:
+            break
+        assert status.returncode == 17, status.stderr
+        kills += 1
+        tensors, config = load_checkpoint(run / "tiny")
+        step = config["step"]
+        assert step in (2, 4) and tensors.keys() == expected[step].keys(), (kills, step)
+        for name, value in tensors.items():
+            torch.testing.assert_close(value, expected[step][name], msg=f"kill {kills}: {name}")
+        assert load_training_state(run / "tiny")["step"] == step
+        resumed = Trainer(tiny(photos, run, max_steps=4, save_every=2, eval_every=100, resume=True))
+        assert resumed.step_count == step
+        assert infer.main([str(tmp_path / "gray.png"), "-o", str(run / "out.png"), "--checkpoint", str(run / "tiny"),
+                           "--quiet"]) == 0
+    assert kills >= 8  # 3 staged files, the marker, a directory sync, 3 renames, a sync, the marker's removal
+
+
 def test_cli_runs_on_photos_and_a_video(photos, tmp_path):
     video = write_video(tmp_path / "film.mp4", seconds=2.0, rate=10, height=64, width=96)
     status = main([
@@ -114,6 +184,25 @@ def test_cli_errors_are_clear(photos, tmp_path, capsys, args, message):
     except SystemExit as exit:  # argparse's own errors (choices)
         status = exit.code
     assert status == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"ngf": 1e9}, "--ngf must be an integer; got 1000000000.0"),
+    ({"ngf": "8"}, "--ngf must be an integer; got '8' \\(str\\)"),
+    ({"ngf": -8}, "--ngf must be between 1 and 1024; got -8"),
+    ({"ngf": 100000}, "--ngf must be between 1 and 1024"),
+    ({"n_layers_D": 40}, "--n-layers-D \\(for --size 64x64\\) must be between 1 and 4; got 40"),
+    ({"size": 65536}, "--size height must be between 1 and 8192; got 65536"),
+    ({"size": -64}, "size sides must be positive"),
+    ({"lr_g": ".0002"}, "--lr-g must be a number"),
+    ({"ema": "yes"}, "--ema must be true or false"),
+])
+def test_config_file_values_are_checked_with_exit_2(photos, tmp_path, capsys, values, message):
+    # Issue 12, item 13: these were tracebacks (exit 1) from deep inside the model.
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": [str(photos)], "netG": "unet_64", "size": 64, **values}))
+    assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path), "--num-workers", "0"]) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
 
 

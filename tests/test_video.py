@@ -11,8 +11,9 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from media import FPS, audio_packets, frame_times, make_clip
+from media import FPS, audio_packets, frame_times, make_clip, panning_frames
 
+from sacolor.io.paths import VIDEO_SUFFIXES
 from sacolor.io.video import iter_rgb_batches, probe, recolor_video
 
 
@@ -72,8 +73,8 @@ def test_corrupt_file_is_named(tmp_path):
         recolor_video(broken, tmp_path / "out.mp4", lambda f: f)
 
 
-def test_odd_frame_size_is_padded_to_even(tmp_path):
-    # libx264's yuv420p needs even sides; the source here is lossless FFV1 at 45x31.
+def test_odd_frame_size_is_kept(tmp_path):
+    # Issue 12, item 10: 4:2:0 cannot hold 45x31, so the output was padded to 46x32; H.264 4:4:4 can.
     odd = tmp_path / "odd.mkv"
     frames = [np.full((31, 45, 3), 40 * i, dtype=np.uint8) for i in range(4)]
     with av.open(str(odd), "w") as sink:
@@ -85,5 +86,52 @@ def test_odd_frame_size_is_padded_to_even(tmp_path):
     out = tmp_path / "out.mkv"
     assert recolor_video(odd, out, lambda f: f) == 4
     info = probe(out)
-    assert (info.width, info.height) == (46, 32)
+    assert (info.width, info.height) == (45, 31)
     assert frame_times(out) == frame_times(odd)
+    decoded = np.concatenate(list(iter_rgb_batches(out, 4))).astype(int)
+    assert np.abs(decoded - np.stack(frames)).mean() < 2
+
+
+def test_display_rotation_is_kept(tmp_path):
+    # Issue 12, item 7: a phone video stored landscape with "rotate 90" played sideways after colourising.
+    portrait = tmp_path / "phone.mp4"
+    with av.open(str(portrait), "w") as sink:
+        stream = sink.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.set_display_rotation(90)
+        for pixels in panning_frames(4):
+            sink.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")))
+        sink.mux(stream.encode(None))
+    out = tmp_path / "out.mp4"
+    assert recolor_video(portrait, out, lambda f: f) == 4
+    with av.open(str(out)) as container:
+        assert next(container.decode(video=0)).rotation == 90
+
+
+@pytest.mark.parametrize("suffix", sorted(VIDEO_SUFFIXES))
+def test_every_video_suffix_can_be_written(clip, tmp_path, suffix):
+    # Issue 12, item 11: .webm, .ogv and .mpg (with AAC audio) outputs always failed at encode time.
+    out = tmp_path / f"out{suffix}"
+    assert recolor_video(clip, out, lambda f: f, batch_size=4) == 10
+    info = probe(out)
+    assert (info.width, info.height, info.has_audio) == (96, 64, True)
+    assert sum(len(batch) for batch in iter_rgb_batches(out, 4)) == 10
+    if suffix != ".wmv":  # known: ASF's millisecond timestamps make libx264 refuse a second pass
+        assert recolor_video(out, tmp_path / f"again{suffix}", lambda f: f) == 10  # an output is a usable input
+
+
+def test_avi_keeps_the_frame_rate_and_count(clip, tmp_path):
+    # AVI counts frames: with the source's 1/12288 time unit it was written at 600 fps, 49 of
+    # every 50 frames empty, and B-frames came back out of order.
+    out = tmp_path / "out.avi"
+    recolor_video(clip, out, lambda f: f)
+    assert probe(out).fps == Fraction(FPS)
+    times = frame_times(out)
+    assert len(times) == 10 and times == sorted(times)
+    assert np.allclose(np.diff(times), 1 / FPS)
+
+
+def test_an_unknown_container_is_refused_by_name(clip, tmp_path):
+    with pytest.raises(ValueError, match=r"out.xyz: no video container has the suffix '.xyz'"):
+        recolor_video(clip, tmp_path / "out.xyz", lambda f: f)
+    assert not (tmp_path / "out.xyz").exists()

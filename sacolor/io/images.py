@@ -64,12 +64,17 @@ def load_rgb(path: str | Path) -> np.ndarray:
     try:
         with open_image(path) as image:
             image.load()
-            if image.mode in _WIDE_MODES:
-                gray = np.asarray(image, dtype=np.float32) / _WIDE_MODES[image.mode]
-                return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1)
-            return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            return rgb_array(image)
     except READ_ERRORS as error:
         raise ValueError(f"{path}: cannot read image ({error})") from error
+
+
+def rgb_array(image: Image.Image) -> np.ndarray:
+    """A decoded PIL image in any mode (gray, palette, alpha, CMYK, 16-bit) as float32 RGB (H, W, 3) in [0, 1]."""
+    if image.mode in _WIDE_MODES:
+        gray = np.asarray(image, dtype=np.float32) / _WIDE_MODES[image.mode]
+        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def save_rgb(path: str | Path, rgb: np.ndarray) -> None:
@@ -77,6 +82,7 @@ def save_rgb(path: str | Path, rgb: np.ndarray) -> None:
 
     Raises:
         ValueError: ``rgb`` is not uint8 (H, W, 3), or Pillow cannot write the format.
+        OSError: the file system refuses the file (permissions, space).
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[-1] != 3:
         raise ValueError(f"rgb must be a uint8 array (H, W, 3); got {rgb.dtype} {rgb.shape}")
@@ -85,7 +91,11 @@ def save_rgb(path: str | Path, rgb: np.ndarray) -> None:
     options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
     try:
         image.save(path, format=fmt, **options)
-    except (KeyError, OSError, ValueError) as error:
+    except OSError as error:
+        if error.errno is not None:  # the file system's refusal (permissions, space), not the format's
+            raise
+        raise ValueError(f"{path}: cannot write this image format ({error})") from error
+    except (KeyError, ValueError) as error:
         raise ValueError(f"{path}: cannot write this image format ({error})") from error
 
 

@@ -12,6 +12,9 @@ input's name.
 from __future__ import annotations
 
 import glob
+import os
+import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,39 @@ IMAGE_SUFFIXES = frozenset(
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv", ".3gp"}
 )
+
+
+# Outputs are written as ".<stem>.<pid>-<random>.partial<suffix>" beside their target and
+# renamed when complete; a killed run can leave one behind.
+_PARTIAL = re.compile(r"\.(?P<stem>.*)\.(?P<pid>\d+)-[0-9a-f]+\.partial(?P<suffix>\.[^.]*)?")
+
+
+def partial_path(target: Path) -> Path:
+    """A unique temporary name beside ``target`` that keeps its suffix (it picks the format)."""
+    return target.with_name(f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{target.suffix}")
+
+
+def is_partial(path: Path) -> bool:
+    """Whether ``path`` is a temporary output file (see ``partial_path``)."""
+    return _PARTIAL.fullmatch(path.name) is not None
+
+
+def remove_stale_partials(target: Path) -> None:
+    """Removes partial files of ``target`` whose writing process no longer runs (a killed run's)."""
+    for path in target.parent.glob(f".{glob.escape(target.stem)}.*.partial{glob.escape(target.suffix)}"):
+        match = _PARTIAL.fullmatch(path.name)
+        if match is not None and match["stem"] == target.stem and not _process_exists(int(match["pid"])):
+            path.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -60,8 +96,8 @@ def is_media(path: str | Path) -> bool:
 
 
 def find_files(folder: str | Path, wanted: Callable[[Path], bool]) -> list[Path]:
-    """The files under ``folder`` (recursive) for which ``wanted`` is true, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if wanted(p) and p.is_file())
+    """The files under ``folder`` (recursive) for which ``wanted`` is true, sorted; never partial outputs."""
+    return sorted(p for p in Path(folder).rglob("*") if wanted(p) and not is_partial(p) and p.is_file())
 
 
 def find_images(folder: str | Path) -> list[Path]:
@@ -79,6 +115,22 @@ def suffix_help() -> str:
     return (
         f"Files in folders count by suffix (any case): images {suffix_list(IMAGE_SUFFIXES)}; "
         f"videos {suffix_list(VIDEO_SUFFIXES)}."
+    )
+
+
+def expand_glob(pattern: str) -> list[Path]:
+    """The files a glob pattern matches (``**`` recurses), sorted; hidden and partial files are left out.
+
+    Unlike ``glob.glob``, ``**`` does not descend into symlinked folders, so a
+    symlink loop cannot make the search endless (pathlib's rule).
+    """
+    parts = Path(pattern).parts
+    literal = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    root = Path(*parts[:literal]) if literal else Path()
+    rest = Path(*parts[literal:]).as_posix()
+    return sorted(
+        path for path in root.glob(rest)
+        if not any(part.startswith(".") for part in path.relative_to(root).parts) and path.is_file()
     )
 
 
@@ -113,7 +165,7 @@ def collect_sources(arguments: list[str]) -> tuple[list[Source], list[str]]:
         elif path.is_file():
             add(Source(path, Path(path.name)))
         elif glob.has_magic(argument):
-            matches = sorted(Path(p) for p in glob.glob(argument, recursive=True) if Path(p).is_file())
+            matches = expand_glob(argument)
             if not matches:
                 problems.append(f"{argument}: pattern matches no files")
             for file in matches:

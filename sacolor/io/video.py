@@ -2,14 +2,16 @@
 
 ``recolor_video`` is the whole film path of ``sacolor-infer``: it decodes the
 source's frames as RGB batches, hands each batch to a callback, and encodes the
-callback's frames as H.264 (yuv420p) with the source's own timestamps, frame
-rate and frame count. The first audio stream is remuxed packet by packet, so
-the sound is bit-identical to the source. ``sample_frames`` decodes the frames
+callback's frames (H.264, or what the container takes) with the source's own
+timestamps, frame rate, frame count, size and display rotation. The first audio
+stream is remuxed packet by packet where the container takes it, so the sound
+is bit-identical to the source. ``sample_frames`` decodes the frames
 the training data takes from a film, a few per second. Nothing here knows about models.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -130,11 +132,14 @@ def recolor_video(
 ) -> int:
     """Re-encode ``src`` into ``dst`` with every frame passed through ``process``.
 
-    The video is encoded H.264 yuv420p at the source's frame rate, and every
-    output frame carries its source frame's timestamp, so frame count and
-    timing match. yuv420p needs even sides, so an odd width or height is padded
-    by repeating the last column or row. The first audio stream, if any, is
-    copied packet by packet. ``dst``'s suffix picks the container (mp4, mkv, mov, ...).
+    The video is encoded at the source's frame rate and size, and every output
+    frame carries its source frame's timestamp, so frame count and timing
+    match; the source's display rotation (phone videos shot upright) is kept.
+    ``dst``'s suffix picks the container, and the container the codecs (see
+    ``plan_output``): H.264 where it fits (yuv420p, or yuv444p for an odd width
+    or height, which 4:2:0 cannot hold), VP9 for WebM, VP8 for Ogg. The first
+    audio stream, if any, is copied packet by packet where the container takes
+    its codec, and re-encoded (AAC, Opus or MP2) where it does not.
 
     Args:
         src: the input video.
@@ -151,7 +156,8 @@ def recolor_video(
 
     Raises:
         ValueError: ``src`` is not a readable video, FFmpeg fails to decode or
-            encode it, or ``process`` returned frames of the wrong shape or dtype.
+            encode it, ``dst``'s container takes no codec available here, or
+            ``process`` returned frames of the wrong shape or dtype.
     """
     _check_batch_size(batch_size)
     try:
@@ -160,65 +166,177 @@ def recolor_video(
         raise ValueError(f"{src}: FFmpeg failed while re-encoding ({error})") from error
 
 
+@dataclass(frozen=True)
+class OutputPlan:
+    """The codecs an output container gets (see ``plan_output``).
+
+    Attributes:
+        video: the video encoder, e.g. "libx264".
+        pixel_format: e.g. "yuv420p".
+        audio: None (no audio), COPY_AUDIO, or the encoder the audio is re-encoded with.
+    """
+
+    video: str
+    pixel_format: str
+    audio: str | None
+
+
+COPY_AUDIO = "copy"
+# Tried in this order; the first the output container takes is used.
+VIDEO_ENCODERS = ("libx264", "libvpx-vp9", "libvpx")
+AUDIO_ENCODERS = ("aac", "libopus", "mp2")
+FRAME_COUNTING = frozenset({"avi"})
+
+
+def plan_output(dst: str | Path, width: int, height: int, audio: av.AudioStream | None) -> OutputPlan:
+    """Choose codecs ``dst``'s container takes, by asking FFmpeg to write its header with them.
+
+    Raises:
+        ValueError: the container takes none of ``VIDEO_ENCODERS`` (or, for the
+            audio, neither the source's codec nor any of ``AUDIO_ENCODERS``).
+    """
+    container = _format_name(dst)
+    video = next((c for c in VIDEO_ENCODERS if _takes(container, lambda out: _add_video(out, c, width, height, 25, 18))), None)
+    if video is None:
+        raise ValueError(f"{dst}: {container} files cannot hold {', '.join(VIDEO_ENCODERS)} video; use .mp4 or .mkv")
+    plan_audio = None
+    if audio is not None:
+        if _takes(container, lambda out: out.add_stream_from_template(audio)):
+            plan_audio = COPY_AUDIO
+        else:
+            plan_audio = next((c for c in AUDIO_ENCODERS if _takes(container, lambda out: _add_audio(out, c, audio))), None)
+            if plan_audio is None:
+                raise ValueError(f"{dst}: {container} files cannot hold this audio or {', '.join(AUDIO_ENCODERS)}; use .mkv")
+    return OutputPlan(video, _pixel_format(video, width, height), plan_audio)
+
+
+def _format_name(dst: str | Path) -> str:
+    """FFmpeg's muxer for ``dst``'s suffix (guessed from the name alone; nothing is written)."""
+    buffer = io.BytesIO()
+    buffer.name = Path(dst).name
+    try:
+        with av.open(buffer, mode="w") as probe_out:
+            return probe_out.format.name
+    except (av.FFmpegError, ValueError) as error:
+        raise ValueError(f"{dst}: no video container has the suffix {Path(dst).suffix!r}; use .mp4 or .mkv") from error
+
+
+def _takes(container: str, add: Callable[[av.container.OutputContainer], object]) -> bool:
+    """Whether a ``container`` file's header can be written with the stream(s) ``add`` creates."""
+    try:
+        with av.open(io.BytesIO(), mode="w", format=container) as out:
+            add(out)
+            out.start_encoding()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+
+
+def _pixel_format(video: str, width: int, height: int) -> str:
+    # H.264 in 4:2:0 needs even sides; 4:4:4 (High 4:4:4) keeps an odd size exactly. VP8/9 round chroma up.
+    return "yuv444p" if video == "libx264" and (width % 2 or height % 2) else PIXEL_FORMAT
+
+
+def _add_video(out, encoder: str, width: int, height: int, rate: Fraction, crf: int) -> av.VideoStream:
+    stream = out.add_stream(encoder, rate=rate)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = _pixel_format(encoder, width, height)
+    stream.options = {
+        # Without timestamps (AVI) B-frames cannot be put back in display order.
+        "libx264": {"crf": str(crf), **({"bf": "0"} if out.format.name in FRAME_COUNTING else {})},
+        "libvpx-vp9": {"crf": "31", "b": "0", "deadline": "good", "cpu-used": "4"},
+        "libvpx": {"crf": "10", "b": "4M"},
+    }[encoder]
+    return stream
+
+
+def _add_audio(out, encoder: str, source: av.AudioStream) -> av.AudioStream:
+    rates = av.Codec(encoder, "w").audio_rates
+    rate = source.rate if not rates or source.rate in rates else min(rates, key=lambda r: abs(r - source.rate))
+    return out.add_stream(encoder, rate=rate, layout=source.layout)
+
+
+def _display_rotation(path: str | Path) -> int:
+    """The rotation (degrees counter-clockwise) players apply to the video, from its first frame."""
+    with _open_input(path) as container:
+        frame = next(_decode(container, _video_stream(container, path), path), None)
+        return frame.rotation if frame is not None else 0
+
+
 def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
     written = 0
-    with _open_input(src) as source, av.open(str(dst), mode="w") as sink:
+    rotation = _display_rotation(src)
+    with _open_input(src) as source:
         video_in = _video_stream(source, src)
         audio_in = source.streams.audio[0] if source.streams.audio else None
-        rate = Fraction(video_in.average_rate or video_in.guessed_rate or 25)
-        video_out = sink.add_stream(VIDEO_CODEC, rate=rate)
-        # yuv420p needs even sides: an odd side gets its last row or column repeated.
-        video_out.width = _even(video_in.codec_context.width)
-        video_out.height = _even(video_in.codec_context.height)
-        video_out.pix_fmt = PIXEL_FORMAT
-        video_out.time_base = video_in.time_base
-        video_out.codec_context.time_base = video_in.time_base
-        video_out.options = {"crf": str(crf)}
-        audio_out = sink.add_stream_from_template(audio_in) if audio_in is not None else None
+        width, height = video_in.codec_context.width, video_in.codec_context.height
+        plan = plan_output(dst, width, height, audio_in)
+        with av.open(str(dst), mode="w") as sink:
+            rate = Fraction(video_in.average_rate or video_in.guessed_rate or 25)
+            video_out = _add_video(sink, plan.video, width, height, rate, crf)
+            # AVI counts frames instead of storing timestamps: its unit must be one frame.
+            time_base = 1 / rate if sink.format.name in FRAME_COUNTING else Fraction(video_in.time_base)
+            video_out.time_base = video_out.codec_context.time_base = time_base
+            if rotation:
+                video_out.set_display_rotation(rotation)
+            audio_out = None
+            if plan.audio == COPY_AUDIO:
+                audio_out = sink.add_stream_from_template(audio_in)
+            elif plan.audio is not None:
+                audio_out = _add_audio(sink, plan.audio, audio_in)
 
-        def encode(frames: list[av.VideoFrame]) -> None:
-            nonlocal written
-            rgb = np.stack([f.to_ndarray(format="rgb24") for f in frames])
-            recolored = process(rgb)
-            if not isinstance(recolored, np.ndarray) or recolored.shape != rgb.shape or recolored.dtype != np.uint8:
-                raise ValueError(
-                    f"process must return a uint8 array of shape {rgb.shape}; got "
-                    f"{getattr(recolored, 'dtype', type(recolored))} {getattr(recolored, 'shape', '')}"
-                )
-            padding = ((0, video_out.height - rgb.shape[1]), (0, video_out.width - rgb.shape[2]), (0, 0))
-            for frame, pixels in zip(frames, recolored):
-                pixels = np.pad(pixels, padding, mode="edge") if any(p[1] for p in padding) else pixels
-                out = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format=PIXEL_FORMAT)
-                out.pts = frame.pts
-                out.time_base = frame.time_base
-                sink.mux(video_out.encode(out))
-            written += len(frames)
-            if on_frames is not None:
-                on_frames(len(frames))
+            def encode(frames: list[av.VideoFrame]) -> None:
+                nonlocal written
+                rgb = np.stack([f.to_ndarray(format="rgb24") for f in frames])
+                recolored = process(rgb)
+                if not isinstance(recolored, np.ndarray) or recolored.shape != rgb.shape or recolored.dtype != np.uint8:
+                    raise ValueError(
+                        f"process must return a uint8 array of shape {rgb.shape}; got "
+                        f"{getattr(recolored, 'dtype', type(recolored))} {getattr(recolored, 'shape', '')}"
+                    )
+                for frame, pixels in zip(frames, recolored):
+                    out = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format=video_out.pix_fmt)
+                    out.pts = frame.pts
+                    out.time_base = frame.time_base
+                    sink.mux(video_out.encode(out))
+                written += len(frames)
+                if on_frames is not None:
+                    on_frames(len(frames))
 
-        pending: list[av.VideoFrame] = []
-        streams = [video_in] + ([audio_in] if audio_in is not None else [])
-        # Sources whose frames carry no timestamps get evenly spaced ones.
-        next_pts, frame_step = 0, max(1, round(1 / (rate * Fraction(video_in.time_base))))
-        for packet in _demux(source, streams, src):
-            if packet.stream is audio_in:
-                if packet.dts is None:  # demuxer flush packet: nothing to copy
+            pending: list[av.VideoFrame] = []
+            streams = [video_in] + ([audio_in] if audio_in is not None else [])
+            # Sources whose frames carry no timestamps get evenly spaced ones.
+            next_pts, frame_step = 0, max(1, round(1 / (rate * Fraction(video_in.time_base))))
+            for packet in _demux(source, streams, src):
+                if packet.stream is audio_in:
+                    _pass_audio(packet, audio_out, plan.audio == COPY_AUDIO, sink, src)
                     continue
-                packet.stream = audio_out
-                sink.mux(packet)
-                continue
-            for frame in _decode_packet(packet, src):
-                if frame.pts is None:
-                    frame.pts = next_pts
-                next_pts = frame.pts + frame_step
-                pending.append(frame)
-                if len(pending) == batch_size:
-                    encode(pending)
-                    pending = []
-        if pending:
-            encode(pending)
-        sink.mux(video_out.encode(None))
+                for frame in _decode_packet(packet, src):
+                    if frame.pts is None:
+                        frame.pts = next_pts
+                    next_pts = frame.pts + frame_step
+                    pending.append(frame)
+                    if len(pending) == batch_size:
+                        encode(pending)
+                        pending = []
+            if pending:
+                encode(pending)
+            sink.mux(video_out.encode(None))
+            if audio_out is not None and plan.audio != COPY_AUDIO:
+                sink.mux(audio_out.encode(None))
     return written
+
+
+def _pass_audio(packet: av.Packet, audio_out, copy: bool, sink, path) -> None:
+    """Copies an audio packet to the output, or decodes it and encodes it with the output's codec."""
+    if packet.dts is None:  # demuxer flush packet: nothing to copy
+        return
+    if copy:
+        packet.stream = audio_out
+        sink.mux(packet)
+        return
+    for frame in _decode_packet(packet, path):
+        sink.mux(audio_out.encode(frame))
 
 
 def write_video(
@@ -262,10 +380,6 @@ def write_video(
                 block.pts = start
                 sink.mux(sound.encode(block))
             sink.mux(sound.encode(None))
-
-
-def _even(side: int) -> int:
-    return side + side % 2
 
 
 def _check_batch_size(batch_size: int) -> None:

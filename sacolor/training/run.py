@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..checkpoint import check_checkpoint_dir
 from ..config import TrainConfig
 from ..data.dataset import ColorizationDataset, PairTransform
 from ..data.sampler import ResumableSampler
@@ -171,6 +172,9 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
     from .state import resume_run
 
     device = training_device(config.device)
+    run_dir = Path(config.checkpoints_dir) / config.name
+    if rank == 0:
+        check_checkpoint_dir(run_dir)  # before any step is spent, not at the first save
     train_paths, test_paths = data_splits(config, rank, world_size)
     transform = dict(resize=config.resize, load_scale=config.load_scale, flip=config.flip)
     train_set = ColorizationDataset(train_paths, PairTransform(config.size, True, **transform))
@@ -217,7 +221,7 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
     random.seed(config.seed + rank)
     run = TrainingRun(
         config=config, rank=rank, world_size=world_size, device=device,
-        run_dir=Path(config.checkpoints_dir) / config.name, train_set=train_set, test_paths=test_paths,
+        run_dir=run_dir, train_set=train_set, test_paths=test_paths,
         sampler=sampler, loader=loader, steps_per_epoch=steps_per_epoch,
         max_steps=config.max_steps or config.n_epochs * steps_per_epoch,
         G=G, D=D, opt_G=opt_G, opt_D=opt_D, gan_loss=GANLoss(config.gan_mode), scaler=scaler,
