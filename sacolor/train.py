@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .cli import show_warnings_as_messages
 from .colorizer import Colorizer
 from .config import PRESETS, TrainConfig, merge_config
 from .data.dataset import ColorizationDataset, PairTransform
@@ -275,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-train`` and ``python -m sacolor.train``; returns the exit status."""
     parser = build_parser()
     options = vars(parser.parse_args(argv))
+    show_warnings_as_messages(parser.prog)
     config_file, preset = options.pop("config", None), options.pop("preset", None)
     for key in ("sa_sizes", "sa_sizes_D"):
         if key in options:

@@ -98,7 +98,8 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 from test_train import tiny
 from pathlib import Path
-from sacolor.train import Trainer
+from sacolor.train import fit
+from sacolor.training import build_run
 
 limit, done = int(sys.argv[4]), 0
 
@@ -113,18 +114,18 @@ def counted(operation):
     return run
 
 KILLED = 17
-trainer = Trainer(tiny(Path(sys.argv[2]), Path(sys.argv[3]), max_steps=4, save_every=2, eval_every=100, resume=True))
+run = build_run(tiny(Path(sys.argv[2]), Path(sys.argv[3]), max_steps=4, save_every=2, eval_every=100, resume=True))
 os.fsync, os.replace, os.unlink = counted(os.fsync), counted(os.replace), counted(os.unlink)
-trainer.fit()
+fit(run)
 """
 
 
 def test_a_save_killed_at_any_point_leaves_a_whole_checkpoint(photos, tmp_path):
     # Issue 12, item 1: after a kill at each step of a save, --resume and sacolor-infer
     # --checkpoint both work, with the weights, config and training state of one save.
-    Trainer(tiny(photos, tmp_path / "at2", max_steps=2, save_every=2, eval_every=100)).fit()
+    fit(build_run(tiny(photos, tmp_path / "at2", max_steps=2, save_every=2, eval_every=100)))
     shutil.copytree(tmp_path / "at2", tmp_path / "at4")
-    Trainer(tiny(photos, tmp_path / "at4", max_steps=4, save_every=2, eval_every=100, resume=True)).fit()
+    fit(build_run(tiny(photos, tmp_path / "at4", max_steps=4, save_every=2, eval_every=100, resume=True)))
     expected = {step: load_checkpoint(tmp_path / f"at{step}" / "tiny")[0] for step in (2, 4)}
     Image.fromarray(np.full((40, 56), 128, np.uint8)).save(tmp_path / "gray.png")
 
@@ -146,8 +147,7 @@ def test_a_save_killed_at_any_point_leaves_a_whole_checkpoint(photos, tmp_path):
         for name, value in tensors.items():
             torch.testing.assert_close(value, expected[step][name], msg=f"kill {kills}: {name}")
         assert load_training_state(run / "tiny")["step"] == step
-        resumed = Trainer(tiny(photos, run, max_steps=4, save_every=2, eval_every=100, resume=True))
-        assert resumed.step_count == step
+        assert build_run(tiny(photos, run, max_steps=4, save_every=2, eval_every=100, resume=True)).step == step
         assert infer.main([str(tmp_path / "gray.png"), "-o", str(run / "out.png"), "--checkpoint", str(run / "tiny"),
                            "--quiet"]) == 0
     assert kills >= 8  # 3 staged files, the marker, a directory sync, 3 renames, a sync, the marker's removal

@@ -75,7 +75,7 @@ def resume_run(run: TrainingRun) -> None:
         ValueError: it describes another generator than the options do.
     """
     files = CheckpointFiles.at(run.run_dir)
-    if not files.weights.is_file():
+    if not files.current(files.weights).is_file():  # a first save killed mid-commit is still a save
         raise FileNotFoundError(
             f"--resume: no checkpoint at {files.weights}; train without --resume first "
             f"(or check --checkpoints-dir and --name)"
