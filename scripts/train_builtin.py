@@ -203,19 +203,21 @@ def make_figure(target: Path) -> None:
 def contact_sheet(held_out: Path, target: Path) -> None:
     """gray | sacolor | original for every held-out photo, drawn with the built-in model."""
     colorizer = Colorizer.from_checkpoint(None, "cpu")
-    paths = sorted(held_out.glob("*.png"))
-    sheet = Image.new("RGB", (3 * CONTACT_TILE, len(paths) * (CONTACT_TILE + CONTACT_LABEL)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for row, path in enumerate(paths):
+    rows = []
+    for path in sorted(held_out.glob("*.png")):
         original = Image.open(path).convert("RGB")
         original.thumbnail((CONTACT_TILE, CONTACT_TILE), Image.Resampling.LANCZOS)
-        rgb = np.asarray(original)[None]
-        gray = original.convert("L").convert("RGB")
-        colour = Image.fromarray(colorizer.colorize(rgb)[0])
-        top = row * (CONTACT_TILE + CONTACT_LABEL)
-        for column, picture in enumerate((gray, colour, original)):
+        colour = Image.fromarray(colorizer.colorize(np.asarray(original)[None])[0])
+        rows.append((path.stem, (original.convert("L").convert("RGB"), colour, original)))
+    height = sum(row[1][0].height + CONTACT_LABEL for row in rows)
+    sheet = Image.new("RGB", (3 * CONTACT_TILE, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    top = 0
+    for name, pictures in rows:
+        for column, picture in enumerate(pictures):
             sheet.paste(picture, (column * CONTACT_TILE + (CONTACT_TILE - picture.width) // 2, top))
-        draw.text((4, top + CONTACT_TILE + 2), f"{path.stem}: gray | sacolor | original", fill="black")
+        draw.text((4, top + pictures[0].height + 2), f"{name}: gray | sacolor | original", fill="black")
+        top += pictures[0].height + CONTACT_LABEL
     target.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(target)
 
