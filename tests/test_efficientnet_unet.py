@@ -58,6 +58,7 @@ def test_generator_shapes_attention_and_hints():
     attention[0].register_forward_hook(lambda m, args, out: seen.update(shape=args[0].shape))
     out = g(torch.zeros(2, 1, 256, 320))
     assert out.shape == (2, 2, 256, 320) and seen["shape"][-2:] == (64, 80)  # N >= 4096 at a 256 render
+    assert attention[0].explain(torch.zeros(seen["shape"])).startswith("auto -> cpu")  # the fused kernel, not reference
     with pytest.raises(ValueError, match="divisible by 32"):
         g(torch.zeros(1, 1, 100, 128))
     with pytest.raises(ValueError, match="hints must have shape"):
