@@ -125,10 +125,10 @@ def test_an_error_while_colourising_one_input_spares_the_others(checkpoint, tmp_
     clip = make_clip(tmp_path / "film.mp4", count=4, audio=False)
     colorize_photo, colorize = infer.colorize_photo, sacolor.colorizer.Colorizer.colorize
 
-    def photo_fails(colorizer, path):
+    def photo_fails(colorizer, path, hints=()):
         if path.name == "a.png":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return colorize_photo(colorizer, path)
+        return colorize_photo(colorizer, path, hints)
 
     def video_fails(self, frames, stabilize=None):
         raise NotImplementedError("no attention backend accepts these inputs")
