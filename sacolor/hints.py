@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .data.lab import normalize_ab, rgb_to_lab
 
-HINT_CHANNELS = 3
+HINT_CHANNELS = 3  # normalised a, b and a 0/1 mask
 # Side, in render pixels, of the patch a user's point paints. Training samples
 # patches of these sides, so a user's patch is one the model has seen.
 USER_PATCH = 3

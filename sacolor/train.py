@@ -145,7 +145,7 @@ def _sample_grid(run: TrainingRun, colorizer: Colorizer, paths: list[Path]) -> T
         L, ab = sample["L"].to(run.device), sample["ab"].to(run.device)
         truth = normalized_lab_to_rgb(L, ab)
         gray = normalized_lab_to_rgb(L, torch.zeros_like(ab))
-        generated = colorizer.compose(denormalize_l(L), colorizer.predict_ab(denormalize_l(L)))
+        generated = colorizer.colorize_lightness(denormalize_l(L))
         rows += [torch.cat(triple, dim=2) for triple in zip(gray, truth, generated)]
     return torch.cat(rows, dim=1)
 

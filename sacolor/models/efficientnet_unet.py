@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..hints import HINT_CHANNELS
 from .efficientnet import EfficientNetLite0, pretrained_state_dict
 from .layers import LayerOptions, apply_spectral_norm
 
-HINT_CHANNELS = 3  # normalised a, b and the mask
 # Hint propagation: on a grid of this stride, with a spatial reach of this share of
 # the longer side and a lightness tolerance in normalised L (0.16 = 8 L units).
 PROPAGATION_STRIDE = 4

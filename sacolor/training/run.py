@@ -85,8 +85,7 @@ class TrainingRun:
 
     def log(self, message: str) -> None:
         """A line on stderr from rank 0 that leaves the progress bar intact."""
-        if self.rank == 0:
-            tqdm.write(message, file=sys.stderr)
+        log_line(self.rank, message)
 
     def autocast(self):
         """Mixed precision on CUDA when ``--amp``; a no-op otherwise."""
@@ -96,6 +95,12 @@ class TrainingRun:
     def eval_model(self) -> nn.Module:
         """The generator that evaluation and inference use: the EMA when kept."""
         return self.ema.model if self.ema is not None else unwrap(self.G)
+
+
+def log_line(rank: int, message: str) -> None:
+    """``message`` on stderr from rank 0 only, without breaking a tqdm progress bar."""
+    if rank == 0:
+        tqdm.write(message, file=sys.stderr)
 
 
 def training_device(wanted: str) -> torch.device:
@@ -113,14 +118,15 @@ def training_device(wanted: str) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def autocast_dtype(config: TrainConfig, device: torch.device, log) -> torch.dtype | None:
+def autocast_dtype(config: TrainConfig, device: torch.device, rank: int) -> torch.dtype | None:
+    """The mixed-precision type of ``--amp`` on ``device`` (None: float32), saying why when it differs."""
     if not config.amp:
         return None
     if device.type != "cuda":
-        log("--amp applies to CUDA devices only; training in float32 on CPU")
+        log_line(rank, "--amp applies to CUDA devices only; training in float32 on CPU")
         return None
     if config.amp_dtype == "bf16" and not torch.cuda.is_bf16_supported():
-        log("this GPU has no bfloat16; --amp uses float16 with loss scaling")
+        log_line(rank, "this GPU has no bfloat16; --amp uses float16 with loss scaling")
         return torch.float16
     return torch.bfloat16 if config.amp_dtype == "bf16" else torch.float16
 
@@ -208,8 +214,7 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
     ema = EMA(G, config.ema_decay) if config.ema else None
     opt_G = generator_optimizer(G, config)
     opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
-    log = (lambda message: tqdm.write(message, file=sys.stderr)) if rank == 0 else (lambda message: None)
-    dtype = autocast_dtype(config, device, log)
+    dtype = autocast_dtype(config, device, rank)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     rebalance = ColourRebalance(colour_prior(train_set, config.seed), config.rebalance) if config.rebalance else None
     if world_size > 1:
