@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .backends.registry import environment_backend
 from .cli import (
     EXIT_OK,
     EXIT_SOME_FAILED,
@@ -343,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
+        environment_backend(colorizer.device)
     except (FileNotFoundError, ValueError) as error:
         print(f"sacolor-eval: error: {error}", file=sys.stderr)
         return EXIT_USAGE

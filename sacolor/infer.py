@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .backends.registry import environment_backend
 from .cli import (
     EXIT_OK,
     EXIT_SOME_FAILED,
@@ -294,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         hints = read_hints(args)
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
+        environment_backend(colorizer.device)
         if hints and not colorizer.accepts_hints:
             raise ValueError("--hint/--hints: this model takes no colour hints; use a checkpoint of --netG "
                              "efficientnet_unet (the built-in model is one)")

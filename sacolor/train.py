@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .backends.registry import environment_backend
 from .cli import show_warnings_as_messages
 from .colorizer import Colorizer
 from .config import PRESETS, TrainConfig, merge_config
@@ -283,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options[key] = ",".join(options[key])
     try:
         config = merge_config(options, config_file, preset)
+        environment_backend(None if config.device == "auto" else config.device)
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2

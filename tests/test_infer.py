@@ -103,6 +103,17 @@ def test_existing_output_needs_overwrite(checkpoint, tmp_path, capsys):
     assert Image.open(target).size == (100, 72)
 
 
+@pytest.mark.parametrize("value", ["bogus", "triton"])
+def test_a_bad_sacolor_backend_is_one_usage_error(checkpoint, tmp_path, capsys, monkeypatch, value):
+    # Issue 18, item 19: reported once per input, without naming the variable.
+    monkeypatch.setenv("SACOLOR_BACKEND", value)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo()).save(tmp_path / name)
+    assert run(checkpoint, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out", "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert err.count("SACOLOR_BACKEND") >= 1 and err.count("sacolor-infer: error:") == 1 and "unset" in err
+
+
 def test_bad_inputs_are_named_and_the_rest_is_done(checkpoint, tmp_path, capsys):
     Image.fromarray(photo()).save(tmp_path / "good.png")
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50))

@@ -120,8 +120,23 @@ def test_environment_variable_overrides_auto_but_not_a_named_backend(monkeypatch
     assert registry.select(_inputs(), None).name == "reference"
     monkeypatch.setenv(registry.ENV_VAR, "no-such-backend")
     assert registry.select(_inputs(), "reference").name == "reference"
-    with pytest.raises(ValueError, match="unknown backend 'no-such-backend'"):
+    with pytest.raises(ValueError, match=f"{registry.ENV_VAR}='no-such-backend' is not a backend; set it to one of"):
         _call(_x(), backend="auto")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("bogus", "SACOLOR_BACKEND='bogus' is not a backend; set it to one of auto, cpu, reference, triton"),
+    ("CPU", "SACOLOR_BACKEND='CPU' is not a backend"),
+    (" cpu", "SACOLOR_BACKEND=' cpu' is not a backend"),
+    ("triton", "SACOLOR_BACKEND=triton cannot run these inputs: .*Unset SACOLOR_BACKEND \\(or set it to auto\\)"),
+])
+def test_a_bad_environment_backend_names_the_variable(monkeypatch, value, message) -> None:
+    # Issue 18, item 19: these errors advised "use backend='auto'", which the caller already did.
+    monkeypatch.setenv(registry.ENV_VAR, value)
+    monkeypatch.setattr(registry.TritonBackend, "unavailable_reason", lambda self: None)  # as on a GPU machine
+    with pytest.raises(ValueError, match=message) as error:
+        _call(_x(), backend="auto")
+    assert "backend='auto'" not in str(error.value)
 
 
 def test_available_backends_lists_runnable_names_reference_last() -> None:
