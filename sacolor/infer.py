@@ -139,8 +139,9 @@ def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list
     existing folder; otherwise ``output`` is a folder.
 
     Returns:
-        (jobs, problems): problems name sources whose output exists (without
-        ``overwrite``), clashes with another's, or has the wrong kind of suffix.
+        (jobs, problems): problems name sources whose output is the source itself,
+        exists (without ``overwrite``), clashes with another's, or has the wrong
+        kind of suffix.
     """
     out = Path(output)
     single_file = (
@@ -162,6 +163,11 @@ def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list
         elif target.suffix.lower() not in allowed:
             kind = "video" if source.is_video else "image"
             problems.append(f"{source.path}: output {target} needs a {kind} suffix such as {'.mp4' if source.is_video else '.png'}")
+        elif key == source.path.resolve() or (target.exists() and os.path.samefile(target, source.path)):
+            problems.append(
+                f"{source.path}: output {target} is the input itself, which is never replaced (not even with "
+                "--overwrite); pass another -o"
+            )
         elif key in taken:
             problems.append(f"{source.path}: output {target} would also be written by {taken[key]}; rename one input")
         elif target.exists() and not overwrite:

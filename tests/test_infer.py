@@ -103,6 +103,23 @@ def test_existing_output_needs_overwrite(checkpoint, tmp_path, capsys):
     assert Image.open(target).size == (100, 72)
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_an_output_that_is_its_input_is_refused(checkpoint, tmp_path, capsys, overwrite):
+    # Issue 18, item 7: "pass --overwrite to replace it", and --overwrite then replaced the originals.
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.fromarray(photo()).save(folder / "same.png")
+    original = (folder / "same.png").read_bytes()
+    os.link(folder / "same.png", tmp_path / "hardlink.png")
+    for args in ([folder / "same.png", "-o", folder / "same.png"], [folder, "-o", folder],
+                 [f"{folder}/../d/same.png", "-o", folder / "same.png"], [folder / "same.png", "-o", tmp_path / "hardlink.png"]):
+        assert run(checkpoint, *args, *overwrite) == 1
+        err = capsys.readouterr().err
+        assert "is the input itself, which is never replaced (not even with --overwrite); pass another -o" in err
+        assert (folder / "same.png").read_bytes() == original
+    assert leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("value", ["bogus", "triton"])
 def test_a_bad_sacolor_backend_is_one_usage_error(checkpoint, tmp_path, capsys, monkeypatch, value):
     # Issue 18, item 19: reported once per input, without naming the variable.
