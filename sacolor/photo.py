@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
 from .colorizer import Colorizer, lab_to_rgb_in_gamut, to_uint8
+from .config import parse_size
 from .data.lab import rgb_to_lab
 from .hints import Hint, check_inside
 from .io.images import READ_ERRORS, open_image, rgb_array
@@ -40,7 +41,7 @@ def colorize(
     image: str | os.PathLike | Image.Image | np.ndarray,
     checkpoint: str | os.PathLike | None = None,
     device: str = "auto",
-    render_size: tuple[int, int] | None = None,
+    render_size: int | str | Sequence[int] | None = None,
 ) -> np.ndarray:
     """Colourise one photo: ``sacolor.colorize("old.jpg")`` -> uint8 RGB (H, W, 3).
 
@@ -50,25 +51,49 @@ def colorize(
     (checkpoint, device, render_size) and kept.
 
     Args:
-        image: an image file, a PIL image (any mode), or an array: uint8 or
-            float in [0, 1], gray (H, W) or RGB (H, W, 3); colour is treated as gray.
+        image: an image file (str, bytes or path), a PIL image (any mode; turned upright
+            by its EXIF orientation, as a file is), or an array: uint8, or float with
+            finite values in [0, 1], gray (H, W) or RGB (H, W, 3); colour is treated as gray.
         checkpoint: a ``sacolor-train`` checkpoint (directory or .safetensors);
             None for the built-in model.
         device: "auto", "cpu" or "cuda".
-        render_size: (h, w) the model runs at; the checkpoint's training size when None.
+        render_size: the size the model runs at, as in the CLI's --render-size: N (keeps the
+            aspect ratio), "HxW" or (h, w); the checkpoint's training size when None.
 
     Returns:
         uint8 RGB (H, W, 3).
 
     Raises:
-        ValueError: an unreadable file, an array of the wrong shape or dtype, or a bad checkpoint.
+        ValueError: an unreadable file, an empty image, an array of the wrong shape, dtype or
+            range, a bad render size, or a bad checkpoint.
+        TypeError: ``image`` is none of the above.
         FileNotFoundError: a missing checkpoint.
     """
-    colorizer = _colorizer(None if checkpoint is None else str(checkpoint), device, render_size)
-    if isinstance(image, (str, os.PathLike)):
-        return colorize_photo(colorizer, image)
-    rgb = rgb_array(image) if isinstance(image, Image.Image) else _float_rgb(np.asarray(image))
+    if isinstance(image, (str, bytes, os.PathLike)):
+        rgb = None
+    elif isinstance(image, Image.Image):
+        rgb = rgb_array(ImageOps.exif_transpose(image))
+    elif isinstance(image, np.ndarray):
+        rgb = _float_rgb(image)
+    else:
+        raise TypeError(
+            f"image must be a file path, a PIL image or a numpy array; got {type(image).__name__}"
+        )
+    if rgb is not None and 0 in rgb.shape[:2]:
+        raise ValueError(f"image is empty ({rgb.shape[0]}x{rgb.shape[1]} pixels); give a photo of at least 1x1")
+    size = None if render_size is None else _render_size(render_size)
+    colorizer = _colorizer(None if checkpoint is None else str(checkpoint), device, size)
+    if rgb is None:
+        return colorize_photo(colorizer, os.fsdecode(image))
     return to_uint8(colorizer.colorize_float(torch.from_numpy(rgb).permute(2, 0, 1)[None]))[0]
+
+
+def _render_size(value: int | str | Sequence[int]) -> tuple[int, int]:
+    """``render_size`` as the CLI's --render-size reads it (128, "256x512", (256, 512))."""
+    try:
+        return parse_size(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"render_size: {error}; give N, 'HxW' or (h, w)") from None
 
 
 @lru_cache(maxsize=2)
@@ -77,7 +102,12 @@ def _colorizer(checkpoint: str | None, device: str, render_size: tuple[int, int]
 
 
 def _float_rgb(array: np.ndarray) -> np.ndarray:
-    """uint8 or float [0, 1] gray (H, W) or RGB (H, W, 3) -> float32 RGB (H, W, 3)."""
+    """uint8 or float [0, 1] gray (H, W) or RGB (H, W, 3) -> float32 RGB (H, W, 3).
+
+    Raises:
+        ValueError: another shape or dtype, or floats that are not finite values in [0, 1]
+            (clipping them would colourise a black or white picture without a word).
+    """
     if array.ndim == 2:
         array = array[..., None].repeat(3, axis=-1)
     if array.ndim != 3 or array.shape[-1] != 3:
@@ -85,7 +115,17 @@ def _float_rgb(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if np.issubdtype(array.dtype, np.floating):
-        return np.clip(array, 0.0, 1.0).astype(np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError(
+                f"image holds {np.count_nonzero(~np.isfinite(array))} NaN or infinite values; "
+                "a float image must hold finite values in [0, 1]"
+            )
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError(
+                f"float image values must be in [0, 1]; got {array.min():g} to {array.max():g} "
+                "(for 0..255 pass uint8, or divide by 255)"
+            )
+        return array.astype(np.float32)
     raise ValueError(f"image must be uint8 or float in [0, 1]; got {array.dtype}")
 
 

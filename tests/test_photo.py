@@ -62,6 +62,67 @@ def test_one_call_colourises_a_file_an_image_or_an_array(tmp_path):
         sacolor.colorize(np.zeros((4, 4, 2), np.uint8))
 
 
+
+def tiny_checkpoint_path(tmp_path) -> str:
+    return str(tiny_checkpoint(tmp_path / "tiny.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (np.where(np.arange(48)[None, :] < 24, np.nan, 0.5) * np.ones((32, 1)), "NaN or infinite"),
+        (np.full((32, 48), np.inf), "NaN or infinite"),
+        (np.full((32, 48), -np.inf), "NaN or infinite"),
+        (np.linspace(0, 255, 32 * 48).reshape(32, 48), r"in \[0, 1\]; got 0 to 255 \(for 0..255 pass uint8"),
+    ],
+)
+def test_a_float_array_outside_0_1_is_refused_not_clipped(values, message):
+    # Issue 18, item 1: NaN gave an all-black picture, 0-255 floats or inf an all-white one.
+    import sacolor
+
+    with pytest.raises(ValueError, match=message):
+        sacolor.colorize(values.astype(np.float32), device="cpu")
+
+
+def test_an_empty_image_is_refused_and_render_size_takes_the_cli_forms(tmp_path):
+    # Issue 18, item 14: an empty image gave ZeroDivisionError; render_size=128 or [128, 128] a TypeError.
+    import sacolor
+
+    checkpoint = tiny_checkpoint_path(tmp_path)
+    for empty in (np.zeros((0, 5), np.uint8), np.zeros((4, 0, 3), np.float32), Image.new("L", (0, 0))):
+        with pytest.raises(ValueError, match="image is empty"):
+            sacolor.colorize(empty, checkpoint=checkpoint, device="cpu")
+    gray = np.asarray(Image.fromarray(photo("chelsea", 40, 60)).convert("L"))
+    expected = sacolor.colorize(gray, checkpoint=checkpoint, device="cpu", render_size=(64, 64))
+    for size in (64, "64", [64, 64], "64x64"):
+        np.testing.assert_array_equal(sacolor.colorize(gray, checkpoint=checkpoint, device="cpu", render_size=size), expected)
+    with pytest.raises(ValueError, match="render_size: .* give N, 'HxW' or"):
+        sacolor.colorize(gray, checkpoint=checkpoint, device="cpu", render_size="big")
+
+
+def test_a_pil_image_is_turned_upright_and_a_bytes_path_is_a_path(tmp_path):
+    # Issue 18, item 24: colorize(PIL image) ignored EXIF orientation, which a path honours;
+    # colorize(b"path") said "got shape ()".
+    import io
+
+    import sacolor
+
+    checkpoint = tiny_checkpoint_path(tmp_path)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate 90 degrees clockwise
+    buffer = io.BytesIO()
+    Image.fromarray(photo("coffee", 40, 64)).save(buffer, format="JPEG", exif=exif)
+    (tmp_path / "turned.jpg").write_bytes(buffer.getvalue())
+    from_path = sacolor.colorize(tmp_path / "turned.jpg", checkpoint=checkpoint, device="cpu")
+    assert from_path.shape == (64, 40, 3)
+    with Image.open(tmp_path / "turned.jpg") as image:
+        np.testing.assert_array_equal(sacolor.colorize(image, checkpoint=checkpoint, device="cpu"), from_path)
+    from_bytes = sacolor.colorize(str(tmp_path / "turned.jpg").encode(), checkpoint=checkpoint, device="cpu")
+    np.testing.assert_array_equal(from_bytes, from_path)
+    with pytest.raises(TypeError, match="image must be a file path, a PIL image or a numpy array; got int"):
+        sacolor.colorize(7, checkpoint=checkpoint, device="cpu")
+
+
 # Colourises a small photo (so the model, torch's allocator and the libraries are
 # warm), then the big one, through the sacolor-infer CLI; prints the peak RSS
 # above the RSS after the warm-up, per pixel of the big photo.
