@@ -211,27 +211,84 @@ def check_memory(width: int, height: int, path: str | Path) -> None:
     if available is not None and needed > available:
         raise MemoryError(
             f"{path}: a {width}x{height} photo ({width * height / 1e6:.0f} MP) needs about "
-            f"{needed / 2**30:.1f} GiB and {available / 2**30:.1f} GiB is available; free memory or "
+            f"{megabytes(needed)} and {megabytes(max(available, 0))} is available; free memory or "
             "scale the photo down first"
         )
 
 
+def megabytes(size: int) -> str:
+    """A byte count for a message: "2,184 MB", "96 MB", "0.086 MB"."""
+    return f"{size / 1e6:,.0f} MB" if size >= 10e6 else f"{size / 1e6:.2g} MB"
+
+
 def available_memory() -> int | None:
-    """Bytes this process can still allocate: the least of the system's available memory and its
-    cgroup's remaining limit (Linux); None where neither is known."""
+    """Bytes this process can still allocate: the least of the system's available memory and the
+    headroom under every memory limit of its cgroups (v1 and v2, its own and their ancestors'; Linux);
+    None where none is known."""
     limits = []
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
                     limits.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    try:
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit != "max":
-            limits.append(int(limit) - int((cgroup / "memory.current").read_text()))
     except (OSError, ValueError):
         pass
+    try:
+        membership, mounts = Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        membership = mounts = ""
+    headroom = cgroup_headroom(membership, mounts)
+    if headroom is not None:
+        limits.append(headroom)
     return min(limits) if limits else None
+
+
+# (limit file, usage file) of the memory controller in cgroup v2 and v1.
+_CGROUP_FILES = {"cgroup2": ("memory.max", "memory.current"), "cgroup": ("memory.limit_in_bytes", "memory.usage_in_bytes")}
+# cgroup v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages).
+_UNLIMITED = 2**62
+
+
+def cgroup_headroom(membership: str, mountinfo: str) -> int | None:
+    """The least (limit - usage) over the memory cgroups a process belongs to and their ancestors.
+
+    Args:
+        membership: the text of /proc/self/cgroup ("0::/a/b" for v2, "4:memory:/a/b" for v1).
+        mountinfo: the text of /proc/self/mountinfo, which says where each hierarchy is mounted.
+
+    Returns:
+        Bytes, or None where no limit applies or none can be read.
+    """
+    paths = {}
+    for line in membership.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            paths["cgroup2"] = path
+        elif "memory" in controllers.split(","):
+            paths["cgroup"] = path
+    headrooms = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        kind, _, options = line.split(" - ", 1)[1].partition(" ")
+        root, mount_point = fields[3], Path(fields[4])
+        if kind not in paths or (kind == "cgroup" and "memory" not in options.split()[-1].split(",")):
+            continue
+        relative = os.path.relpath(paths[kind], root)
+        if relative.startswith(".."):
+            continue  # the process's cgroup is outside what is mounted here
+        folder = Path(os.path.normpath(mount_point / relative))
+        limit_name, usage_name = _CGROUP_FILES[kind]
+        while True:
+            try:
+                limit = (folder / limit_name).read_text().strip()
+                if limit != "max" and int(limit) < _UNLIMITED:
+                    headrooms.append(int(limit) - int((folder / usage_name).read_text()))
+            except (OSError, ValueError):
+                pass
+            if folder == mount_point or mount_point not in folder.parents:
+                break
+            folder = folder.parent
+    return min(headrooms) if headrooms else None

@@ -43,8 +43,33 @@ def test_an_animated_image_warns_that_only_its_first_frame_is_used(colorizer, tm
 def test_a_photo_larger_than_memory_is_refused_clearly(colorizer, tmp_path, monkeypatch):
     Image.fromarray(photo()).save(tmp_path / "in.png")
     monkeypatch.setattr(photo_module, "available_memory", lambda: 1000)
-    with pytest.raises(MemoryError, match=r"in.png: a 100x72 photo .* needs about .* GiB is available"):
+    with pytest.raises(MemoryError, match=r"in.png: a 100x72 photo \(0 MP\) needs about 0.086 MB and 0.001 MB is available"):
         colorize_photo(colorizer, tmp_path / "in.png")
+
+
+MB = 10**6
+
+
+@pytest.mark.parametrize("membership, mounts, files, headroom", [
+    # cgroup v1, as on this project's machine: the memory hierarchy on its own mount.
+    ("4:memory:/jobs/a\n0::/\n", "35 31 0:32 / {root}/memory rw - cgroup cgroup rw,memory\n",
+     {"memory/jobs/a/memory.limit_in_bytes": 300 * MB, "memory/jobs/a/memory.usage_in_bytes": 100 * MB,
+      "memory/memory.limit_in_bytes": 9223372036854771712, "memory/memory.usage_in_bytes": 5000 * MB}, 200 * MB),
+    # cgroup v2, nested: the parent's limit is the tighter one.
+    ("0::/user/job\n", "41 31 0:38 / {root}/unified rw - cgroup2 cgroup2 rw\n",
+     {"unified/user/job/memory.max": "max", "unified/user/job/memory.current": 50 * MB,
+      "unified/user/memory.max": 120 * MB, "unified/user/memory.current": 80 * MB}, 40 * MB),
+    # A container: its own cgroup is what is mounted.
+    ("0::/job\n", "41 31 0:38 /job {root}/unified rw - cgroup2 cgroup2 rw\n",
+     {"unified/memory.max": 64 * MB, "unified/memory.current": 60 * MB}, 4 * MB),
+    ("0::/\n", "41 31 0:38 / {root}/unified rw - cgroup2 cgroup2 rw\n", {"unified/memory.max": "max"}, None),
+])
+def test_cgroup_memory_limits_are_read_in_v1_and_nested_v2(tmp_path, membership, mounts, files, headroom):
+    # Issue 18, item 21: only /sys/fs/cgroup/memory.max was read, so v1 and nested v2 limits were missed.
+    for name, value in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"{value}\n")
+    assert photo_module.cgroup_headroom(membership, mounts.format(root=tmp_path)) == headroom
 
 
 def test_one_call_colourises_a_file_an_image_or_an_array(tmp_path):
