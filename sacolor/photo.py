@@ -160,7 +160,9 @@ def colorize_photo(colorizer: Colorizer, path: str | Path, hints: Sequence[Hint]
 def _lightness(path: str | Path) -> np.ndarray:
     """L (0..100) of an image file as float32 (H, W), converted a strip at a time."""
     try:
-        with open_image(path) as image:
+        # Where the memory available is known, it decides (a real bomb claims more than there is);
+        # Pillow's fixed 179 MP guard refused scans that fit easily.
+        with open_image(path, bomb_guard=available_memory() is None) as image:
             if getattr(image, "n_frames", 1) > 1:
                 warnings.warn(f"{path}: has {image.n_frames} frames; only the first is colourised", stacklevel=3)
             check_memory(image.width, image.height, path)

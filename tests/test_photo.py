@@ -47,6 +47,18 @@ def test_a_photo_larger_than_memory_is_refused_clearly(colorizer, tmp_path, monk
         colorize_photo(colorizer, tmp_path / "in.png")
 
 
+def test_pillows_bomb_guard_gives_way_to_the_memory_check(colorizer, tmp_path, monkeypatch):
+    # Issue 18, item 20: a 182 MP scan (2.2 GB needed, 22 GB free) was refused as a decompression bomb.
+    # Here Pillow's limit is lowered so that a small photo stands for it.
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 100x72 is past twice that: Pillow refuses
+    assert colorize_photo(colorizer, tmp_path / "in.png").shape == (72, 100, 3)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored for everyone else
+    monkeypatch.setattr(photo_module, "available_memory", lambda: None)  # nothing else bounds it: Pillow's guard holds
+    with pytest.raises(ValueError, match="in.png: cannot read image .*decompression bomb"):
+        colorize_photo(colorizer, tmp_path / "in.png")
+
+
 MB = 10**6
 
 
