@@ -27,6 +27,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from .messages import brief
+
 WEIGHTS_NAME = "latest.safetensors"
 GENERATOR_PREFIX = "generator."
 EMA_PREFIX = "ema."
@@ -225,9 +227,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
                 f"(holding {WEIGHTS_NAME} and latest.json) or a .safetensors file with its .json beside it"
             )
     try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        config = json.loads(config_file.read_bytes())
+    except ValueError as err:  # JSON syntax, UTF-8, or an integer past 4300 digits
         raise ValueError(f"checkpoint config {files.config} is not valid JSON: {err}") from err
+    except RecursionError:
+        raise ValueError(f"checkpoint config {files.config} is nested too deeply to be a sacolor config") from None
     if not isinstance(config, dict):
         raise ValueError(f"checkpoint config {files.config} must hold a JSON object; got {type(config).__name__}")
     try:
@@ -292,7 +296,7 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
         ValueError: naming ``source`` and the entry: no generator, an unknown name
             or option, a channel count or size that is not a sane integer.
     """
-    from .config import MAX_CHANNELS, check_int, check_size
+    from .config import MAX_CHANNELS, check_int, check_size, parse_int_list
     from .models import GENERATORS
 
     spec = config.get("generator")
@@ -306,6 +310,16 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
     multiple = GENERATORS[spec["name"]]
     if "ngf" in kwargs:
         check_int(f"{source}: generator ngf", kwargs["ngf"], 1, MAX_CHANNELS)
+    for flag in ("dropout", "spectral_norm"):
+        if flag in kwargs and not isinstance(kwargs[flag], bool):
+            raise ValueError(f"{source}: generator {flag} must be true or false; got {brief(kwargs[flag])}")
+    if "sa_sizes" in kwargs:
+        if not isinstance(kwargs["sa_sizes"], list):
+            raise ValueError(f"{source}: generator sa_sizes must be a list of whole numbers; got {brief(kwargs['sa_sizes'])}")
+        try:
+            parse_int_list(kwargs["sa_sizes"])
+        except ValueError as err:
+            raise ValueError(f"{source}: generator sa_sizes: {err}") from None
     if "input_size" in kwargs:
         check_size(f"{source}: generator input_size", kwargs["input_size"], multiple)
     check_size(f"{source}: size", config.get("size"), multiple)

@@ -17,6 +17,7 @@ import yaml
 from .losses import GAN_MODES, RECON_LOSSES
 from .models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
 from .models.layers import NORMS
+from .messages import brief
 
 RESIZE_MODES = ("crop", "stretch", "random")
 # Bounds that keep a typo (ngf 1e9, size 65536) from becoming an allocation failure
@@ -31,25 +32,27 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
-    """"128" -> (128, 128); "256x512" -> (256, 512) as (H, W); also ints and pairs.
+    """"128" -> (128, 128); "256x512" -> (256, 512) as (H, W); also ints and pairs of ints.
 
     Raises:
-        ValueError: anything else, or non-positive sides.
+        ValueError: anything else (64.5 is not rounded), or non-positive sides.
     """
-    if isinstance(value, int):
-        pair = (value, value)
-    elif isinstance(value, str):
+    if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", value)
         if not match:
             raise ValueError(f"size must look like 128 or 256x512 (HxW); got {value!r}")
         pair = (int(match[1]), int(match[2] or match[1]))
     else:
-        pair = tuple(int(v) for v in value)
-        if len(pair) != 2:
-            raise ValueError(f"size must be one side or (H, W); got {value!r}")
+        pair = (value, value) if _is_int(value) else tuple(value) if isinstance(value, (list, tuple)) else ()
+        if len(pair) != 2 or not all(_is_int(side) for side in pair):
+            raise ValueError(f"size must be one whole number of pixels or [height, width]; got {brief(value)}")
     if min(pair) < 1:
-        raise ValueError(f"size sides must be positive; got {value!r}")
+        raise ValueError(f"size sides must be positive; got {brief(value)}")
     return pair
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_int(option: str, value: Any, low: int, high: int | None = None) -> int:
@@ -73,10 +76,14 @@ def check_size(option: str, value: Any, multiple: int = 1) -> tuple[int, int]:
 
 
 def parse_int_list(value: str | int | Sequence[int] | None) -> tuple[int, ...]:
-    """"64" / "32,64" / "" / [32, 64] -> a tuple of ints."""
+    """"64" / "32,64" / "" / [32, 64] -> a tuple of ints.
+
+    Raises:
+        ValueError: anything else, e.g. 16.7 (not rounded) or a mapping.
+    """
     if value is None:
         return ()
-    if isinstance(value, int):
+    if _is_int(value):
         return (value,)
     if isinstance(value, str):
         parts = [p for p in re.split(r"[,\s]+", value.strip()) if p]
@@ -84,7 +91,9 @@ def parse_int_list(value: str | int | Sequence[int] | None) -> tuple[int, ...]:
             return tuple(int(p) for p in parts)
         except ValueError:
             raise ValueError(f"expected integers separated by commas; got {value!r}") from None
-    return tuple(int(v) for v in value)
+    if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+        raise ValueError(f"expected a list of whole numbers such as [32, 64]; got {brief(value)}")
+    return tuple(value)
 
 
 @dataclass
@@ -145,10 +154,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
             self.data = [self.data]
+        # Checked before anything walks the entries: a YAML alias bomb is cheap until it is expanded.
+        if not isinstance(self.data, list) or not all(isinstance(p, (str, Path)) for p in self.data):
+            raise ValueError(f"--data must be a folder or file path, or a list of them; got {brief(self.data)}")
         self.data = [str(p) for p in self.data]
-        self.size = parse_size(self.size)
-        self.sa_sizes = parse_int_list(self.sa_sizes)
-        self.sa_sizes_D = parse_int_list(self.sa_sizes_D)
+        for option, parse in (("size", parse_size), ("sa_sizes", parse_int_list), ("sa_sizes_D", parse_int_list)):
+            try:
+                setattr(self, option, parse(getattr(self, option)))
+            except ValueError as err:
+                raise ValueError(f"--{_flag(option)}: {err}") from None
         self.validate()
 
     def validate(self) -> None:
@@ -215,11 +229,14 @@ class TrainConfig:
             kind = kinds.get(f.type.removesuffix(" | None"))
             if kind is None or (value is None and f.type.endswith("| None")):
                 continue  # sizes and lists are parsed in __post_init__
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+            if kind is float and _is_int(value):
+                try:
+                    value = float(value)
+                except OverflowError:
+                    raise ValueError(f"--{_flag(f.name)} must be a finite number; got a {len(str(abs(value)))}-digit integer") from None
                 setattr(self, f.name, value)
             if type(value) is not kind:
-                raise ValueError(f"--{_flag(f.name)} must be {described[kind]}; got {value!r} ({type(value).__name__})")
+                raise ValueError(f"--{_flag(f.name)} must be {described[kind]}; got {brief(value)} ({type(value).__name__})")
             if kind is float and not math.isfinite(value):
                 raise ValueError(f"--{_flag(f.name)} must be a finite number; got {value}")
 
@@ -280,13 +297,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         ValueError: unparsable, or not a mapping.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--config {path} is a folder; pass a YAML or JSON file of options")
     if not path.is_file():
         raise FileNotFoundError(f"--config {path} does not exist")
-    text = path.read_text()
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ValueError(f"--config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+        text = path.read_text(encoding="utf-8")
+        values = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:  # not UTF-8, bad syntax, an integer past 4300 digits
+        raise ValueError(f"--config {path} is not valid {kind}: {err}") from err
+    except RecursionError:
+        raise ValueError(f"--config {path}: nested too deeply; a config is a mapping of option: value") from None
     if not isinstance(values, dict):
         raise ValueError(f"--config {path} must hold a mapping of option: value; got {type(values).__name__}")
     return values
@@ -305,7 +327,19 @@ def merge_config(
         if preset not in PRESETS:
             raise ValueError(f"--preset must be one of {', '.join(PRESETS)}; got {preset!r}")
         values.update(PRESETS[preset])
+    from_file: dict[str, Any] = {}
     if config_file is not None:
-        values.update({str(k).replace("-", "_"): v for k, v in load_config_file(config_file).items()})
+        from_file = {str(k).replace("-", "_"): v for k, v in load_config_file(config_file).items()}
+        values.update(from_file)
     values.update(cli)
-    return TrainConfig.from_dict(values, source=config_file or "options")
+    try:
+        return TrainConfig.from_dict(values, source=config_file or "options")
+    except ValueError as err:
+        option = re.match(r"--([\w-]+)", str(err))
+        if option and _field(option[1]) in from_file and _field(option[1]) not in cli:
+            raise ValueError(f"--config {config_file}: {err}") from None
+        raise
+
+
+def _field(flag: str) -> str:
+    return flag.replace("-", "_")

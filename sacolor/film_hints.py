@@ -18,7 +18,6 @@ when each hint starts and, optionally, a name::
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .colorizer import Colorizer, to_uint8
-from .hints import Hint, check_inside, load_hints
+from .hints import Hint, check_inside, read_hint_entries
+from .messages import brief
 from .temporal import ChromaStabilizer, FlowSettings, Motion
 
 # A point survives a frame when at least KEEP_FRACTION of the KEEP_WINDOW x KEEP_WINDOW
@@ -78,10 +78,10 @@ def load_film_hints(path: str | Path) -> list[FilmHint]:
         FileNotFoundError: no such file.
         ValueError: a bad entry; the message names the file and the entry.
     """
-    points = load_hints(path)  # checks the file, x, y and colour
-    entries = json.loads(Path(path).read_text())
-    entries = entries["hints"] if isinstance(entries, dict) else entries
-    return [_film_hint(point, entry, f"--hints {path}, entry {index}") for index, (point, entry) in enumerate(zip(points, entries))]
+    return [
+        _film_hint(point, entry, f"--hints {path}, entry {index}")
+        for index, (point, entry) in enumerate(read_hint_entries(path))  # checks the file, x, y and colour
+    ]
 
 
 def _film_hint(point: Hint, entry: dict, where: str) -> FilmHint:
@@ -89,11 +89,11 @@ def _film_hint(point: Hint, entry: dict, where: str) -> FilmHint:
     if frame is not None and time is not None:
         raise ValueError(f'{where}: give "frame" or "time", not both')
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 0):
-        raise ValueError(f'{where}: "frame" must be a frame number >= 0 (the first frame is 0); got {frame!r}')
+        raise ValueError(f'{where}: "frame" must be a frame number >= 0 (the first frame is 0); got {brief(frame)}')
     if time is not None and (isinstance(time, bool) or not isinstance(time, (int, float)) or not 0 <= time < math.inf):
-        raise ValueError(f'{where}: "time" must be seconds >= 0 from the start of the video; got {time!r}')
-    if key is not None and not isinstance(key, (str, int)):
-        raise ValueError(f'{where}: "id" must be a name or a number; got {key!r}')
+        raise ValueError(f'{where}: "time" must be seconds >= 0 from the start of the video; got {brief(time)}')
+    if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
+        raise ValueError(f'{where}: "id" must be a name or a number; got {brief(key)}')
     if frame is None and time is None:
         frame = 0
     return FilmHint(point, frame, time, None if key is None else str(key), where)

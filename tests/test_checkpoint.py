@@ -141,6 +141,11 @@ def test_checkpoint_dir_is_checked_before_training(tmp_path, monkeypatch):
     ({"generator": {**SPEC, "name": "unet_512"}}, "generator name must be one of"),
     ({"generator": {**SPEC, "kwargs": {"layers": 40}}}, "generator kwargs must be an object with keys from"),
     ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "norm": "group"}}}, "its generator entry cannot be built: norm must be one of"),
+    # Issue 18, items 10 and 24: accepted as truthy, blamed on the weights, or a message without the file.
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "dropout": "no"}}}, "generator dropout must be true or false; got 'no'"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "spectral_norm": "false"}}}, "generator spectral_norm must be true or false"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "sa_sizes": {"a": 1}}}}, "generator sa_sizes must be a list of whole numbers"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "sa_sizes": [16.7]}}}, "generator sa_sizes: expected a list of whole numbers"),
 ])
 def test_config_values_are_checked_and_named(tmp_path, change, message):
     # Issue 12, item 13: each of these was a traceback deep in the model, or (size <= 0) at inference.

@@ -130,6 +130,10 @@ def test_hints_file_frames_times_and_ids(tmp_path):
     ({"id": [1], "x": 1, "y": 1, "color": "#ffffff"}, '"id" must be a name or a number'),
     ({"x": 1, "y": 1, "color": "red"}, "is not a colour"),
     ({"x": 1, "color": "#ffffff"}, 'expected {"x"'),
+    # Issue 18, items 10 and 11: read as #123456; collided with "True"; an OverflowError traceback.
+    ({"x": 1, "y": 1, "color": 123456}, '"color" must be a string such as "#3366cc"; got 123456'),
+    ({"id": True, "x": 1, "y": 1, "color": "#ffffff"}, '"id" must be a name or a number; got True'),
+    ({"x": 10**400, "y": 1, "color": "#ffffff"}, "x is far outside any image; got a 401-digit number"),
 ])
 def test_bad_hints_files_name_the_entry(tmp_path, entry, message):
     path = entries_file(tmp_path, [{"x": 0, "y": 0, "color": "#000000"}, entry])

@@ -197,6 +197,11 @@ def test_cli_errors_are_clear(photos, tmp_path, capsys, args, message):
     ({"size": -64}, "size sides must be positive"),
     ({"lr_g": ".0002"}, "--lr-g must be a number"),
     ({"ema": "yes"}, "--ema must be true or false"),
+    # Issue 18, items 10 and 24: truncated to 64 and 16, or errors that named neither file nor option.
+    ({"size": [64.5, 64]}, "config.json: --size: size must be one whole number of pixels or \\[height, width\\]; got \\[64.5, 64\\]"),
+    ({"sa_sizes": [16.7]}, "config.json: --sa-sizes: expected a list of whole numbers such as \\[32, 64\\]; got \\[16.7\\]"),
+    ({"sa_sizes": {"a": 1}}, "config.json: --sa-sizes: expected a list of whole numbers"),
+    ({"lr_g": 10**401}, "config.json: --lr-g must be a finite number; got a 402-digit integer"),
 ])
 def test_config_file_values_are_checked_with_exit_2(photos, tmp_path, capsys, values, message):
     # Issue 12, item 13: these were tracebacks (exit 1) from deep inside the model.
@@ -204,6 +209,30 @@ def test_config_file_values_are_checked_with_exit_2(photos, tmp_path, capsys, va
     config.write_text(json.dumps({"data": [str(photos)], "netG": "unet_64", "size": 64, **values}))
     assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path), "--num-workers", "0"]) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_expanded(tmp_path, capsys):
+    # Issue 18, item 15: nested aliases in `data` (9**9 entries) ran out of memory. Seven levels here,
+    # 9**7 entries: harmless if expanded, and refused by type either way.
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 7)]
+    config = tmp_path / "bomb.yaml"
+    config.write_text(f"data: [{', '.join(levels)}]\n")
+    assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bomb.yaml: --data must be a folder or file path, or a list of them" in err and len(err) < 1000
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"size: 64\nname: \xff\xfe\n", "is not valid YAML"),
+    (None, "is a folder; pass a YAML or JSON file of options"),
+])
+def test_a_config_that_is_no_text_file_is_named(tmp_path, capsys, content, message):
+    # Issue 18, item 24: a non-UTF-8 config gave an error without the file; a folder "does not exist".
+    config = tmp_path / "run.yaml"
+    config.mkdir() if content is None else config.write_bytes(content)
+    assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {config}" in err and message in err
 
 
 def test_empty_data_folder_is_an_error(tmp_path, capsys):
