@@ -26,7 +26,7 @@ from sacolor import infer
 from sacolor.config import parse_size
 from sacolor.infer import main
 from sacolor.io.images import load_rgb
-from sacolor.io.paths import collect_sources
+from sacolor.io.paths import collect_sources, locked_partial
 from sacolor.io.video import probe
 
 # 8-bit rounding of R, G and B moves L by at most about 0.3 (0..100 scale).
@@ -217,16 +217,96 @@ def test_glob_over_symlink_loops_ends(tmp_path, monkeypatch):
 
 def test_a_killed_runs_partial_file_is_no_input_and_is_cleaned_up(checkpoint, tmp_path):
     # Item 17: a re-run over the folder failed on the hidden partial file a killed run left.
-    (tmp_path / "album").mkdir()
-    Image.fromarray(photo()).save(tmp_path / "album" / "a.png")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    stale = tmp_path / "album" / f".a.{dead}-0123abcd.partial.png"
-    stale.write_bytes(b"half a PNG")
-    live = tmp_path / "album" / f".a.{os.getpid()}-0123abcd.partial.png"  # a running writer's: kept
-    live.write_bytes(b"being written")
-    assert run(checkpoint, tmp_path / "album", "-o", tmp_path / "album", "--overwrite") == 0
-    assert not stale.exists() and live.exists()
-    assert sorted(p.name for p in (tmp_path / "album").iterdir()) == [live.name, "a.png"]
+    # Issue 18, item 9: a partial file is live while its writer holds a lock on it, whatever its PID says.
+    album, out = tmp_path / "album", tmp_path / "coloured"
+    album.mkdir()
+    out.mkdir()
+    Image.fromarray(photo()).save(album / "a.png")
+    (album / ".a.0123abcd.partial.png").write_bytes(b"half a PNG")  # in the input folder: not an input
+    stale = [out / ".a.0123abcd.partial.png", out / f".a.{os.getpid()}-0123abcd.partial.png"]  # this and older versions'
+    for path in stale:
+        path.write_bytes(b"half a PNG")
+    with locked_partial(out / "b.png") as live:  # a running writer's: kept
+        live.write_bytes(b"being written")
+        assert run(checkpoint, album, "-o", out) == 0
+        assert not any(path.exists() for path in stale) and live.exists()
+        assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "a.png"])
+
+
+# Holds a partial file of TARGET open as a writer does, until the file RELEASE appears.
+FIRST_WRITER = """
+import sys, time
+from pathlib import Path
+from sacolor.infer import atomic_output
+
+target, started, release = map(Path, sys.argv[1:])
+with atomic_output(target, overwrite=True) as temporary:
+    temporary.write_bytes(b"first")
+    started.touch()
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+"""
+SECOND_WRITER = """
+import sys
+from pathlib import Path
+from sacolor.infer import atomic_output
+
+with atomic_output(Path(sys.argv[1]), overwrite=True) as temporary:
+    temporary.write_bytes(b"second")
+"""
+
+
+def test_a_second_writer_in_another_pid_namespace_leaves_the_first_ones_partial_alone(tmp_path):
+    # Issue 18, item 9: the second writer could not see the first's PID, deleted its live partial
+    # file, and the first failed after the whole film with a wrong message.
+    if subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode != 0:
+        pytest.skip("this kernel (or sandbox) refuses new PID namespaces")
+    target, started, release = tmp_path / "out.mp4", tmp_path / "started", tmp_path / "release"
+    # sh stays PID 1 of the first namespace, so the first writer's PID (2) does not exist in the second's.
+    first = subprocess.Popen(["unshare", "--pid", "--fork", "sh", "-c", '"$0" -c "$1" "$2" "$3" "$4"; exit $?',
+                              sys.executable, FIRST_WRITER, target, started, release], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if started.exists() or first.poll() is not None:
+                break
+            threading.Event().wait(0.1)
+        assert started.exists(), first.stderr.read() if first.poll() is not None else "the first writer did not start"
+        second = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c", SECOND_WRITER, target],
+                                capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr
+        assert target.read_bytes() == b"second"
+    finally:
+        release.touch()
+        _, errors = first.communicate(timeout=60)
+    assert first.returncode == 0, errors
+    assert target.read_bytes() == b"first" and leftovers(tmp_path) == []
+
+
+def test_a_long_input_name_gets_a_temporary_name_that_fits(checkpoint, tmp_path):
+    # Issue 18, item 22: a 240-character name failed with "File name too long" on the hidden temporary name.
+    name = "p" * 236 + ".png"
+    Image.fromarray(photo()).save(tmp_path / name)
+    assert run(checkpoint, tmp_path / name, "-o", tmp_path / "out") == 0
+    assert Image.open(tmp_path / "out" / name).size == (100, 72) and leftovers(tmp_path) == []
+
+
+def test_a_read_only_output_names_the_output_and_the_cause(checkpoint, tmp_path):
+    # Issue 18, item 23: the error named the hidden .partial file, gave no fix, and the clean-up's
+    # own EROFS hid the real message.
+    script = (f'mount -t tmpfs tmpfs "$1" && mount -o remount,ro "$1" && exec "{sys.executable}" -m sacolor.infer '
+              f'"$2" -o "$1/out.png" --checkpoint "$3" --quiet')
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+    (tmp_path / "ro").mkdir()
+    if subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs tmpfs "$1"', "sh", tmp_path / "ro"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("this kernel (or sandbox) refuses mount namespaces")
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", tmp_path / "ro", tmp_path / "in.png", checkpoint],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert (f"cannot write {tmp_path / 'ro' / 'out.png'}: the file system is read-only; pass an output on a "
+            "writable one") in result.stderr
+    assert ".partial" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_an_unwritable_output_folder_is_not_called_a_format_problem(checkpoint, tmp_path, capsys, monkeypatch):
@@ -239,7 +319,8 @@ def test_an_unwritable_output_folder_is_not_called_a_format_problem(checkpoint, 
     monkeypatch.setattr(Image.Image, "save", denied)
     assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "out.png") == 1
     err = capsys.readouterr().err
-    assert f"cannot write {tmp_path / 'out.png'} (Permission denied)" in err and "format" not in err
+    assert f"cannot write {tmp_path / 'out.png'}: permission denied; check the folder's permissions" in err
+    assert "format" not in err and "Errno" not in err
 
 
 def test_video_keeps_frames_timing_and_audio(checkpoint, tmp_path, capsys):
