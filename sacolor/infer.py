@@ -37,7 +37,7 @@ from .cli import (
     strength,
 )
 from .colorizer import Colorizer
-from .film_hints import FilmColorizer, FilmHint, load_film_hints, schedule
+from .film_hints import FilmColorizer, FilmHint, check_starts, load_film_hints, schedule
 from .hints import parse_hint
 from .io.images import save_rgb
 from .io.paths import (
@@ -50,7 +50,7 @@ from .io.paths import (
     remove_stale_partials,
     suffix_help,
 )
-from .io.video import probe, recolor_video
+from .io.video import frame_times, probe, recolor_video
 from .photo import colorize_photo
 from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 
@@ -291,12 +291,14 @@ class Runner:
 
         try:
             info = probe(job.source.path)
-            total = info.frames
-            starts = schedule(self.film_hints, info.width, info.height, info.fps, total, str(job.source.path))
+            timed = any(film_hint.time is not None for film_hint in self.film_hints)
+            times = frame_times(job.source.path) if timed else ()
+            starts = schedule(self.film_hints, info, str(job.source.path), times)
             film = FilmColorizer(self.colorizer, stabilizer, starts)
-            with tqdm(total=total, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
+            with tqdm(total=info.frames, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
                 with atomic_output(job.output, self.args.overwrite) as temporary:
                     frames = recolor_video(job.source.path, temporary, process, self.args.batch_size, on_frames=bar.update)
+                    check_starts(starts, frames, str(job.source.path))  # where the container had no frame count
         except INPUT_ERRORS as error:
             self.fail(describe(error, job.source.path))
             return

@@ -4,6 +4,7 @@ binary: clips are encoded with PyAV)."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -57,6 +58,32 @@ def make_clip(path: Path, count: int = 12, audio: bool = True) -> Path:
         seconds = np.arange(int(SAMPLE_RATE * count / FPS)) / SAMPLE_RATE
         samples = (0.3 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32)
     write_video(path, panning_frames(count), fps=FPS, audio=samples, sample_rate=SAMPLE_RATE)
+    return path
+
+
+def write_timed_clip(path: Path, times: list[float], frames: list[np.ndarray] | None = None, rotation: int = 0) -> Path:
+    """An H.264 clip whose frames carry exactly these presentation times (seconds; a variable frame
+    rate when their steps differ), stored with a display rotation of ``rotation`` degrees."""
+    frames = frames if frames is not None else panning_frames(len(times))
+    with av.open(str(path), "w") as sink:
+        stream = sink.add_stream("libx264", rate=FPS)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for time, pixels in zip(times, frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = round(time * 1000), Fraction(1, 1000)
+            sink.mux(stream.encode(frame))
+        sink.mux(stream.encode(None))
+    return path
+
+
+def truncated_copy(source: Path, path: Path, fraction: float) -> Path:
+    """The first ``fraction`` of ``source``'s bytes: a file cut off as by an interrupted copy."""
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
     return path
 
 

@@ -34,6 +34,8 @@ class VideoInfo:
         fps: average frame rate.
         time_base: unit of the stream's timestamps.
         has_audio: whether the file has an audio stream (the first is kept).
+        rotation: degrees counter-clockwise players turn the frames (phone videos);
+            ``width`` and ``height`` are the stored (coded) frame's.
     """
 
     width: int
@@ -42,6 +44,12 @@ class VideoInfo:
     fps: Fraction
     time_base: Fraction
     has_audio: bool
+    rotation: int = 0
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as players show the frames, after ``rotation``."""
+        return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -59,7 +67,30 @@ def probe(path: str | Path) -> VideoInfo:
             fps=Fraction(stream.average_rate or stream.guessed_rate or 25),
             time_base=Fraction(stream.time_base),
             has_audio=bool(container.streams.audio),
+            rotation=_display_rotation(path),
         )
+
+
+def frame_times(path: str | Path) -> list[float]:
+    """Every video frame's presentation time in seconds from the first frame, in order.
+
+    Read from the packets alone (nothing is decoded), so a variable-frame-rate
+    film's times are its own, not the average rate's. Packets without a
+    timestamp are placed one average frame after the one before.
+
+    Raises:
+        ValueError: the file is not a readable video.
+    """
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        step = 1 / float(stream.average_rate or stream.guessed_rate or 25)
+        times: list[float] = []
+        for packet in _demux(container, [stream], path):
+            if packet.size == 0:  # the demuxer's end-of-stream packet
+                continue
+            times.append(float(packet.pts * packet.time_base) if packet.pts is not None else (times[-1] + step if times else 0.0))
+    times.sort()
+    return [t - times[0] for t in times] if times else []
 
 
 def iter_rgb_batches(path: str | Path, batch_size: int) -> Iterator[np.ndarray]:
