@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from media import FPS, audio_packets, frame_times, make_clip, photo, tiny_checkpoint
+from media import FPS, audio_packets, frame_times, make_clip, panning_frames, photo, tiny_checkpoint, truncated_copy
 from PIL import Image
 from skimage import color
 
@@ -27,7 +27,7 @@ from sacolor.config import parse_size
 from sacolor.infer import main
 from sacolor.io.images import load_rgb
 from sacolor.io.paths import collect_sources, locked_partial
-from sacolor.io.video import probe
+from sacolor.io.video import probe, write_video
 
 # 8-bit rounding of R, G and B moves L by at most about 0.3 (0..100 scale).
 L_TOLERANCE = 0.5
@@ -281,6 +281,20 @@ def test_a_second_writer_in_another_pid_namespace_leaves_the_first_ones_partial_
         _, errors = first.communicate(timeout=60)
     assert first.returncode == 0, errors
     assert target.read_bytes() == b"first" and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.7])
+def test_a_truncated_film_fails_by_its_name_and_writes_nothing(checkpoint, tmp_path, capsys, fraction):
+    # Issue 18, items 8 and 18: written with a quarter of its frames and exit 0, or blamed on the
+    # output ("cannot write o.mkv (No such file or directory); check the folder's permissions").
+    whole = tmp_path / "whole.mkv"
+    write_video(whole, panning_frames(12), fps=FPS)
+    cut = truncated_copy(whole, tmp_path / "cut.mkv", fraction)
+    assert run(checkpoint, cut, "-o", tmp_path / "o.mkv") == 1
+    err = capsys.readouterr().err
+    assert f"sacolor-infer: error: {cut}: " in err and ("ended early" in err or "no video frames" in err)
+    assert "cannot write" not in err and "Traceback" not in err
+    assert not (tmp_path / "o.mkv").exists() and leftovers(tmp_path) == []
 
 
 def test_a_long_input_name_gets_a_temporary_name_that_fits(checkpoint, tmp_path):

@@ -102,6 +102,20 @@ def test_display_rotation_is_kept(tmp_path):
         assert next(container.decode(video=0)).rotation == 90
 
 
+@pytest.mark.parametrize("fraction, message", [
+    (0.7, r"the input ended early: 6 frames decoded \(0.50 s\) of the 12 frames \(1.00 s\) it states"),
+    (0.3, "has no video frames that can be decoded"),
+])
+def test_a_truncated_film_is_an_error_not_a_short_film(tmp_path, fraction, message):
+    # Issue 18, item 8: a truncated mkv was written with 3 of its 12 frames, exit 0, no word.
+    whole = tmp_path / "whole.mkv"
+    write_video(whole, panning_frames(12), fps=12)
+    cut = truncated_copy(whole, tmp_path / "cut.mkv", fraction)
+    with pytest.raises(ValueError, match=f"cut.mkv: {message}"):
+        recolor_video(cut, tmp_path / "out.mkv", lambda f: f)
+    assert recolor_video(whole, tmp_path / "out.mkv", lambda f: f) == 12
+
+
 @pytest.mark.parametrize("suffix", sorted(VIDEO_SUFFIXES))
 def test_every_video_suffix_can_be_written(clip, tmp_path, suffix):
     # Issue 12, item 11: .webm, .ogv and .mpg (with AAC audio) outputs always failed at encode time.

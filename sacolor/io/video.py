@@ -12,6 +12,7 @@ the training data takes from a film, a few per second. Nothing here knows about 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -335,6 +336,7 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
                     on_frames(len(frames))
 
             pending: list[av.VideoFrame] = []
+            first_time = last_time = 0.0  # seconds
             streams = [video_in] + ([audio_in] if audio_in is not None else [])
             # Sources whose frames carry no timestamps get evenly spaced ones.
             next_pts, frame_step = 0, max(1, round(1 / (rate * Fraction(video_in.time_base))))
@@ -346,16 +348,49 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
                     if frame.pts is None:
                         frame.pts = next_pts
                     next_pts = frame.pts + frame_step
+                    last_time = float(frame.pts * video_in.time_base)
+                    first_time = last_time if written == 0 and not pending else first_time
                     pending.append(frame)
                     if len(pending) == batch_size:
                         encode(pending)
                         pending = []
             if pending:
                 encode(pending)
+            _check_complete(source, video_in, written, last_time - first_time, src)
             sink.mux(video_out.encode(None))
             if audio_out is not None and plan.audio != COPY_AUDIO:
                 sink.mux(audio_out.encode(None))
     return written
+
+
+def _check_complete(container, stream: av.VideoStream, decoded: int, span: float, path) -> None:
+    """Raises ValueError when the frames decoded (``span`` seconds from the first to the last) end well
+    before the video's stated duration: a truncated or damaged file, where FFmpeg stops without an error."""
+    if decoded == 0:
+        raise ValueError(f"{path}: has no video frames that can be decoded; is the file complete?")
+    duration = _stated_duration(container, stream)
+    # The frames' own spacing: some containers state no usable rate (Ogg gives its time unit).
+    step = span / (decoded - 1) if decoded > 1 and span > 0 else 1 / float(stream.average_rate or stream.guessed_rate or 25)
+    covered = span + step  # the last frame lasts about one frame
+    # Slack for what a stated duration may also hold: a still held longer at the end, audio.
+    if duration is not None and covered < 0.9 * duration - 2 * step:
+        expected = stream.frames if stream.frames > decoded else round(duration / step)
+        raise ValueError(
+            f"{path}: the input ended early: {decoded} frames decoded ({covered:.2f} s) of the {expected} frames "
+            f"({duration:.2f} s) it states; the file is truncated or damaged (re-copy or re-download it)"
+        )
+
+
+def _stated_duration(container, stream: av.VideoStream) -> float | None:
+    """The video's duration in seconds as its container states it: the stream's own (MP4; Matroska's
+    DURATION tag), or the container's when the stream has none."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION", "")
+    match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", tag)
+    if match:
+        return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    return container.duration / av.time_base if container.duration else None
 
 
 def _pass_audio(packet: av.Packet, audio_out, copy: bool, sink, path) -> None:
