@@ -14,10 +14,10 @@ from skimage import color, data
 
 from benchmarks.bench_infer_video import STRENGTHS, flicker_stress
 from media import make_clip, panning_frames, tiny_checkpoint
-from sacolor.data.lab import lab_to_rgb
-from sacolor.evaluate import main as evaluate
-from sacolor.flicker import FlickerMeter, ab_histograms
-from sacolor.temporal import FlowSettings
+from sacolor.colour import lab_to_rgb
+from sacolor.cli.evaluate import main as evaluate
+from sacolor.evaluation.flicker import FlickerMeter, ab_histograms
+from sacolor.inference.temporal import FlowSettings
 
 OFFSETS = [0.0, 0.0, 8.0, 8.0, 8.0, -4.0, -4.0, -4.0]  # a, b shifted by this in frame t: jumps into frames 2 and 5
 
@@ -141,7 +141,7 @@ def test_plot_is_checked_before_any_work(film, tmp_path, capsys, monkeypatch, pl
     # Issue 18, item 17: checked only after the whole evaluation, which was then thrown away.
     import importlib.util
 
-    from sacolor import evaluate as evaluate_module
+    from sacolor.cli import evaluate as evaluate_module
 
     clip, checkpoint = film
     (tmp_path / "folder").mkdir()
@@ -155,7 +155,7 @@ def test_plot_is_checked_before_any_work(film, tmp_path, capsys, monkeypatch, pl
 
 
 def test_a_failed_plot_keeps_the_report(film, tmp_path, capsys, monkeypatch):
-    from sacolor import evaluate as evaluate_module
+    from sacolor.cli import evaluate as evaluate_module
 
     clip, checkpoint = film
 

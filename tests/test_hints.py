@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from sacolor.data.lab import normalize_ab, rgb_to_lab
-from sacolor.hints import Hint, hint_map, load_hints, parse_colour, parse_hint, sample_hints
+from sacolor.colour import normalize_ab, rgb_to_lab
+from sacolor.inference.hints import Hint, hint_map, load_hints, parse_colour, parse_hint, sample_hints
 
 
 def test_parse_hint_and_colour():
@@ -53,7 +53,7 @@ def test_sample_hints_share_and_true_colours():
 ])
 def test_a_hints_file_that_python_cannot_hold_is_a_named_usage_error(tmp_path, capsys, write, message):
     # Issue 18, items 11 and 24: RecursionError or ValueError tracebacks; a folder "does not exist".
-    from sacolor.infer import main
+    from sacolor.cli.infer import main
 
     hints = tmp_path / "h.json"
     write(hints)

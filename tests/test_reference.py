@@ -135,8 +135,8 @@ def test_reference_is_stable_at_large_scores(magnitude):
     # and 75 at 2e6, outside the values' range: its weights no longer summed to 1.
     from attention_cases import in_float64
 
-    from sacolor.backends import registry
-    from sacolor.inputs import AttentionInputs
+    from sacolor.attention.backends import registry
+    from sacolor.attention.inputs import AttentionInputs
 
     if "cpu" not in sacolor.available_backends():
         pytest.skip("the cpu backend is not built")

@@ -23,10 +23,10 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from .colorizer import Colorizer, lab_to_rgb_in_gamut, to_uint8
-from .config import parse_size
-from .data.lab import rgb_to_lab
+from ..colour import rgb_to_lab
+from ..training.config import parse_size
 from .hints import Hint, check_inside
-from .io.images import READ_ERRORS, open_image, rgb_array
+from ..io.images import READ_ERRORS, open_image, rgb_array
 
 # Peak memory of ``colorize_photo`` per input pixel, measured on a 6000x4000
 # RGB JPEG (tests/test_photo.py), rounded up; the constant part (the model,

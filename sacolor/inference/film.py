@@ -32,8 +32,8 @@ from torch import Tensor
 
 from .colorizer import Colorizer, to_uint8
 from .hints import Hint, check_inside, read_hint_entries
-from .io.video import VideoInfo
-from .messages import brief
+from ..io.video import VideoInfo
+from ..messages import brief
 from .temporal import ChromaStabilizer, FlowSettings, Motion
 
 # A point survives a frame when at least KEEP_FRACTION of the KEEP_WINDOW x KEEP_WINDOW
