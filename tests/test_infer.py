@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -295,6 +296,29 @@ def test_a_truncated_film_fails_by_its_name_and_writes_nothing(checkpoint, tmp_p
     assert f"sacolor-infer: error: {cut}: " in err and ("ended early" in err or "no video frames" in err)
     assert "cannot write" not in err and "Traceback" not in err
     assert not (tmp_path / "o.mkv").exists() and leftovers(tmp_path) == []
+
+
+def test_ctrl_c_during_a_film_is_one_line_and_exit_130(checkpoint, tmp_path):
+    # Issue 18, item 16: a full KeyboardInterrupt traceback. No partial file and an intact input held already.
+    film = make_clip(tmp_path / "film.mp4", count=96, audio=False)
+    original = film.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sacolor.cli.infer", str(film), "-o", str(out / "film.mp4"), "--checkpoint", checkpoint,
+         "--batch-size", "1", "--quiet"], stderr=subprocess.PIPE, text=True,
+    )
+    for _ in range(1200):  # interrupt once the film is being written
+        if leftovers(out) or process.poll() is not None:
+            break
+        threading.Event().wait(0.05)
+    writing = bool(leftovers(out))
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert writing, f"the film was not being written when interrupted: {err}"
+    assert process.returncode == 130, err
+    assert err == "sacolor-infer: interrupted; nothing written for the input in progress\n"
+    assert list(out.iterdir()) == [] and film.read_bytes() == original
 
 
 def test_a_long_input_name_gets_a_temporary_name_that_fits(checkpoint, tmp_path):

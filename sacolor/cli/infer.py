@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..attention.backends.registry import environment_backend
 from .common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Colourise black-and-white photos and films. The model predicts colour at "
         "--render-size; each output keeps its input's own resolution, detail and luminance.",
         epilog=f"{suffix_help()} Exit status: {EXIT_OK} when every input was colourised, {EXIT_SOME_FAILED} when "
-        f"some failed (each is reported by name), {EXIT_USAGE} for bad options or an unusable checkpoint or device.",
+        f"some failed (each is reported by name), {EXIT_USAGE} for bad options or an unusable checkpoint or device, "
+        f"{EXIT_INTERRUPTED} when interrupted (Ctrl-C; the output in progress is not written).",
     )
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
@@ -338,10 +340,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = Runner(colorizer, args, hints)
     for problem in problems + output_problems:
         runner.fail(problem)
-    runner.run_images([job for job in jobs if not job.source.is_video])
-    for job in jobs:
-        if job.source.is_video:
-            runner.run_video(job)
+    try:
+        runner.run_images([job for job in jobs if not job.source.is_video])
+        for job in jobs:
+            if job.source.is_video:
+                runner.run_video(job)
+    except KeyboardInterrupt:  # the output in progress is removed on the way out (atomic_output)
+        finished = f" ({runner.done} output(s) finished before it are kept)" if runner.done else ""
+        print(f"sacolor-infer: interrupted; nothing written for the input in progress{finished}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     total = runner.done + runner.failures
     if not args.quiet:
         print(f"sacolor-infer: colourised {runner.done} of {total} inputs", file=sys.stderr)
