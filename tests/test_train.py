@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -233,6 +234,40 @@ def test_a_config_that_is_no_text_file_is_named(tmp_path, capsys, content, messa
     assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"--config {config}" in err and message in err
+
+
+@pytest.fixture(scope="module")
+def two_step_run(photos, tmp_path_factory):
+    """A finished 2-step run (ndf 8) to resume."""
+    out = tmp_path_factory.mktemp("two_steps")
+    fit(build_run(tiny(photos, out, max_steps=2, eval_every=100, save_every=2, n_samples=0)))
+    return out
+
+
+def resume_args(photos, out) -> list[str]:
+    return ["--data", str(photos), "--checkpoints-dir", str(out), "--name", "tiny", "--netG", "unet_64", "--size", "64",
+            "--ngf", "8", "--sa-sizes", "16", "--sa-sizes-D", "16", "--batch-size", "4", "--max-steps", "3",
+            "--num-workers", "0", "--no-progress", "--resume"]
+
+
+@pytest.mark.parametrize("change, damage, message", [
+    (["--ndf", "16"], None, "tiny/latest.json was trained with --ndf 8, but the options give --ndf 16"),
+    (["--n-layers-D", "2"], None, "was trained with --n-layers-D 3, but the options give --n-layers-D 2"),
+    (["--sa-sizes-D"], None, "was trained with --sa-sizes-D 16, but the options give --sa-sizes-D \\(none\\)"),
+    ([], lambda state: state.pop("optimizer_D"), "tiny/latest.pt lacks optimizer_D: it is damaged"),
+    ([], lambda state: state.update(rng=[{"torch": "garbage"}]), "tiny/latest.pt is damaged \\(TypeError"),
+])
+def test_a_resume_that_cannot_fit_the_run_names_the_option_or_file(photos, two_step_run, tmp_path, capsys, change, damage, message):
+    # Issue 18, item 12: RuntimeError, KeyError or TypeError tracebacks; only the generator's options were compared.
+    shutil.copytree(two_step_run, tmp_path, dirs_exist_ok=True)
+    if damage is not None:
+        state_file = tmp_path / "tiny" / "latest.pt"
+        state = torch.load(state_file, weights_only=True)
+        damage(state)
+        torch.save(state, state_file)
+    assert main(resume_args(photos, tmp_path) + ["--ndf", "8"] + change) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err, err
 
 
 def test_empty_data_folder_is_an_error(tmp_path, capsys):
