@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from media import FPS, audio_packets, frame_times, make_clip, panning_frames, photo, tiny_checkpoint, truncated_copy
+from namespaces import skip_without_pid_namespaces, with_tmpfs
 from PIL import Image
 from skimage import color
 
@@ -261,8 +262,7 @@ with atomic_output(Path(sys.argv[1]), overwrite=True) as temporary:
 def test_a_second_writer_in_another_pid_namespace_leaves_the_first_ones_partial_alone(tmp_path):
     # Issue 18, item 9: the second writer could not see the first's PID, deleted its live partial
     # file, and the first failed after the whole film with a wrong message.
-    if subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode != 0:
-        pytest.skip("this kernel (or sandbox) refuses new PID namespaces")
+    skip_without_pid_namespaces()
     target, started, release = tmp_path / "out.mp4", tmp_path / "started", tmp_path / "release"
     # sh stays PID 1 of the first namespace, so the first writer's PID (2) does not exist in the second's.
     first = subprocess.Popen(["unshare", "--pid", "--fork", "sh", "-c", '"$0" -c "$1" "$2" "$3" "$4"; exit $?',
@@ -332,15 +332,9 @@ def test_a_long_input_name_gets_a_temporary_name_that_fits(checkpoint, tmp_path)
 def test_a_read_only_output_names_the_output_and_the_cause(checkpoint, tmp_path):
     # Issue 18, item 23: the error named the hidden .partial file, gave no fix, and the clean-up's
     # own EROFS hid the real message.
-    script = (f'mount -t tmpfs tmpfs "$1" && mount -o remount,ro "$1" && exec "{sys.executable}" -m sacolor.cli.infer '
-              f'"$2" -o "$1/out.png" --checkpoint "$3" --quiet')
     Image.fromarray(photo()).save(tmp_path / "in.png")
-    (tmp_path / "ro").mkdir()
-    if subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs tmpfs "$1"', "sh", tmp_path / "ro"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("this kernel (or sandbox) refuses mount namespaces")
-    result = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", tmp_path / "ro", tmp_path / "in.png", checkpoint],
-                            capture_output=True, text=True)
+    command = f'exec "{sys.executable}" -m sacolor.cli.infer "$2" -o "$1/out.png" --checkpoint "$3" --quiet'
+    result = with_tmpfs(tmp_path / "ro", "ro", command, tmp_path / "in.png", checkpoint)
     assert result.returncode == 1
     assert (f"cannot write {tmp_path / 'ro' / 'out.png'}: the file system is read-only; pass an output on a "
             "writable one") in result.stderr
