@@ -14,8 +14,10 @@ Layout for ``<dir>/latest.safetensors``:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -153,6 +155,10 @@ def save_checkpoint(
 
     Returns:
         The path of the weights file.
+
+    Raises:
+        OSError: the files cannot be written (a full disk says so and names the folder); what this
+            save staged is removed and the previous save is left whole.
     """
     files = CheckpointFiles.at(path)
     # Copies: safetensors refuses tensors that share storage (tied or aliased entries).
@@ -166,12 +172,32 @@ def save_checkpoint(
         writes[files.state] = lambda tmp: torch.save(dict(training_state), tmp)
     files.weights.parent.mkdir(parents=True, exist_ok=True)
     _settle(files)
-    for member, write in writes.items():
-        _write_synced(files.staged(member), write)
-    _write_synced(files.commit_marker, lambda marker: open(marker, "w").close())
+    try:
+        for member, write in writes.items():
+            _write_synced(files.staged(member), write)
+        _write_synced(files.commit_marker, lambda marker: open(marker, "w").close())
+    except (OSError, RuntimeError, SafetensorError) as error:  # torch.save reports a full disk as RuntimeError
+        failure = _save_error(error, files.weights.parent, sum(t.nbytes for t in cpu.values()))
+        files.commit_marker.unlink(missing_ok=True)
+        _settle(files)  # discards what was staged: the previous save stays whole
+        raise failure from error
     _sync_directory(files.weights.parent)
     _settle(files)
     return files.weights
+
+
+def _save_error(error: BaseException, folder: Path, weight_bytes: int) -> OSError:
+    """The error a failed save raises: what went wrong and what to do, naming the folder. Called before
+    the staged files are removed: a disk that filled up has less room left than the weights take."""
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or shutil.disk_usage(folder).free < weight_bytes:
+        code, cause = errno.ENOSPC, ("no space left on the device; free some space there or pass another "
+                                     "--checkpoints-dir (the previous save, if any, is intact)")
+    else:
+        cause = str(error)
+    failure = OSError(f"cannot save the checkpoint in {folder}: {cause}")
+    failure.errno = code
+    return failure
 
 
 def check_checkpoint_dir(path: str | os.PathLike, option: str = "--checkpoints-dir") -> None:

@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
             "priority: built-in defaults, --preset, --config, then these options. "
             "Multi-GPU/CPU: torchrun --nproc_per_node=K -m sacolor.cli.train ..."
         ),
-        epilog=f"{suffix_help()} Exit status: 0 when training finished, 2 for bad options or unusable data.",
+        epilog=f"{suffix_help()} Exit status: 0 when training finished, 1 when a checkpoint could not be written "
+        "(e.g. a full disk), 2 for bad options or unusable data.",
         argument_default=argparse.SUPPRESS,
     )
     flag = argparse.BooleanOptionalAction
@@ -298,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a checkpoint that cannot be written (a full disk): the message says what to do
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
     finally:
         if world_size > 1:
             dist.destroy_process_group()
