@@ -14,8 +14,9 @@ def with_tmpfs(mount: Path, options: str, command: str, *args: object) -> subpro
     """Runs the sh ``command`` ($1 is the mount, $2... are ``args``) with a fresh tmpfs mounted on the
     new folder ``mount`` with ``options`` (e.g. "size=64k", "ro"), in a mount namespace of its own."""
     mount.mkdir()
-    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
-        pytest.skip("this kernel (or sandbox) refuses mount namespaces")
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs tmpfs "$1"', "sh", mount], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("this kernel (or sandbox) refuses mount namespaces or tmpfs mounts in them")
     script = f'mount -t tmpfs -o {options} tmpfs "$1" && {command}'
     return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", mount, *map(str, args)], capture_output=True, text=True)
 
