@@ -32,7 +32,7 @@ VIDEO_SUFFIXES = frozenset(
 # Outputs are written as ".<stem>.<random>.partial<suffix>" beside their target and renamed
 # when complete; a killed run can leave one behind. Older versions put "<pid>-" before the
 # random part. The stem is shortened where the name would pass the file system's limit.
-_PARTIAL = re.compile(r"\.(?P<stem>.*)\.(?:\d+-)?[0-9a-f]+\.partial(?P<suffix>\.[^.]*)?")
+_PARTIAL = re.compile(r"\..*\.(?:\d+-)?[0-9a-f]+\.partial(?:\.[^.]*)?")
 NAME_MAX_BYTES = 255
 
 
