@@ -65,11 +65,17 @@ def probe(path: str | Path) -> VideoInfo:
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             frames=stream.frames or None,
-            fps=Fraction(stream.average_rate or stream.guessed_rate or 25),
+            fps=nominal_rate(stream),
             time_base=Fraction(stream.time_base),
             has_audio=bool(container.streams.audio),
             rotation=_display_rotation(path),
         )
+
+
+def nominal_rate(stream: av.VideoStream) -> Fraction:
+    """The stream's average frame rate, or FFmpeg's guess, or 25: what timestamps are spaced by
+    where a stream gives none (AVI) and what output encoders are told."""
+    return Fraction(stream.average_rate or stream.guessed_rate or 25)
 
 
 def frame_times(path: str | Path) -> list[float]:
@@ -84,7 +90,7 @@ def frame_times(path: str | Path) -> list[float]:
     """
     with _open_input(path) as container:
         stream = _video_stream(container, path)
-        step = 1 / float(stream.average_rate or stream.guessed_rate or 25)
+        step = 1 / float(nominal_rate(stream))
         times: list[float] = []
         for packet in _demux(container, [stream], path):
             if packet.size == 0:  # the demuxer's end-of-stream packet
@@ -304,7 +310,7 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
         width, height = video_in.codec_context.width, video_in.codec_context.height
         plan = plan_output(dst, width, height, audio_in)
         with av.open(str(dst), mode="w") as sink:
-            rate = Fraction(video_in.average_rate or video_in.guessed_rate or 25)
+            rate = nominal_rate(video_in)
             video_out = _add_video(sink, plan.video, width, height, rate, crf)
             # AVI counts frames instead of storing timestamps: its unit must be one frame.
             time_base = 1 / rate if sink.format.name in FRAME_COUNTING else Fraction(video_in.time_base)
@@ -370,7 +376,7 @@ def _check_complete(container, stream: av.VideoStream, decoded: int, span: float
         raise ValueError(f"{path}: has no video frames that can be decoded; is the file complete?")
     duration = _stated_duration(container, stream)
     # The frames' own spacing: some containers state no usable rate (Ogg gives its time unit).
-    step = span / (decoded - 1) if decoded > 1 and span > 0 else 1 / float(stream.average_rate or stream.guessed_rate or 25)
+    step = span / (decoded - 1) if decoded > 1 and span > 0 else 1 / float(nominal_rate(stream))
     covered = span + step  # the last frame lasts about one frame
     # Slack for what a stated duration may also hold: a still held longer at the end, audio.
     if duration is not None and covered < 0.9 * duration - 2 * step:
