@@ -148,6 +148,7 @@ def test_checkpoint_dir_is_checked_before_training(tmp_path, monkeypatch):
     ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "spectral_norm": "false"}}}, "generator spectral_norm must be true or false"),
     ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "sa_sizes": {"a": 1}}}}, "generator sa_sizes must be a list of whole numbers"),
     ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "sa_sizes": [16.7]}}}, "generator sa_sizes: expected a list of whole numbers"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "ngf": 10**400}}}, "generator ngf must be between 1 and 1024; got 1000+\\.\\.\\.0+$"),
 ])
 def test_config_values_are_checked_and_named(tmp_path, change, message):
     # Issue 12, item 13: each of these was a traceback deep in the model, or (size <= 0) at inference.

@@ -40,7 +40,7 @@ def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", value)
         if not match:
-            raise ValueError(f"size must look like 128 or 256x512 (HxW); got {value!r}")
+            raise ValueError(f"size must look like 128 or 256x512 (HxW); got {brief(value)}")
         pair = (int(match[1]), int(match[2] or match[1]))
     else:
         pair = (value, value) if _is_int(value) else tuple(value) if isinstance(value, (list, tuple)) else ()
@@ -58,17 +58,17 @@ def _is_int(value: Any) -> bool:
 def check_int(option: str, value: Any, low: int, high: int | None = None) -> int:
     """``value`` if it is an int (not a bool) in [low, high]; else ValueError naming ``option``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{option} must be an integer; got {value!r} ({type(value).__name__})")
+        raise ValueError(f"{option} must be an integer; got {brief(value)} ({type(value).__name__})")
     if value < low or (high is not None and value > high):
         bound = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{option} must be {bound}; got {value}")
+        raise ValueError(f"{option} must be {bound}; got {brief(value)}")
     return value
 
 
 def check_size(option: str, value: Any, multiple: int = 1) -> tuple[int, int]:
     """``value`` as (H, W) if it is a pair of ints in [1, MAX_SIDE] divisible by ``multiple``; else ValueError."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ValueError(f"{option} must be [height, width]; got {value!r}")
+        raise ValueError(f"{option} must be [height, width]; got {brief(value)}")
     pair = (check_int(f"{option} height", value[0], 1, MAX_SIDE), check_int(f"{option} width", value[1], 1, MAX_SIDE))
     if pair[0] % multiple or pair[1] % multiple:
         raise ValueError(f"{option} {pair[0]}x{pair[1]} must be a multiple of {multiple} on both sides")
@@ -90,7 +90,7 @@ def parse_int_list(value: str | int | Sequence[int] | None) -> tuple[int, ...]:
         try:
             return tuple(int(p) for p in parts)
         except ValueError:
-            raise ValueError(f"expected integers separated by commas; got {value!r}") from None
+            raise ValueError(f"expected integers separated by commas; got {brief(value)}") from None
     if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
         raise ValueError(f"expected a list of whole numbers such as [32, 64]; got {brief(value)}")
     return tuple(value)
@@ -185,7 +185,7 @@ class TrainConfig:
         }
         for option, (value, allowed) in choices.items():
             if value not in allowed:
-                raise ValueError(f"--{_flag(option)} must be one of {', '.join(allowed)}; got {value!r}")
+                raise ValueError(f"--{_flag(option)} must be one of {', '.join(allowed)}; got {brief(value)}")
         for option in ("batch_size", "n_epochs", "eval_every", "save_every", "max_steps", "eval_images"):
             if getattr(self, option) is not None:
                 check_int(f"--{_flag(option)}", getattr(self, option), 1)
