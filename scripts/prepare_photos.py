@@ -5,13 +5,13 @@
     python scripts/prepare_photos.py --work ~/.cache/sacolor/photos     # write train/ and test/ from the manifest
     python scripts/prepare_photos.py --work DIR --screen                # re-screen the packages, rewrite the manifest
 
-Without ``--screen`` the committed manifest (``sacolor/data/photos.csv``) is
+Without ``--screen`` the committed manifest (``sacolor/training/data/photos.csv``) is
 materialised: ``DIR/data/train/<category>/*.jpg`` and the held-out
 ``DIR/data/test/<category>/*.png`` (``sacolor-train --data DIR/data``;
 ``sacolor-eval DIR/data/test/<category>`` per category).
 
 ``--screen`` measures every raster image of ``SCREENED_PACKAGES`` (inside Qt
-resource files too) with ``sacolor.data.photo_rule``, drops near-duplicates,
+resource files too) with ``sacolor.training.data.photo_rule``, drops near-duplicates,
 draws contact sheets of what was kept and dropped (``docs/screening_*.png``),
 scores the rule against the labels in ``docs/photo_labels.csv`` (every candidate
 there was looked at), and writes the manifest: what the rule keeps and the
@@ -35,10 +35,10 @@ from pathlib import Path, PurePosixPath
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from sacolor.data.licences import package_licence
-from sacolor.data.manifest import MANIFEST, SKIMAGE, Photo, materialise, read_manifest, write_manifest
-from sacolor.data.package_images import PackageImage, package_images
-from sacolor.data.photo_rule import NEAR_DUPLICATE_BITS, difference_hash, hash_distance, photo_features, rejection
+from sacolor.training.data.licences import package_licence
+from sacolor.training.data.manifest import MANIFEST, SKIMAGE, Photo, materialise, read_manifest, write_manifest
+from sacolor.training.data.package_images import PackageImage, package_images
+from sacolor.training.data.photo_rule import NEAR_DUPLICATE_BITS, difference_hash, hash_distance, photo_features, rejection
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True,
                         help="folder for the photos (DIR/data/train, DIR/data/test); outside the repository")
     parser.add_argument("--screen", action="store_true",
-                        help="re-screen the packages and rewrite sacolor/data/photos.csv and docs/screening_*.png")
+                        help="re-screen the packages and rewrite sacolor/training/data/photos.csv and docs/screening_*.png")
     args = parser.parse_args(argv)
     if args.screen:
         screen(args.work)

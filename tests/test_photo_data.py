@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from sacolor.data import licences
-from sacolor.data.manifest import CATEGORIES, MANIFEST, SKIMAGE, Photo, materialise, read_manifest
-from sacolor.data.photo_rule import NEAR_DUPLICATE_BITS, difference_hash, hash_distance, photo_features, rejection
+from sacolor.training.data import licences
+from sacolor.training.data.manifest import CATEGORIES, MANIFEST, SKIMAGE, Photo, materialise, read_manifest
+from sacolor.training.data.photo_rule import NEAR_DUPLICATE_BITS, difference_hash, hash_distance, photo_features, rejection
 
 # The 24 photos held out before the package photos were added: they stay held out.
 FIRST_HELD_OUT = {

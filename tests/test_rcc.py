@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 
-from sacolor.data.rcc import COMPRESSED, DIRECTORY, MAGIC, RccError, RccFile
+from sacolor.training.data.rcc import COMPRESSED, DIRECTORY, MAGIC, RccError, RccFile
 
 
 def build_rcc(tree: dict, version: int) -> bytes:

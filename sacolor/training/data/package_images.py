@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..io.paths import IMAGE_SUFFIXES
+from ...io.paths import IMAGE_SUFFIXES
 from .rcc import RccFile
 
 RCC_SUFFIX = ".rcc"
@@ -40,7 +40,7 @@ class PackageImage:
 
         Raises:
             FileNotFoundError: the package is not installed (the message says how to install it).
-            sacolor.data.rcc.RccError: a corrupt resource file.
+            sacolor.training.data.rcc.RccError: a corrupt resource file.
         """
         path = Path(self.file)
         if not path.is_file():
