@@ -141,3 +141,17 @@ def test_a_changed_file_is_refused(tmp_path):
     photo = replace(skimage_photo("chelsea.png", "train"), sha256="0" * 64)
     with pytest.raises(ValueError, match="another version"):
         materialise([photo], tmp_path, progress=False)
+
+
+def test_scores_are_averaged_per_category_folder():
+    from sacolor.evaluation.categories import by_category
+
+    images = [
+        {"path": "test/food/a.png", "model": {"psnr": 20.0}, "gray": {"psnr": 18.0}},
+        {"path": "test/food/b.png", "model": {"psnr": 22.0}, "gray": {"psnr": 19.0}},
+        {"path": "test/people/c.png", "model": {"psnr": 15.0}, "gray": {"psnr": 16.0}},
+    ]
+    assert by_category(images) == {
+        "food": {"n": 2, "model": {"psnr": 21.0}, "gray": {"psnr": 18.5}},
+        "people": {"n": 1, "model": {"psnr": 15.0}, "gray": {"psnr": 16.0}},
+    }
