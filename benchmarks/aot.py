@@ -35,7 +35,6 @@ from triton.runtime.jit import create_function_from_signature
 
 from sacolor.attention.backends.triton import TritonBackend
 from sacolor.attention.inputs import AttentionInputs
-
 from sacolor.kernels.common import Launch, recording_launches
 
 CAPABILITIES = (80, 90)

@@ -19,10 +19,10 @@ from PIL import Image
 from sacolor.cli import infer
 from sacolor.checkpoint import load_checkpoint, load_generator, load_training_state
 from sacolor.training.config import PRESETS, TrainConfig, merge_config
-from sacolor.cli.evaluate import evaluate_images
+from sacolor.evaluation.scoring import evaluate_images
 from sacolor.inference.colorizer import Colorizer
-from sacolor.cli.train import fit, main
-from sacolor.training import build_run
+from sacolor.cli.train import main
+from sacolor.training import build_run, fit
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,7 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 from test_train import tiny
 from pathlib import Path
-from sacolor.cli.train import fit
-from sacolor.training import build_run
+from sacolor.training import build_run, fit
 
 limit, done = int(sys.argv[4]), 0
 

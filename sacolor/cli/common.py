@@ -7,7 +7,7 @@ import argparse
 import sys
 import warnings
 
-from ..training.config import parse_size
+from ..options import parse_size
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1

@@ -7,150 +7,19 @@ One process, or many through ``torchrun --nproc_per_node=K -m sacolor.cli.train`
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
-from torch import Tensor
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from .common import show_warnings_as_messages
-from ..inference.colorizer import Colorizer
-from ..training.config import PRESETS, TrainConfig, merge_config
-from ..training.data.dataset import ColorizationDataset, PairTransform
-from ..colour import denormalize_l, normalized_lab_to_rgb
-from .evaluate import GRAY, MODEL, TRUTH, evaluate_images
 from ..io.paths import suffix_help
 from ..models import GENERATORS, PRETRAINED_GENERATOR
-from ..training import TrainingRun, build_run, save_run, train_step
-
-METRICS_NAME = "metrics.jsonl"
-
-
-def _tensorboard(log_dir: Path):
-    """A SummaryWriter when TensorBoard is installed (it is optional)."""
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(log_dir))
-
-
-def _to_uint8(rgb: Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
-    return (rgb.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
-def fit(run: TrainingRun) -> list[dict[str, float]]:
-    """Trains ``run`` until its ``max_steps``, evaluating and saving on schedule.
-
-    Returns:
-        The loss dict of every step this call ran (for tests and scripts).
-    """
-    config = run.config
-    history: list[dict[str, float]] = []
-    writer = _tensorboard(run.run_dir / "tensorboard") if run.rank == 0 else None
-    bar = tqdm(
-        total=run.max_steps, initial=run.step, disable=run.rank != 0 or not config.progress,
-        desc=config.name, dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0,
-    )
-    started, start_step = time.perf_counter(), run.step
-    try:
-        while run.step < run.max_steps:
-            epoch, offset = divmod(run.step, run.steps_per_epoch)
-            run.sampler.set_position(epoch, offset * config.batch_size)
-            for batch in run.loader:
-                losses = train_step(run, batch)
-                history.append(losses)
-                images_per_s = (run.step - start_step) * config.batch_size * run.world_size / (time.perf_counter() - started)
-                bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()}, "img/s": f"{images_per_s:.1f}"}, refresh=False)
-                bar.update(1)  # redraws at most every mininterval
-                if writer is not None:
-                    for key, value in losses.items():
-                        writer.add_scalar(f"train/{key}", value, run.step)
-                last = run.step >= run.max_steps
-                if run.step % config.eval_every == 0 or last:
-                    evaluate_run(run, writer)
-                if run.step % config.save_every == 0 or last:
-                    save_run(run)
-                if last:
-                    break
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-    return history
-
-
-@torch.no_grad()
-def evaluate_run(run: TrainingRun, writer=None) -> dict[str, float] | None:
-    """Scores the generator (its EMA when kept) on the held-out images, as ``sacolor-eval`` does.
-
-    The held-out files are colourised at the training size and scored whole
-    by ``evaluate.evaluate_images``, the code behind ``sacolor-eval``, so a
-    checkpoint's ``sacolor-eval --render-size <size>`` on the same files gives
-    the same numbers. Appends ``{"step", "psnr", "ssim", "ciede2000",
-    "colorfulness", "psnr_gray", "ciede2000_gray", "colorfulness_true", ...}``
-    to ``<run>/metrics.jsonl`` and writes a sample grid (gray | truth |
-    generated) of centre crops to ``<run>/samples/``. Only rank 0
-    evaluates; other ranks return None.
-    """
-    if run.rank != 0:
-        return None
-    model = run.eval_model
-    was_training = model.training
-    colorizer = Colorizer(model, run.config.size, run.device)  # puts the model in eval mode
-    try:
-        paths = run.test_paths[: run.config.eval_images]
-        summary = evaluate_images(colorizer, paths)
-        samples = _sample_grid(run, colorizer, paths[: run.config.n_samples])
-    finally:
-        model.train(was_training)
-    record = {"step": run.step, **summary[MODEL], **{f"{k}_gray": v for k, v in summary[GRAY].items()},
-              "colorfulness_true": summary[TRUTH]["colorfulness"], "images": summary["n"]}
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run.run_dir / METRICS_NAME, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    if samples is not None:
-        (run.run_dir / "samples").mkdir(exist_ok=True)
-        Image.fromarray(_to_uint8(samples)).save(run.run_dir / "samples" / f"step_{run.step:07d}.png")
-    if writer is not None:
-        for key, value in record.items():
-            if key not in ("step", "images"):
-                writer.add_scalar(f"eval/{key}", value, run.step)
-    run.log(
-        f"step {run.step}: PSNR {record['psnr']:.2f} dB (gray {record['psnr_gray']:.2f}), "
-        f"CIEDE2000 {record['ciede2000']:.2f} (gray {record['ciede2000_gray']:.2f}), SSIM {record['ssim']:.4f}, "
-        f"colourfulness {record['colorfulness']:.1f} (truth {record['colorfulness_true']:.1f})"
-    )
-    return record
-
-
-def _sample_grid(run: TrainingRun, colorizer: Colorizer, paths: list[Path]) -> Tensor | None:
-    """Rows of gray | truth | generated centre crops at the training size, or None without paths."""
-    if not paths:
-        return None
-    crops = ColorizationDataset(paths, PairTransform(run.config.size, False, resize="crop"))
-    rows = []
-    for sample in DataLoader(crops, batch_size=len(paths)):
-        L, ab = sample["L"].to(run.device), sample["ab"].to(run.device)
-        truth = normalized_lab_to_rgb(L, ab)
-        gray = normalized_lab_to_rgb(L, torch.zeros_like(ab))
-        generated = colorizer.colorize_lightness(denormalize_l(L))
-        rows += [torch.cat(triple, dim=2) for triple in zip(gray, truth, generated)]
-    return torch.cat(rows, dim=1)
-
-
-# ----- command line -------------------------------------------------------------------
+from ..options import resolve_device
+from ..training import build_run, fit
+from ..training.config import PRESETS, TrainConfig, merge_config
+from .common import show_warnings_as_messages
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,13 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _init_distributed(device: str) -> tuple[int, int]:
+def _init_distributed(device: torch.device) -> tuple[int, int]:
     """Joins the torchrun job, if any: NCCL between GPUs, gloo on CPU. Returns (rank, world size)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return 0, 1
-    on_gpu = device != "cpu" and torch.cuda.is_available()
-    dist.init_process_group(backend="nccl" if on_gpu else "gloo")
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world_size
 
 
@@ -283,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             options[key] = ",".join(options[key])
     try:
         config = merge_config(options, config_file, preset)
+        device = resolve_device(config.device)
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
-    rank, world_size = _init_distributed(config.device)
+    rank, world_size = _init_distributed(device)
     try:
         fit(build_run(config, rank, world_size))
         if world_size > 1:

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from ..colour import rgb_to_lab
-from .metrics import colorfulness
 from ..inference.temporal import CDC_DILATIONS, FlowSettings, Motion, color_distribution_consistency
+from ..io.paths import atomic_output
+from .metrics import colorfulness
 
 # One bin per Lab unit, centred on the integers -128..127, so that gray (ab within float
 # error of 0) always falls in one bin.
@@ -184,8 +185,6 @@ def plot_report(report: dict, rows: list[str], worst_row: str, target: Path, tit
         raise ImportError("--plot needs matplotlib: pip install matplotlib") from error
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-
-    from ..cli.infer import atomic_output
 
     figure, axes = plt.subplots(figsize=(9, 3.6), dpi=110, layout="constrained")
     frames = np.arange(report["frames"])

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .colorizer import Colorizer, to_uint8
+from ..colour import to_float, to_uint8
+from .colorizer import Colorizer
 from .hints import Hint, check_inside, load_hints
 from .temporal import ChromaStabilizer, FlowSettings, Motion
 
@@ -202,7 +203,7 @@ class FilmColorizer:
         """uint8 RGB frames (B, H, W, 3), the next ones of the film -> colourised uint8 (B, H, W, 3)."""
         if self.tracker is None:
             return self.colorizer.colorize(frames, self.stabilizer)
-        rgb = torch.from_numpy(frames).to(self.colorizer.device).permute(0, 3, 1, 2).float() / 255.0
+        rgb = to_float(frames, self.colorizer.device)
         lightness = self.colorizer.lightness(rgb)
         size = tuple(frames.shape[1:3])
         channels = torch.cat([self.colorizer.hint_channels(points, size) for points in self.tracker(lightness)])

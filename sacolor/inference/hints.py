@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from ..colour import normalize_ab, rgb_to_lab
+from ..models.efficientnet_unet import HINT_CHANNELS
 
-HINT_CHANNELS = 3  # normalised a, b and a 0/1 mask
 # Side, in render pixels, of the patch a user's point paints. Training samples
 # patches of these sides, so a user's patch is one the model has seen.
 USER_PATCH = 3

@@ -26,6 +26,8 @@ from torch import Tensor
 
 CDC_DILATIONS = (1, 2, 4)
 HISTOGRAM_BINS = 256
+# The stabiliser's default weight of the previous frame's colour (--temporal-strength).
+DEFAULT_STRENGTH = 0.7
 
 
 @dataclass(frozen=True)
@@ -108,28 +110,17 @@ class ChromaStabilizer:
     Args:
         strength: weight of the previous frame's colour, in [0, 1); 0 turns the
             stabiliser off. Higher is steadier but lags real colour changes.
-        occlusion_threshold, scene_cut_fraction, flow_size: as ``FlowSettings``.
+        settings: how motion, occlusions and scene cuts are found.
     """
 
-    def __init__(
-        self,
-        strength: float = 0.7,
-        occlusion_threshold: float = 6.0,
-        scene_cut_fraction: float = 0.5,
-        flow_size: int = 256,
-    ) -> None:
+    def __init__(self, strength: float = DEFAULT_STRENGTH, settings: FlowSettings = FlowSettings()) -> None:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1); got {strength!r}")
         self.strength = strength
-        self.settings = FlowSettings(occlusion_threshold, scene_cut_fraction, flow_size)
+        self.settings = settings
         self._previous_l: Tensor | None = None
         self._previous_ab: Tensor | None = None
         self.scene_cuts = 0
-
-    def reset(self) -> None:
-        """Forget the previous frame (call between unrelated clips)."""
-        self._previous_l = None
-        self._previous_ab = None
 
     def __call__(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Stabilise a batch of consecutive frames, continuing from the last call.

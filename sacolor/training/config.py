@@ -6,85 +6,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .losses import GAN_MODES, RECON_LOSSES
 from ..models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
 from ..models.layers import NORMS
+from ..options import DEVICES, MAX_CHANNELS, check_int, check_multiple, check_size, parse_int_list, parse_size
+from .losses import GAN_MODES, RECON_LOSSES
 
 RESIZE_MODES = ("crop", "stretch", "random")
-# Bounds that keep a typo (ngf 1e9, size 65536) from becoming an allocation failure
-# deep inside the model: far above any configuration that trains in practice.
-MAX_CHANNELS = 1024
-MAX_SIDE = 8192
 # The discriminator's two last 4x4 convs (stride 1, padding 1) need at least this
 # many rows and columns left after its stride-2 layers.
 DISCRIMINATOR_MIN_FEATURE = 3
 AMP_DTYPES = ("bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
-    """"128" -> (128, 128); "256x512" -> (256, 512) as (H, W); also ints and pairs.
-
-    Raises:
-        ValueError: anything else, or non-positive sides.
-    """
-    if isinstance(value, int):
-        pair = (value, value)
-    elif isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", value)
-        if not match:
-            raise ValueError(f"size must look like 128 or 256x512 (HxW); got {value!r}")
-        pair = (int(match[1]), int(match[2] or match[1]))
-    else:
-        pair = tuple(int(v) for v in value)
-        if len(pair) != 2:
-            raise ValueError(f"size must be one side or (H, W); got {value!r}")
-    if min(pair) < 1:
-        raise ValueError(f"size sides must be positive; got {value!r}")
-    return pair
-
-
-def check_int(option: str, value: Any, low: int, high: int | None = None) -> int:
-    """``value`` if it is an int (not a bool) in [low, high]; else ValueError naming ``option``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{option} must be an integer; got {value!r} ({type(value).__name__})")
-    if value < low or (high is not None and value > high):
-        bound = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{option} must be {bound}; got {value}")
-    return value
-
-
-def check_size(option: str, value: Any, multiple: int = 1) -> tuple[int, int]:
-    """``value`` as (H, W) if it is a pair of ints in [1, MAX_SIDE] divisible by ``multiple``; else ValueError."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ValueError(f"{option} must be [height, width]; got {value!r}")
-    pair = (check_int(f"{option} height", value[0], 1, MAX_SIDE), check_int(f"{option} width", value[1], 1, MAX_SIDE))
-    if pair[0] % multiple or pair[1] % multiple:
-        raise ValueError(f"{option} {pair[0]}x{pair[1]} must be a multiple of {multiple} on both sides")
-    return pair
-
-
-def parse_int_list(value: str | int | Sequence[int] | None) -> tuple[int, ...]:
-    """"64" / "32,64" / "" / [32, 64] -> a tuple of ints."""
-    if value is None:
-        return ()
-    if isinstance(value, int):
-        return (value,)
-    if isinstance(value, str):
-        parts = [p for p in re.split(r"[,\s]+", value.strip()) if p]
-        try:
-            return tuple(int(p) for p in parts)
-        except ValueError:
-            raise ValueError(f"expected integers separated by commas; got {value!r}") from None
-    return tuple(int(v) for v in value)
 
 
 @dataclass
@@ -200,11 +138,8 @@ class TrainConfig:
         for option in ("num_workers", "n_samples"):
             check_int(f"--{_flag(option)}", getattr(self, option), 0)
         multiple = GENERATORS[self.netG]
-        if self.size[0] % multiple or self.size[1] % multiple:
-            raise ValueError(
-                f"--size {self.size[0]}x{self.size[1]} is not divisible by {multiple}, which --netG "
-                f"{self.netG} needs: use sides that are multiples of {multiple} or another --netG"
-            )
+        check_multiple("--size", self.size, multiple, f"--netG {self.netG}",
+                       f"use sides that are multiples of {multiple} or another --netG")
 
     def _check_types(self) -> None:
         """Each option has its declared type (a config file can give "8" or 1e9 for an int)."""
