@@ -41,12 +41,14 @@ def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
     return pair
 
 
-def parse_int_list(value: str | int | Sequence[int] | None) -> tuple[int, ...]:
-    """"64" / "32,64" / "" / [32, 64] -> a tuple of ints."""
+def parse_int_list(value: str | int | Sequence[int] | Sequence[str] | None) -> tuple[int, ...]:
+    """"64" / "32,64" / "" / [32, 64] / ["32", "64"] (command-line words) -> a tuple of ints."""
     if value is None:
         return ()
     if isinstance(value, int):
         return (value,)
+    if not isinstance(value, str) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
     if isinstance(value, str):
         parts = [p for p in re.split(r"[,\s]+", value.strip()) if p]
         try:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GAN_MODES = ("vanilla", "lsgan", "hinge")
+from .config import GAN_MODES, RECON_LOSSES
 
 
 class GANLoss:
@@ -49,9 +49,6 @@ class GANLoss:
         if self.mode == "vanilla":
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.mse_loss(logits, target)
-
-
-RECON_LOSSES = ("l1", "l2")
 
 
 def reconstruction_loss(fake_ab: Tensor, real_ab: Tensor, kind: str = "l1", weights: Tensor | None = None) -> Tensor:
