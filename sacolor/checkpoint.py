@@ -109,10 +109,7 @@ def _sync_directory(directory: Path) -> None:
 
 
 def _settle(files: CheckpointFiles) -> None:
-    """Finishes a save that was interrupted after its commit marker, or discards one interrupted before it.
-
-    Also removes the ``.<name>.<pid>.<uuid>.tmp`` files older versions could leave behind.
-    """
+    """Finishes a save that was interrupted after its commit marker, or discards one interrupted before it."""
     if files.commit_marker.exists():
         for member in files.members:
             staged = files.staged(member)
@@ -122,8 +119,6 @@ def _settle(files: CheckpointFiles) -> None:
         files.commit_marker.unlink()
     for member in files.members:
         files.staged(member).unlink(missing_ok=True)
-        for stale in member.parent.glob(f".{member.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
 
 
 def _write_json(obj: Mapping[str, Any]) -> Callable[[str], None]:

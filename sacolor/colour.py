@@ -210,3 +210,24 @@ def _as_image(pixels: Tensor) -> Tensor:
 def _gamut_error(lab: Tensor, rgb: Tensor) -> Tensor:
     """Largest Lab change (over the channels, dim -3) made by the clipping in ``lab_to_rgb``."""
     return (rgb_to_lab(rgb) - lab).abs().amax(dim=-3)
+
+
+def histogram_bins(values: Tensor, bins: int, low: float, high: float) -> Tensor:
+    """The bin (0 .. bins - 1) of each value on ``bins`` equal bins over [low, high]; values
+    outside the range fall in the end bins. Every colour histogram of the package bins with this."""
+    return ((values.float().clamp(low, high) - low) * (bins / (high - low))).long().clamp(0, bins - 1)
+
+
+def channel_histograms(values: Tensor, bins: int, low: float, high: float) -> np.ndarray:
+    """Per-frame, per-channel histograms of ``values`` (T, C, H, W) on ``histogram_bins``.
+
+    Returns:
+        float64 (T, C, bins); each row sums to 1.
+    """
+    count, channels = values.shape[:2]
+    codes = histogram_bins(values.cpu(), bins, low, high).flatten(2)
+    # One bincount over (frame, channel, bin) codes: no Python loop over frames.
+    codes = codes + bins * torch.arange(count * channels).view(count, channels, 1)
+    histograms = torch.bincount(codes.flatten(), minlength=count * channels * bins).view(count, channels, bins)
+    return (histograms.double() / codes.shape[-1]).numpy()
+

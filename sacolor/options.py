@@ -116,3 +116,19 @@ def resolve_device(name: str, option: str = "--device") -> torch.device:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
+
+
+def autocast_dtype(device: torch.device, wanted: str = "bf16") -> torch.dtype | None:
+    """The one mixed-precision policy: None (float32) off CUDA; on CUDA ``wanted``
+    ("bf16" or "fp16"), with float16 where the GPU has no bfloat16."""
+    if device.type != "cuda":
+        return None
+    if wanted == "bf16" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """``torch.autocast`` to ``dtype`` on ``device``; a no-op when ``dtype`` is None."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+

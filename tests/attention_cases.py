@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 import sacolor
-from sacolor.attention.backends.base import LOG2E
+from sacolor.kernels import LOG2E
 from sacolor.attention.backends.projection import max_pool_positions, project
 from sacolor.attention.inputs import AttentionInputs
 

@@ -1,11 +1,12 @@
 """Colour transfer: the generator predicts chroma at its render size, the input keeps its own L.
 
 ``Colorizer`` resizes the input's lightness to the render size, runs the
-generator there (bf16 autocast on CUDA, eval mode, no grad), upsamples the
-predicted ab to the input's full resolution and joins it with the input's own
-L. Where that Lab colour falls outside sRGB, its chroma is reduced until it
-fits instead of clipping RGB, so the output's L equals the input's L (up to
-8-bit rounding) and detail and tone are the input's.
+generator there (eval mode, no grad; bf16 autocast on CUDA, as
+``options.autocast_dtype`` decides), upsamples the predicted ab to the
+input's full resolution and joins it with the input's own L. Where that Lab
+colour falls outside sRGB, its chroma is reduced until it fits instead of
+clipping RGB, so the output's L equals the input's L (up to 8-bit rounding)
+and detail and tone are the input's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_generator
 from ..colour import denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_lab, to_float, to_uint8
-from ..options import check_multiple, resolve_device
+from ..options import autocast, autocast_dtype, check_multiple, resolve_device
 from .hints import Hint, hint_map
 
 BUILTIN_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "builtin.safetensors"
@@ -122,7 +123,7 @@ class Colorizer:
         extra = {}
         if hints is not None:
             extra["hints"] = hints.to(self.device).expand(lightness.shape[0], -1, -1, -1)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with autocast(self.device, autocast_dtype(self.device)):
             ab = self.generator(normalize_l(self.to_render_size(lightness)), **extra)
         return denormalize_ab(ab.float())
 

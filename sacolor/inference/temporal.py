@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..colour import channel_histograms
+
 CDC_DILATIONS = (1, 2, 4)
 HISTOGRAM_BINS = 256
 # The stabiliser's default weight of the previous frame's colour (--temporal-strength).
@@ -192,12 +194,8 @@ def color_histograms(frames: np.ndarray) -> np.ndarray:
     """
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be a uint8 array (T, H, W, 3); got {getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
-    count, height, width, _ = frames.shape
-    # One bincount over (frame, channel, value) codes: no Python loop over frames.
-    codes = frames.reshape(count, -1, 3).astype(np.int64)
-    codes = codes + HISTOGRAM_BINS * np.arange(3) + 3 * HISTOGRAM_BINS * np.arange(count)[:, None, None]
-    histograms = np.bincount(codes.ravel(), minlength=count * 3 * HISTOGRAM_BINS).reshape(count, 3, HISTOGRAM_BINS)
-    return histograms / float(height * width)
+    # One bin per 8-bit value: bin edges halfway between the integers.
+    return channel_histograms(torch.from_numpy(frames).permute(0, 3, 1, 2), HISTOGRAM_BINS, -0.5, HISTOGRAM_BINS - 0.5)
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:

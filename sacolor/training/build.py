@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import check_checkpoint_dir
 from ..models import PRETRAINED_GENERATOR, build_discriminator, build_generator
-from ..options import resolve_device
+from ..options import autocast_dtype, resolve_device
 from .config import TrainConfig
 from .data.dataset import ColorizationDataset, PairTransform
 from .data.sampler import ResumableSampler
@@ -28,17 +28,16 @@ PRIOR_SAMPLES = 64
 PRIOR_BINS = 32
 
 
-def autocast_dtype(config: TrainConfig, device: torch.device, rank: int) -> torch.dtype | None:
+def training_precision(config: TrainConfig, device: torch.device, rank: int) -> torch.dtype | None:
     """The mixed-precision type of ``--amp`` on ``device`` (None: float32), saying why when it differs."""
     if not config.amp:
         return None
-    if device.type != "cuda":
+    dtype = autocast_dtype(device, config.amp_dtype)
+    if dtype is None:
         log_line(rank, "--amp applies to CUDA devices only; training in float32 on CPU")
-        return None
-    if config.amp_dtype == "bf16" and not torch.cuda.is_bf16_supported():
+    elif config.amp_dtype == "bf16" and dtype == torch.float16:
         log_line(rank, "this GPU has no bfloat16; --amp uses float16 with loss scaling")
-        return torch.float16
-    return torch.bfloat16 if config.amp_dtype == "bf16" else torch.float16
+    return dtype
 
 
 def data_splits(config: TrainConfig, rank: int, world_size: int) -> tuple[list[Path], list[Path]]:
@@ -122,7 +121,7 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
     ema = EMA(G, config.ema_decay) if config.ema else None
     opt_G = generator_optimizer(G, config)
     opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
-    dtype = autocast_dtype(config, device, rank)
+    dtype = training_precision(config, device, rank)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     rebalance = ColourRebalance(colour_prior(train_set, config.seed), config.rebalance) if config.rebalance else None
     if world_size > 1:

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..options import autocast
 from .config import TrainConfig
 from .data.dataset import ColorizationDataset
 from .data.sampler import ResumableSampler
@@ -79,7 +80,7 @@ class TrainingRun:
 
     def autocast(self):
         """Mixed precision on CUDA when ``--amp``; a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+        return autocast(self.device, self.autocast_dtype)
 
     @property
     def eval_model(self) -> nn.Module:
