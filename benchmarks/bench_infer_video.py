@@ -32,15 +32,15 @@ import torch
 from PIL import Image
 from skimage import data
 
-from sacolor.colour import to_float, to_uint8
-from sacolor.inference.colorizer import Colorizer
-from sacolor.options import parse_size
 from sacolor.cli.evaluate import main as evaluate
-from sacolor.evaluation.scoring import MODEL, quantize
-from sacolor.evaluation.flicker import FlickerMeter
 from sacolor.cli.infer import main as infer
+from sacolor.colour import to_float, to_uint8
+from sacolor.evaluation.flicker import FlickerMeter
+from sacolor.evaluation.scoring import MODEL, quantize
+from sacolor.inference.colorizer import Colorizer
 from sacolor.inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
-from sacolor.io.video import write_video
+from sacolor.options import parse_size
+from tests.media import write_video
 
 WIDTH, HEIGHT, FPS, SAMPLE_RATE = 640, 272, 24, 44100
 JITTER = 6.0

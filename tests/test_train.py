@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from colour_images import write_image_folder, write_video
+from colour_images import write_drifting_video, write_image_folder
 from PIL import Image
 
 from sacolor.checkpoint import load_checkpoint, load_generator, load_training_state
@@ -154,7 +154,7 @@ def test_a_save_killed_at_any_point_leaves_a_whole_checkpoint(photos, tmp_path):
 
 
 def test_cli_runs_on_photos_and_a_video(photos, tmp_path):
-    video = write_video(tmp_path / "film.mp4", seconds=2.0, rate=10, height=64, width=96)
+    video = write_drifting_video(tmp_path / "film.mp4", seconds=2.0, rate=10, height=64, width=96)
     status = main([
         "--data", str(photos), str(video), "--frame-cache", str(tmp_path / "frames"),
         "--checkpoints-dir", str(tmp_path), "--name", "cli", "--netG", "unet_64",
