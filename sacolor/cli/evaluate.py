@@ -42,6 +42,7 @@ from ..evaluation.scoring import (
     flicker_report,
 )
 from ..inference.colorizer import Colorizer
+from ..inference.temporal import DEFAULT_STRENGTH
 from ..io.paths import collect_sources, is_media, suffix_help
 from .common import (
     EXIT_OK,
@@ -84,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate only the first N frames of each video (default: all)",
     )
     parser.add_argument(
-        "--temporal-strength", type=strength, default=0.7, metavar="S",
+        "--temporal-strength", type=strength, default=DEFAULT_STRENGTH, metavar="S",
         help="strength in [0, 1) of the temporal stabilisation of the model row for videos, as in sacolor-infer "
-        "(default 0.7); the model_no_temporal row shows the same frames without it",
+        f"(default {DEFAULT_STRENGTH:g}); the model_no_temporal row shows the same frames without it",
     )
     parser.add_argument(
         "--json", action="store_true",

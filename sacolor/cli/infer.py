@@ -28,7 +28,7 @@ from ..inference.colorizer import Colorizer
 from ..inference.film import FilmColorizer, FilmHint, load_film_hints, schedule
 from ..inference.hints import parse_hint
 from ..inference.photo import colorize_photo
-from ..inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
+from ..inference.temporal import DEFAULT_STRENGTH, ChromaStabilizer, color_distribution_consistency, color_histograms
 from ..io.images import save_rgb
 from ..io.paths import (
     IMAGE_SUFFIXES,
@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "flow (default on; --no-temporal turns it off)",
     )
     parser.add_argument(
-        "--temporal-strength", type=strength, default=0.7, metavar="S",
-        help="with --temporal, weight of the previous frame's colour in [0, 1) (default 0.7); higher is steadier "
+        "--temporal-strength", type=strength, default=DEFAULT_STRENGTH, metavar="S",
+        help=f"with --temporal, weight of the previous frame's colour in [0, 1) (default {DEFAULT_STRENGTH:g}); higher is steadier "
         "but slower to follow real changes",
     )
     parser.add_argument(
