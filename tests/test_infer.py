@@ -18,18 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from media import FPS, audio_packets, frame_times, make_clip, panning_frames, photo, tiny_checkpoint, truncated_copy
+from media import FPS, audio_packets, frame_times, make_clip, panning_frames, photo, tiny_checkpoint, truncated_copy, write_video
 from namespaces import skip_without_pid_namespaces, with_tmpfs
 from PIL import Image
 from skimage import color
 
 import sacolor
 from sacolor.cli import infer
-from sacolor.training.config import parse_size
 from sacolor.cli.infer import main
 from sacolor.io.images import load_rgb
 from sacolor.io.paths import collect_sources, locked_partial
-from sacolor.io.video import probe, write_video
+from sacolor.io.video import probe
+from sacolor.options import parse_size
 
 # 8-bit rounding of R, G and B moves L by at most about 0.3 (0..100 scale).
 L_TOLERANCE = 0.5

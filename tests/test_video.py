@@ -11,10 +11,10 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from media import FPS, audio_packets, frame_times, make_clip, panning_frames, truncated_copy, write_timed_clip
+from media import FPS, audio_packets, frame_times, make_clip, panning_frames, truncated_copy, write_timed_clip, write_video
 
 from sacolor.io.paths import VIDEO_SUFFIXES
-from sacolor.io.video import iter_rgb_batches, probe, recolor_video, write_video
+from sacolor.io.video import iter_rgb_batches, probe, recolor_video
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,9 @@ reported by name and skipped; the exit status is 1 if any input failed.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,22 @@ import torch
 from tqdm import tqdm
 
 from ..attention.backends.registry import environment_backend
+from ..inference.colorizer import Colorizer
+from ..inference.film import FilmColorizer, FilmHint, check_starts, load_film_hints, schedule
+from ..inference.hints import parse_hint
+from ..inference.photo import colorize_photo
+from ..inference.temporal import DEFAULT_STRENGTH, ChromaStabilizer, color_distribution_consistency, color_histograms
+from ..io.images import save_rgb
+from ..io.paths import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Source,
+    atomic_output,
+    collect_sources,
+    is_media,
+    suffix_help,
+)
+from ..io.video import frame_times, probe, recolor_video
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -37,23 +51,7 @@ from .common import (
     show_warnings_as_messages,
     strength,
 )
-from ..inference.colorizer import Colorizer
-from ..inference.film import FilmColorizer, FilmHint, check_starts, load_film_hints, schedule
-from ..inference.hints import parse_hint
-from ..io.images import save_rgb
-from ..io.paths import (
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    Source,
-    collect_sources,
-    is_media,
-    locked_partial,
-    remove_stale_partials,
-    suffix_help,
-)
-from ..io.video import frame_times, probe, recolor_video
-from ..inference.photo import colorize_photo
-from ..inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
+
 
 @dataclass(frozen=True)
 class Job:
@@ -95,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "flow (default on; --no-temporal turns it off)",
     )
     parser.add_argument(
-        "--temporal-strength", type=strength, default=0.7, metavar="S",
-        help="with --temporal, weight of the previous frame's colour in [0, 1) (default 0.7); higher is steadier "
+        "--temporal-strength", type=strength, default=DEFAULT_STRENGTH, metavar="S",
+        help=f"with --temporal, weight of the previous frame's colour in [0, 1) (default {DEFAULT_STRENGTH:g}); higher is steadier "
         "but slower to follow real changes",
     )
     parser.add_argument(
@@ -190,53 +188,6 @@ def file_target_problem(sources: list[Source], output: str) -> str | None:
         return None
     what = f"{len(sources)} inputs need" if len(sources) != 1 else "an input found in a folder needs"
     return f"-o {output} names a file, but {what} a folder; pass a folder such as -o {out.with_suffix('')}/"
-
-
-@contextmanager
-def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it to ``target`` on success.
-
-    The temporary name keeps the suffix (it picks the file format) and is
-    locked while it is written (see ``io.paths.locked_partial``). On any error,
-    or if ``target`` appeared meanwhile and ``overwrite`` is off, the temporary
-    file is removed and nothing is left behind.
-
-    Raises:
-        FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
-        OSError: the file system refused the output; the message names ``target`` and the cause.
-    """
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(target.parent)
-        with locked_partial(target) as temporary:
-            try:
-                yield temporary
-                if target.exists() and not overwrite:
-                    raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
-                os.replace(temporary, target)
-            finally:
-                with suppress(OSError):  # a failed clean-up must not hide why the write failed
-                    temporary.unlink(missing_ok=True)
-    except OSError as error:
-        if error.errno is None or isinstance(error, FileExistsError):
-            raise
-        raise OSError(f"cannot write {target}: {write_failure(error.errno, error.strerror)}") from error
-
-
-# Why a file system refuses an output, and what to do about it.
-WRITE_FAILURES = {
-    errno.EROFS: "the file system is read-only; pass an output on a writable one",
-    errno.ENOSPC: "no space left on the device; free some space or pass an output on another drive",
-    errno.EDQUOT: "the disk quota is used up; free some space or pass an output on another drive",
-    errno.EACCES: "permission denied; check the folder's permissions or pass another output",
-    errno.EPERM: "permission denied; check the folder's permissions or pass another output",
-    errno.ENAMETOOLONG: "the name is too long for the file system; pass a shorter output name",
-}
-
-
-def write_failure(code: int, strerror: str | None) -> str:
-    """The cause of a failed write (``errno`` ``code``) and its fix, in words."""
-    return WRITE_FAILURES.get(code, f"{strerror or os.strerror(code)}; check the folder's permissions and free space")
 
 
 # What colourising one input can raise without the others being affected: unreadable or

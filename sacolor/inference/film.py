@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .colorizer import Colorizer, to_uint8
-from .hints import Hint, check_inside, read_hint_entries
+from ..colour import to_float, to_uint8
+from .colorizer import Colorizer
+from .hints import Hint, check_inside, hint_entries
 from ..io.video import VideoInfo
 from ..messages import brief
 from .temporal import ChromaStabilizer, FlowSettings, Motion
@@ -82,10 +83,7 @@ def load_film_hints(path: str | Path) -> list[FilmHint]:
         FileNotFoundError: no such file.
         ValueError: a bad entry; the message names the file and the entry.
     """
-    return [
-        _film_hint(point, entry, f"--hints {path}, entry {index}")
-        for index, (point, entry) in enumerate(read_hint_entries(path))  # checks the file, x, y and colour
-    ]
+    return [_film_hint(point, entry, where) for point, entry, where in hint_entries(path)]
 
 
 def _film_hint(point: Hint, entry: dict, where: str) -> FilmHint:
@@ -247,7 +245,7 @@ class FilmColorizer:
         """uint8 RGB frames (B, H, W, 3), the next ones of the film -> colourised uint8 (B, H, W, 3)."""
         if self.tracker is None:
             return self.colorizer.colorize(frames, self.stabilizer)
-        rgb = torch.from_numpy(frames).to(self.colorizer.device).permute(0, 3, 1, 2).float() / 255.0
+        rgb = to_float(frames, self.colorizer.device)
         lightness = self.colorizer.lightness(rgb)
         size = tuple(frames.shape[1:3])
         channels = torch.cat([self.colorizer.hint_channels(points, size) for points in self.tracker(lightness)])

@@ -21,8 +21,8 @@ from torch import Tensor
 
 from ..colour import normalize_ab, rgb_to_lab
 from ..messages import brief
+from ..models.efficientnet_unet import HINT_CHANNELS
 
-HINT_CHANNELS = 3  # normalised a, b and a 0/1 mask
 # Side, in render pixels, of the patch a user's point paints. Training samples
 # patches of these sides, so a user's patch is one the model has seen.
 USER_PATCH = 3
@@ -79,14 +79,15 @@ def load_hints(path: str | Path) -> list[Hint]:
         ValueError: not a file, not valid JSON, or an entry without numeric x, y and a
             "#RRGGBB" string color (the message names the file and the entry).
     """
-    return [hint for hint, _ in read_hint_entries(path)]
+    return [hint for hint, _, _ in hint_entries(path)]
 
 
-def read_hint_entries(path: str | Path) -> list[tuple[Hint, dict]]:
-    """The hints of a hints file, each with its JSON entry (film hints read more keys from it).
+def hint_entries(path: str | Path) -> list[tuple[Hint, dict, str]]:
+    """The entries of a hints file, each checked as ``load_hints`` does: (its point, the raw
+    entry for readers of further keys such as film hints' "frame", where it is for messages).
 
     Raises:
-        FileNotFoundError / ValueError: as ``load_hints``.
+        FileNotFoundError, ValueError: as ``load_hints``.
     """
     path = Path(path)
     if path.is_dir():
@@ -103,7 +104,7 @@ def read_hint_entries(path: str | Path) -> list[tuple[Hint, dict]]:
         entries = entries.get("hints")
     if not isinstance(entries, list):
         raise ValueError(f'--hints {path}: expected a list of {{"x": .., "y": .., "color": "#RRGGBB"}} objects')
-    hints = []
+    checked = []
     for index, entry in enumerate(entries):
         where = f"--hints {path}, entry {index}"
         if not isinstance(entry, dict) or not {"x", "y", "color"} <= set(entry):
@@ -111,8 +112,8 @@ def read_hint_entries(path: str | Path) -> list[tuple[Hint, dict]]:
         x, y, colour = _coordinate(entry["x"], "x", where), _coordinate(entry["y"], "y", where), entry["color"]
         if not isinstance(colour, str):
             raise ValueError(f'{where}: "color" must be a string such as "#3366cc"; got {brief(colour)}')
-        hints.append((Hint(x, y, parse_colour(colour, where)), entry))
-    return hints
+        checked.append((Hint(x, y, parse_colour(colour, where)), entry, where))
+    return checked
 
 
 def _coordinate(value: object, axis: str, where: str) -> float:

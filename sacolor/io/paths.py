@@ -11,13 +11,14 @@ input's name.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,53 @@ def remove_stale_partials(folder: Path) -> None:
             pass
         finally:
             os.close(fd)
+
+
+@contextmanager
+def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it to ``target`` on success.
+
+    The temporary name keeps the suffix (it picks the file format) and is
+    locked while it is written (see ``io.paths.locked_partial``). On any error,
+    or if ``target`` appeared meanwhile and ``overwrite`` is off, the temporary
+    file is removed and nothing is left behind.
+
+    Raises:
+        FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
+        OSError: the file system refused the output; the message names ``target`` and the cause.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(target.parent)
+        with locked_partial(target) as temporary:
+            try:
+                yield temporary
+                if target.exists() and not overwrite:
+                    raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
+                os.replace(temporary, target)
+            finally:
+                with suppress(OSError):  # a failed clean-up must not hide why the write failed
+                    temporary.unlink(missing_ok=True)
+    except OSError as error:
+        if error.errno is None or isinstance(error, FileExistsError):
+            raise
+        raise OSError(f"cannot write {target}: {write_failure(error.errno, error.strerror)}") from error
+
+
+# Why a file system refuses an output, and what to do about it.
+WRITE_FAILURES = {
+    errno.EROFS: "the file system is read-only; pass an output on a writable one",
+    errno.ENOSPC: "no space left on the device; free some space or pass an output on another drive",
+    errno.EDQUOT: "the disk quota is used up; free some space or pass an output on another drive",
+    errno.EACCES: "permission denied; check the folder's permissions or pass another output",
+    errno.EPERM: "permission denied; check the folder's permissions or pass another output",
+    errno.ENAMETOOLONG: "the name is too long for the file system; pass a shorter output name",
+}
+
+
+def write_failure(code: int, strerror: str | None) -> str:
+    """The cause of a failed write (``errno`` ``code``) and its fix, in words."""
+    return WRITE_FAILURES.get(code, f"{strerror or os.strerror(code)}; check the folder's permissions and free space")
 
 
 @dataclass(frozen=True)
