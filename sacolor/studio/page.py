@@ -149,6 +149,8 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             editor = session.photo
             if editor is None or editor.hints.selected is None or not colour:
                 return (*photo_view(session, "The next click places a hint of this colour."), True)
+            if editor.hints.items[editor.hints.selected].colour == colour.lower():
+                return (*[gr.skip()] * 5, False)  # the page showing the selected hint's own colour
             editor.hints.recolour(colour)
             editor.render()
             return (*photo_view(session), False)
@@ -186,8 +188,8 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
         with session.lock:
             if session.photo is None:
                 raise gr.Error("Open a photo first.")
-            return (session.photo.save_png(session.path("colourised.png")),
-                    session.photo.save_hints(session.path("hints.json")))
+            return (str(session.photo.save_png(session.path("colourised.png"))),
+                    str(session.photo.save_hints(session.path("hints.json"))))
 
     # --- film ---
 
@@ -250,6 +252,8 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             editor = session.film
             if editor is None or editor.hints.selected is None or not colour:
                 return (*film_view(session, int(index), "The next click places a hint of this colour."), True)
+            if editor.hints.items[editor.hints.selected].colour == colour.lower():
+                return (*[gr.skip()] * 5, False)  # the page showing the selected hint's own colour
             editor.hints.recolour(colour)
             return (*film_view(session, int(index)), False)
 
@@ -302,7 +306,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
         except (ValueError, OSError) as error:
             return None, None, None, f"**Render failed:** {error}", None
         hints = editor.save_hints(session.path("film_hints.json"))
-        return (session.path("colourised.mp4"), hints, str(session.path("flicker.png")),
+        return (str(session.path("colourised.mp4")), str(hints), str(session.path("flicker.png")),
                 "Rendered. Flicker report (sacolor-eval --no-truth figures; lower warp error and CDC are steadier):",
                 report)
 
@@ -338,7 +342,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             outputs = [original, result, photo_table, photo_message, photo_colour]
             photo_file.upload(open_photo, [photo_file], outputs)
             original.select(click_photo, [photo_mode, photo_colour, chosen], outputs + [chosen])
-            photo_colour.input(pick_colour, [photo_colour], outputs + [chosen])
+            photo_colour.change(pick_colour, [photo_colour], outputs + [chosen])
             photo_table.input(edit_photo_table, [photo_table], outputs)
             photo_table.select(select_photo_hint, None, outputs)
             remove_photo.click(remove_photo_hint, None, outputs)
@@ -376,7 +380,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             film_file.upload(open_film, [film_file], film_outputs + [frame])
             frame.release(scrub, [frame], film_outputs)
             film_original.select(click_film, [frame, film_mode, film_colour, film_chosen], film_outputs + [film_chosen])
-            film_colour.input(pick_film_colour, [frame, film_colour], film_outputs + [film_chosen])
+            film_colour.change(pick_film_colour, [frame, film_colour], film_outputs + [film_chosen])
             film_table.input(edit_film_table, [frame, film_table], film_outputs)
             film_table.select(select_film_hint, [frame], film_outputs)
             remove_film.click(remove_film_hint, [frame], film_outputs)
