@@ -61,7 +61,7 @@ def studio(tmp_path_factory):
     log = tmp_path_factory.mktemp("studio") / "server.log"
     with open(log, "w") as sink:
         server = subprocess.Popen(
-            [sys.executable, "-m", "sacolor.studio.server", "--no-browser", "--port", str(port), "--device", "cpu",
+            [sys.executable, "-m", "sacolor.cli.studio", "--no-browser", "--port", str(port), "--device", "cpu",
              "--max-upload-mb", "1"],
             stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT,
         )
@@ -182,7 +182,7 @@ def hex_rgb(colour: str) -> tuple[int, int, int]:
 
 
 def run_infer(*arguments) -> None:
-    subprocess.run([sys.executable, "-m", "sacolor.infer", *map(str, arguments), "--device", "cpu", "--quiet"], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "sacolor.cli.infer", *map(str, arguments), "--device", "cpu", "--quiet"], check=True, cwd=ROOT)
 
 
 def test_photo_two_hints_download_equals_sacolor_infer(browser, tmp_path):

@@ -2,6 +2,6 @@
 
 ``photo`` and ``film`` hold what one session is colourising and call the same
 library code as the command lines; ``sessions`` keeps each browser session's
-files apart; ``page`` is the Gradio page; ``server`` the command. Only ``page``
-imports Gradio (the ``studio`` extra).
+files apart; ``page`` is the Gradio page; ``sacolor.cli.studio`` the command. Only
+``page`` imports Gradio (the ``studio`` extra).
 """

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..colorizer import Colorizer
-from ..film_hints import FilmHint, HintTracker, colorize_film, schedule, shot_starts
-from ..flicker import FlickerMeter, format_report, plot_report
+from ..evaluation.flicker import FlickerMeter, format_report, plot_report
+from ..inference.colorizer import Colorizer
+from ..inference.film import FilmHint, HintTracker, colorize_film, schedule, shot_starts
+from ..inference.temporal import ChromaStabilizer
 from ..io.video import VideoInfo, iter_timed_frames, probe, read_frames
-from ..temporal import ChromaStabilizer
 from .photo import HintList
 
 # sacolor-infer's defaults, so that the studio's film is the file sacolor-infer writes.

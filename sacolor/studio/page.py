@@ -16,7 +16,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..colorizer import Colorizer
+from ..inference.colorizer import Colorizer
 from ..io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from .film import FilmEditor, RenderCancelled
 from .photo import HintList, PhotoEditor, hex_colour

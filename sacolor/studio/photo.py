@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..colorizer import Colorizer, to_uint8
-from ..data.lab import lab_to_rgb
-from ..hints import Hint, check_inside, parse_colour
+from ..colour import lab_to_rgb
+from ..inference.colorizer import Colorizer, to_uint8
+from ..inference.hints import Hint, check_inside, parse_colour
+from ..inference.photo import colorize_lightness, read_lightness
 from ..io.images import save_rgb
-from ..photo import colorize_lightness, read_lightness
 
 
 def hex_colour(rgb: tuple[int, int, int]) -> str:

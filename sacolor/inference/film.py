@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .colorizer import Colorizer, to_uint8
 from .hints import Hint, check_inside, load_hints
-from .io.video import probe, recolor_video
+from ..io.video import probe, recolor_video
 from .temporal import ChromaStabilizer, FlowSettings, Motion
 
 # A point survives a frame when at least KEEP_FRACTION of the KEEP_WINDOW x KEEP_WINDOW

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import EXIT_OK, EXIT_USAGE, add_model_arguments
+from .common import EXIT_OK, EXIT_USAGE, add_model_arguments
 
 INSTALL_HINT = ('sacolor-studio needs the studio extra (Gradio): pip install "sacolor[studio]", '
                 'or from a clone: pip install --no-build-isolation -e ".[studio]"')
@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if importlib.util.find_spec("gradio") is None:
         print(f"sacolor-studio: error: {INSTALL_HINT}", file=sys.stderr)
         return EXIT_USAGE
-    from ..colorizer import Colorizer
-    from .sessions import SessionStore
+    from ..inference.colorizer import Colorizer
+    from ..studio.sessions import SessionStore
 
     try:
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_OK))  # run the cleanup below on `kill` too
     try:
-        from .page import build
+        from ..studio.page import build
 
         page = build(colorizer, store, args.max_upload_mb)
         where = "this machine only" if args.host in ("127.0.0.1", "localhost", "::1") else "the network"
