@@ -275,16 +275,27 @@ def test_film_hint_holds_until_the_cut_and_the_render_keeps_sound(browser, tmp_p
     assert rendered.read_bytes() == (tmp_path / "infer.mp4").read_bytes()
 
 
-def test_a_file_that_is_not_an_image_gets_a_message_and_the_server_keeps_serving(browser, studio, tmp_path):
+def test_bad_files_get_a_message_and_the_server_keeps_serving(browser, studio, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_text("not a photo\n")
-    css(browser, "#photo-upload input[type=file]")[0].send_keys(str(notes))
-    message = wait_for(lambda: css(browser, "#photo-message")[0].text, "the error message")
+    upload = lambda path: wait_for(lambda: css(browser, "#photo-upload input[type=file]"), "the upload box")[0].send_keys(str(path))
+    upload(notes)
+    message = wait_for(lambda: "Could not open" in css(browser, "#photo-message")[0].text and css(browser, "#photo-message")[0].text, "the error message")
     assert "Could not open notes.jpg" in message, message
+
+    truncated = tmp_path / "truncated.png"
+    Image.fromarray(data.camera()).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    upload(truncated)
+    wait_for(lambda: "Could not open truncated.png" in css(browser, "#photo-message")[0].text, "the truncated file's message")
+
+    photo = tmp_path / "fine.png"
+    Image.fromarray(data.camera()[:64, :96]).save(photo)
+    upload(photo)  # the server still serves: the next photo opens
+    wait_for(lambda: "fine.png: 96 x 64 pixels" in css(browser, "#photo-message")[0].text, "the next photo")
 
     big = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)).save(big)  # ~1.4 MB
-    css(browser, "#photo-upload input[type=file]")[0].send_keys(str(big))
-    refusal = wait_for(lambda: "1 MB" in browser.page_source and browser.page_source, "the size refusal")
-    assert "--max-upload-mb" in refusal or "maximum" in refusal
+    upload(big)
+    wait_for(lambda: "maximum allowed size of 1.0 Mb" in browser.page_source, "the refusal naming the limit")
     assert urllib.request.urlopen(studio[0], timeout=30).status == 200

@@ -121,9 +121,10 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
                 session.photo = PhotoEditor(colorizer, path)
             except (ValueError, OSError, MemoryError) as error:
                 name = Path(upload).name if upload else "the file"
-                return photo_view(session, f"**Could not open {name}:** {error}. Open a photo (JPEG, PNG, TIFF, ...).")
+                return (*photo_view(session, f"**Could not open {name}:** {error}. Open a photo (JPEG, PNG, TIFF, ...)."), None)
             width, height = session.photo.size
-            return photo_view(session, f"{width} x {height} pixels. Click the photo where you know the colour.")
+            return (*photo_view(session, f"{Path(upload).name}: {width} x {height} pixels. Click the photo where you "
+                                         "know the colour."), None)
 
     def click_photo(mode: str, colour: str, chosen: bool, event: gr.SelectData, request: gr.Request):
         session = store.get(request.session_hash)
@@ -218,9 +219,9 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             except (ValueError, OSError, MemoryError) as error:
                 name = Path(upload).name if upload else "the file"
                 return (*film_view(session, 0, f"**Could not open {name}:** {error}. Open a film (MP4, MKV, MOV, ...)."),
-                        gr.update(maximum=1, value=0))
-            return (*film_view(session, 0, "Scrub to a frame and click where you know the colour."),
-                    gr.update(minimum=0, maximum=session.film.frames - 1, value=0, step=1))
+                        gr.update(maximum=1, value=0), None)
+            return (*film_view(session, 0, f"{Path(upload).name}: scrub to a frame and click where you know the colour."),
+                    gr.update(minimum=0, maximum=session.film.frames - 1, value=0, step=1), None)
 
     def scrub(index, request: gr.Request):
         session = store.get(request.session_hash)
@@ -317,7 +318,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
 
     with gr.Blocks(title="sacolor studio", delete_cache=(600, 3600)) as page:
         gr.Markdown(INTRO)
-        limit = f"up to {max_upload_mb:g} MB"
+        limit = f"up to {max_upload_mb:g} MB; sacolor-studio --max-upload-mb N changes that"
         with gr.Tab("Photo"):
             chosen = gr.State(False)
             photo_file = gr.File(label=f"Open a photo: drop it here or click ({limit})", elem_id="photo-upload", height=120)
@@ -340,7 +341,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
                 hints_file = gr.File(label="Hints (sacolor-infer --hints FILE.json)", elem_id="photo-hints-json", interactive=False)
 
             outputs = [original, result, photo_table, photo_message, photo_colour]
-            photo_file.upload(open_photo, [photo_file], outputs)
+            photo_file.upload(open_photo, [photo_file], outputs + [photo_file])
             original.select(click_photo, [photo_mode, photo_colour, chosen], outputs + [chosen])
             photo_colour.change(pick_colour, [photo_colour], outputs + [chosen])
             photo_table.input(edit_photo_table, [photo_table], outputs)
@@ -377,7 +378,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
                 flicker_text = gr.Textbox(label="Flicker report", lines=8, interactive=False, elem_id="film-flicker")
 
             film_outputs = [film_original, film_result, film_table, film_message, film_colour]
-            film_file.upload(open_film, [film_file], film_outputs + [frame])
+            film_file.upload(open_film, [film_file], film_outputs + [frame, film_file])
             frame.release(scrub, [frame], film_outputs)
             film_original.select(click_film, [frame, film_mode, film_colour, film_chosen], film_outputs + [film_chosen])
             film_colour.change(pick_film_colour, [frame, film_colour], film_outputs + [film_chosen])
