@@ -111,7 +111,9 @@ def colorize_photo(colorizer: Colorizer, path: str | Path, hints: Sequence[Hint]
     return colorize_lightness(colorizer, read_lightness(path), hints, str(path))
 
 
-def colorize_lightness(colorizer: Colorizer, lightness: np.ndarray, hints: Sequence[Hint] = (), source: str = "photo") -> np.ndarray:
+def colorize_lightness(
+    colorizer: Colorizer, lightness: np.ndarray, hints: Sequence[Hint] = (), source: str = "photo", encoded: list[Tensor] | None = None
+) -> np.ndarray:
     """``colorize_photo`` on a photo's L already read (``read_lightness``), so that an editor
     can colourise one photo again and again with other hints without decoding it each time.
 
@@ -119,6 +121,7 @@ def colorize_lightness(colorizer: Colorizer, lightness: np.ndarray, hints: Seque
         lightness: float32 (H, W), L in 0..100.
         hints: colour hints in the photo's pixels.
         source: the photo's name, for error messages.
+        encoded: optional ``colorizer.encode`` of this L, kept from an earlier call.
 
     Returns:
         uint8 RGB (H, W, 3).
@@ -130,7 +133,7 @@ def colorize_lightness(colorizer: Colorizer, lightness: np.ndarray, hints: Seque
     if hints:
         check_inside(hints, lightness.shape[1], lightness.shape[0], source)
         channels = colorizer.hint_channels(hints, lightness.shape)
-    ab = colorizer.predict_ab(torch.from_numpy(lightness)[None, None], channels)
+    ab = colorizer.predict_ab(torch.from_numpy(lightness)[None, None], channels, encoded)
     return _compose_in_strips(lightness, ab[0].float())
 
 

@@ -68,6 +68,11 @@ def with_markers(pixels: np.ndarray, hints: HintList, frame: int | None = None, 
     return np.asarray(canvas)
 
 
+def photo_pictures(editor: PhotoEditor) -> tuple[np.ndarray, np.ndarray]:
+    """What the page shows of a photo: its gray preview with the hints marked, and the result's preview."""
+    return with_markers(editor.gray(preview_scale(*editor.size)), editor.hints, scaled=True), preview(editor.result)
+
+
 def clicked_pixel(event: gr.SelectData, width: int, height: int) -> tuple[int, int]:
     """The picture's pixel under a click on its preview."""
     scale = preview_scale(width, height)
@@ -109,8 +114,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
         if editor is None:
             return None, None, [], message, gr.update()
         selected = editor.hints.items[editor.hints.selected].colour if editor.hints.selected is not None else gr.update()
-        return (with_markers(editor.gray(preview_scale(*editor.size)), editor.hints, scaled=True), preview(editor.result),
-                table(editor.hints, False), message, selected)
+        return (*photo_pictures(editor), table(editor.hints, False), message, selected)
 
     def open_photo(upload, request: gr.Request):
         session = store.get(request.session_hash)

@@ -126,6 +126,8 @@ class PhotoEditor:
         self.lightness = read_lightness(path)
         height, width = self.lightness.shape
         self.hints = HintList(width, height)
+        self._gray: tuple[float, np.ndarray] | None = None
+        self.encoded = colorizer.encode(torch.from_numpy(self.lightness)[None, None])  # L's part, once per photo
         self.result = self.render()
 
     @property
@@ -134,7 +136,13 @@ class PhotoEditor:
         return self.hints.width, self.hints.height
 
     def gray(self, scale: float) -> np.ndarray:
-        """The photo as the model sees it (its L, no colour) scaled by ``scale`` <= 1, uint8 RGB (h, w, 3)."""
+        """The photo as the model sees it (its L, no colour) scaled by ``scale`` <= 1, uint8 RGB (h, w, 3).
+        The last one is kept: the page asks for the same scale after every hint."""
+        if self._gray is None or self._gray[0] != scale:
+            self._gray = (scale, self._gray_at(scale))
+        return self._gray[1]
+
+    def _gray_at(self, scale: float) -> np.ndarray:
         lightness = torch.from_numpy(self.lightness)[None, None]
         if scale < 1.0:
             size = (max(1, round(lightness.shape[2] * scale)), max(1, round(lightness.shape[3] * scale)))
@@ -143,7 +151,7 @@ class PhotoEditor:
 
     def render(self) -> np.ndarray:
         """Colourises the photo with the current hints; uint8 RGB (H, W, 3), also kept as ``result``."""
-        self.result = colorize_lightness(self.colorizer, self.lightness, [h.hint for h in self.hints.items], "photo")
+        self.result = colorize_lightness(self.colorizer, self.lightness, [h.hint for h in self.hints.items], "photo", self.encoded)
         return self.result
 
     def colour_at(self, x: int, y: int) -> str:
