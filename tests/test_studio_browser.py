@@ -77,6 +77,9 @@ def studio(tmp_path_factory):
                 pytest.fail(f"sacolor-studio did not start:\n{log.read_text()}")
             time.sleep(0.5)
     yield url, log
+    root = Path(re.search(r"files in (\S+) until", log.read_text())[1])
+    # Every test's tab is closed by now: their sessions' folders go with them.
+    wait_for(lambda: not list(root.glob("session-*")), "the closed sessions' folders to be removed", timeout=60)
     server.terminate()
     server.wait(timeout=30)
     folder = re.search(r"files in (\S+) until", log.read_text())
@@ -125,16 +128,18 @@ def image_src(driver, element_id: str) -> str | None:
     return images[0].get_attribute("src") if images else None
 
 
-def click_image(driver, element_id: str, x: int, y: int) -> None:
-    """Clicks the picture shown in ``element_id`` at its natural pixel (x, y)."""
+def click_image(driver, element_id: str, x: int, y: int, width: int) -> None:
+    """Clicks the picture shown in ``element_id`` at the pixel (x, y) of the ``width`` pixels wide
+    photo or frame it previews (the page enlarges small ones)."""
     from selenium.webdriver import ActionChains
 
     image = css(driver, f"#{element_id} img")[0]
     natural = "return arguments[0].complete && [arguments[0].naturalWidth, arguments[0].naturalHeight]"
     natural_width, natural_height = wait_for(lambda: driver.execute_script(natural, image), f"the picture in #{element_id}")
     scale_x, scale_y = image.size["width"] / natural_width, image.size["height"] / natural_height
-    dx = (x + 0.5) * scale_x - image.size["width"] / 2
-    dy = (y + 0.5) * scale_y - image.size["height"] / 2
+    enlarged = natural_width / width
+    dx = (x + 0.5) * enlarged * scale_x - image.size["width"] / 2
+    dy = (y + 0.5) * enlarged * scale_y - image.size["height"] / 2
     ActionChains(driver).move_to_element_with_offset(image, round(dx), round(dy)).click().perform()
 
 
@@ -196,7 +201,7 @@ def test_photo_two_hints_download_equals_sacolor_infer(browser, tmp_path):
     chosen = []
     for number, (x, y, a, b) in enumerate(points, start=1):
         before = image_src(browser, "photo-result")
-        click_image(browser, "photo-original", x, y)
+        click_image(browser, "photo-original", x, y, lightness.shape[1])
         # A click with no colour chosen offers the model's colour there, listed with the hint.
         offered = wait_for(lambda: len(table_rows(browser, "photo-hints")) == number and table_rows(browser, "photo-hints")[-1], "the new hint")
         assert re.fullmatch(r"#[0-9a-f]{6}", offered[-1]), offered
@@ -247,7 +252,7 @@ def test_film_hint_holds_until_the_cut_and_the_render_keeps_sound(browser, tmp_p
     message = wait_for(lambda: css(browser, "#film-message")[0].text, "the shots")
     assert f"frames 0-{CUT - 1}" in message and f"{CUT}-{FRAMES - 1}" in message, message
 
-    click_image(browser, "film-original", x, y)
+    click_image(browser, "film-original", x, y, 128)
     wait_for(lambda: len(table_rows(browser, "film-hints")) == 1, "the film hint")
     with av.open(str(film)) as container:
         first = next(container.decode(video=0)).to_ndarray(format="rgb24")
@@ -266,6 +271,7 @@ def test_film_hint_holds_until_the_cut_and_the_render_keeps_sound(browser, tmp_p
         assert container.streams.video[0].average_rate == FPS
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(frames) == FRAMES
+    assert json.loads(hints.read_text()) == [{"frame": 0, "x": x, "y": y, "color": colour}]
     target = lab_of(hex_rgb(colour))[1:]
     distances = [float(np.linalg.norm(lab_of(frame[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0))[1:] - target)) for frame in frames]
     assert max(distances[:CUT]) < 20, [round(d, 1) for d in distances]  # the hint holds through its shot

@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_OK))  # run the cleanup below on `kill` too
     try:
-        from ..studio.page import build
+        from ..studio.page import CSS, build
 
         page = build(colorizer, store, args.max_upload_mb)
         where = "this machine only" if args.host in ("127.0.0.1", "localhost", "::1") else "the network"
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"files in {store.root} until it stops. Ctrl+C stops it.", file=sys.stderr, flush=True)
         page.queue(default_concurrency_limit=4).launch(
             server_name=args.host, server_port=args.port, inbrowser=not args.no_browser, show_error=True,
-            max_file_size=int(args.max_upload_mb * 2**20), quiet=True, footer_links=[],
+            max_file_size=int(args.max_upload_mb * 2**20), quiet=True, footer_links=[], css=CSS,
         )
     except KeyboardInterrupt:
         pass

@@ -23,7 +23,10 @@ from .photo import HintList, PhotoEditor, hex_colour
 from .sessions import Session, SessionStore
 
 PREVIEW_SIDE = 1024  # longest side, in pixels, of the pictures sent to the browser
+SMALL_SIDE = 512  # pictures smaller than this are sent enlarged
 MARKER_RADIUS = 7
+# The flicker report is a text table: it needs a fixed-width font.
+CSS = "#film-flicker textarea { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; font-size: 13px; }"
 CLICK_ADDS, CLICK_MOVES = "adds a hint", "moves the selected hint"
 PHOTO_HEADERS = ["x", "y", "colour"]
 FILM_HEADERS = ["frame", "x", "y", "colour"]
@@ -35,16 +38,21 @@ Click first and the hint takes the colour the model gives that spot; then change
 
 
 def preview_scale(width: int, height: int) -> float:
-    """The scale from a picture's pixels to its preview's."""
-    return min(1.0, PREVIEW_SIDE / max(height, width))
+    """The scale from a picture's pixels to its preview's: down to ``PREVIEW_SIDE`` for large
+    pictures, up by a whole factor towards ``SMALL_SIDE`` for small ones (film frames of old
+    footage), so that they can be clicked precisely."""
+    side = max(height, width)
+    return PREVIEW_SIDE / side if side > PREVIEW_SIDE else float(max(1, SMALL_SIDE // side))
 
 
 def preview(pixels: np.ndarray) -> np.ndarray:
-    """A picture (H, W, 3) scaled down to at most ``PREVIEW_SIDE`` pixels a side."""
+    """A picture (H, W, 3) at its preview's scale (``preview_scale``)."""
     height, width = pixels.shape[:2]
     scale = preview_scale(width, height)
     if scale == 1.0:
         return pixels
+    if scale > 1.0:
+        return np.repeat(np.repeat(pixels, int(scale), axis=0), int(scale), axis=1)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
 
@@ -377,9 +385,8 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             with gr.Row():
                 film_out = gr.File(label="Colourised film (MP4, sound kept)", elem_id="film-mp4", interactive=False)
                 film_hints_file = gr.File(label="Hints (sacolor-infer --hints FILE.json)", elem_id="film-hints-json", interactive=False)
-            with gr.Row():
-                flicker_plot = gr.Image(label="Flicker per frame", interactive=False, elem_id="film-flicker-plot", buttons=[])
-                flicker_text = gr.Textbox(label="Flicker report", lines=8, interactive=False, elem_id="film-flicker")
+            flicker_text = gr.Textbox(label="Flicker report", lines=9, interactive=False, elem_id="film-flicker")
+            flicker_plot = gr.Image(label="Flicker per frame", interactive=False, elem_id="film-flicker-plot", buttons=[])
 
             film_outputs = [film_original, film_result, film_table, film_message, film_colour]
             film_file.upload(open_film, [film_file], film_outputs + [frame, film_file])

@@ -136,7 +136,7 @@ class PhotoEditor:
         return self.hints.width, self.hints.height
 
     def gray(self, scale: float) -> np.ndarray:
-        """The photo as the model sees it (its L, no colour) scaled by ``scale`` <= 1, uint8 RGB (h, w, 3).
+        """The photo as the model sees it (its L, no colour) scaled by ``scale``, uint8 RGB (h, w, 3).
         The last one is kept: the page asks for the same scale after every hint."""
         if self._gray is None or self._gray[0] != scale:
             self._gray = (scale, self._gray_at(scale))
@@ -144,9 +144,9 @@ class PhotoEditor:
 
     def _gray_at(self, scale: float) -> np.ndarray:
         lightness = torch.from_numpy(self.lightness)[None, None]
-        if scale < 1.0:
+        if scale != 1.0:
             size = (max(1, round(lightness.shape[2] * scale)), max(1, round(lightness.shape[3] * scale)))
-            lightness = F.interpolate(lightness, size=size, mode="area")
+            lightness = F.interpolate(lightness, size=size, mode="area" if scale < 1.0 else "nearest")
         return to_uint8(lab_to_rgb(torch.cat([lightness, torch.zeros_like(lightness).expand(-1, 2, -1, -1)], dim=1)))[0]
 
     def render(self) -> np.ndarray:
