@@ -120,9 +120,10 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
     def photo_view(session: Session, message: str = ""):
         editor = session.photo
         if editor is None:
-            return None, None, [], message, gr.update()
+            return None, None, [], message, gr.update(), None, None
         selected = editor.hints.items[editor.hints.selected].colour if editor.hints.selected is not None else gr.update()
-        return (*photo_pictures(editor), table(editor.hints, False), message, selected)
+        # The saved files no longer match once the hints change: Save makes new ones.
+        return (*photo_pictures(editor), table(editor.hints, False), message, selected, None, None)
 
     def open_photo(upload, request: gr.Request):
         session = store.get(request.session_hash)
@@ -163,7 +164,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             if editor is None or editor.hints.selected is None or not colour:
                 return (*photo_view(session, "The next click places a hint of this colour."), True)
             if editor.hints.items[editor.hints.selected].colour == colour.lower():
-                return (*[gr.skip()] * 5, False)  # the page showing the selected hint's own colour
+                return (*[gr.skip()] * 7, False)  # the page showing the selected hint's own colour
             editor.hints.recolour(colour)
             editor.render()
             return (*photo_view(session), False)
@@ -352,7 +353,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
                 png_file = gr.File(label="Colourised PNG (full resolution)", elem_id="photo-png", interactive=False)
                 hints_file = gr.File(label="Hints (sacolor-infer --hints FILE.json)", elem_id="photo-hints-json", interactive=False)
 
-            outputs = [original, result, photo_table, photo_message, photo_colour]
+            outputs = [original, result, photo_table, photo_message, photo_colour, png_file, hints_file]
             photo_file.upload(open_photo, [photo_file], outputs + [photo_file])
             original.select(click_photo, [photo_mode, photo_colour, chosen], outputs + [chosen])
             photo_colour.change(pick_colour, [photo_colour], outputs + [chosen])
