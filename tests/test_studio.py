@@ -116,3 +116,13 @@ def test_the_command_without_gradio_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
     assert studio_cli.main(["--no-browser"]) == 2
     assert 'pip install "sacolor[studio]"' in capsys.readouterr().err
+
+
+def test_a_cancelled_render_leaves_no_film(builtin, tmp_path):
+    from sacolor.studio.film import FilmEditor, RenderCancelled
+
+    editor = FilmEditor(builtin, make_clip(tmp_path / "clip.mp4", count=12))
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RenderCancelled):
+        editor.render(target, tmp_path / "plot.png", on_frames=lambda _: editor.cancel.set())
+    assert not target.exists() and not list(tmp_path.glob("partial-*"))

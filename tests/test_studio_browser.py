@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -86,8 +87,8 @@ def studio(tmp_path_factory):
     assert folder and not Path(folder[1]).exists(), f"the session files outlived the server:\n{log.read_text()}"
 
 
-@pytest.fixture
-def browser(studio):
+def new_browser(url: str):
+    """Headless Chromium showing the studio page at ``url``: a browser session of its own."""
     binary, driver_path = chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -97,8 +98,14 @@ def browser(studio):
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.get(studio[0])
+    driver.get(url)
     wait_for(lambda: css(driver, "#photo-upload input[type=file]"), "the page")
+    return driver
+
+
+@pytest.fixture
+def browser(studio):
+    driver = new_browser(studio[0])
     yield driver
     driver.quit()
 
@@ -299,6 +306,19 @@ def test_bad_files_get_a_message_and_the_server_keeps_serving(browser, studio, t
     Image.fromarray(data.camera()[:64, :96]).save(photo)
     upload(photo)  # the server still serves: the next photo opens
     wait_for(lambda: "fine.png: 96 x 64 pixels" in css(browser, "#photo-message")[0].text, "the next photo")
+
+    # Another browser session sees nothing of this one's, and no URL reaches a session's files.
+    other = new_browser(studio[0])
+    try:
+        time.sleep(2)
+        assert not css(other, "#photo-original img") and not table_rows(other, "photo-hints")
+    finally:
+        other.quit()
+    root = Path(re.search(r"files in (\S+) until", studio[1].read_text())[1])
+    for secret in [*root.glob("session-*/photo*"), Path("/etc/passwd")]:
+        for route in ("gradio_api/file=", "file="):
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(f"{studio[0]}{route}{secret}", timeout=30)
 
     big = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)).save(big)  # ~1.4 MB
