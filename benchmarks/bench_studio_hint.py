@@ -1,6 +1,6 @@
 """How long the studio takes to show a hint on a 1-megapixel photo.
 
-    python benchmarks/bench_studio_hint.py [--repeats 10] [--side 1155x866] [--checkpoint DIR]
+    python benchmarks/bench_studio_hint.py [--repeats 10] [--side 1155x866] [--checkpoint DIR] [--threads 1]
 
 A hint update is what the page's click handler does after a click: add the
 hint, colourise the photo again (the model at its render size, the colour
@@ -38,7 +38,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10, help="hint updates to time (default 10)")
     parser.add_argument("--side", default="1155x866", help="photo size WxH (default 1155x866, 1.0 MP)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint (default: the built-in model)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); with 1 the CPU time is the work itself, which "
+                        "contention from other jobs does not inflate")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     width, height = map(int, args.side.split("x"))
     colorizer = Colorizer.from_checkpoint(args.checkpoint, "cpu")
     with tempfile.TemporaryDirectory() as folder:
