@@ -63,6 +63,10 @@ def test_hint_table_edits_are_checked_and_named(rows, message):
         hints.replace_all(rows)
     with pytest.raises(ValueError, match="outside"):
         hints.add(100, 0, "#000000")
+    film = HintList(width=100, height=50, frames=12)
+    with pytest.raises(ValueError, match=r"hint 1: frame 12 is not in the film \(frames 0-11\)"):
+        film.replace_all([[12, 1, 1, "#000000"]])
+    assert film.items == []
 
 
 def test_the_photo_editor_gives_what_sacolor_infer_gives(builtin, tmp_path):

@@ -62,7 +62,7 @@ class FilmEditor:
         self.shots = shot_starts(lightness_of_frames())
         if not self.timestamps:
             raise ValueError(f"{path.name}: the film has no frames")
-        self.hints = HintList(self.info.width, self.info.height)
+        self.hints = HintList(self.info.width, self.info.height, self.frames)
         self.cancel = threading.Event()
 
     @property

@@ -279,9 +279,6 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
                 return film_view(session, int(index))
             try:
                 editor.hints.replace_all(_rows(rows))
-                for hint in editor.hints.items:
-                    if hint.frame >= editor.frames:
-                        raise ValueError(f"frame {hint.frame}: the film has frames 0-{editor.frames - 1}")
             except ValueError as error:
                 return film_view(session, int(index), f"**{error}**")
             return film_view(session, int(index))

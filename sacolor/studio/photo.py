@@ -43,12 +43,23 @@ class StudioHint:
 
 
 class HintList:
-    """The hints of one photo or film, in the order they were placed, and which one is selected."""
+    """The hints of one photo or film, in the order they were placed, and which one is selected.
 
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
+    Args:
+        width, height: the picture's size in pixels.
+        frames: a film's frame count (None for a photo, whose hints are all on frame 0).
+    """
+
+    def __init__(self, width: int, height: int, frames: int | None = None) -> None:
+        self.width, self.height, self.frames = width, height, frames
         self.items: list[StudioHint] = []
         self.selected: int | None = None
+
+    def _check(self, hint: StudioHint, name: str) -> None:
+        """Raises ValueError, naming the hint, for a point outside the picture or a frame outside the film."""
+        check_inside([hint.hint], self.width, self.height, name)
+        if not 0 <= hint.frame < (self.frames or 1):
+            raise ValueError(f"{name}: frame {hint.frame} is not in the film (frames 0-{(self.frames or 1) - 1})")
 
     def add(self, x: int, y: int, colour: str, frame: int = 0) -> None:
         """Adds a hint and selects it.
@@ -57,7 +68,7 @@ class HintList:
             ValueError: the point is outside the picture or the colour is not #RRGGBB.
         """
         hint = StudioHint(x, y, hex_colour(parse_colour(colour, "hint colour")), frame)
-        check_inside([hint.hint], self.width, self.height, "hint")
+        self._check(hint, "hint")
         self.items.append(hint)
         self.selected = len(self.items) - 1
 
@@ -67,8 +78,9 @@ class HintList:
     def move(self, x: int, y: int, frame: int = 0) -> None:
         """Moves the selected hint (to ``frame`` for films)."""
         if self.selected is not None:
-            check_inside([Hint(x, y, (0, 0, 0))], self.width, self.height, "hint")
-            self.items[self.selected] = replace(self.items[self.selected], x=x, y=y, frame=frame)
+            moved = replace(self.items[self.selected], x=x, y=y, frame=frame)
+            self._check(moved, "hint")
+            self.items[self.selected] = moved
 
     def recolour(self, colour: str) -> None:
         """Gives the selected hint a new colour."""
@@ -96,7 +108,7 @@ class HintList:
                                   int(float(frame[0])) if frame else 0)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"hint {number}: {error}" if "hint" not in str(error) else str(error)) from None
-            check_inside([hint.hint], self.width, self.height, f"hint {number}")
+            self._check(hint, f"hint {number}")
             hints.append(hint)
         self.items = hints
         self.select(self.selected)
