@@ -216,8 +216,9 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
         placed_here = {(float(h.x), float(h.y)) for h in editor.hints.items if h.frame == index}
         carried = [p for p in points if (p.x, p.y) not in placed_here]
         shots = ", ".join(f"{a}-{b}" for a, b in (editor.shot_of(s) for s in editor.shots))
+        here = f" {len(carried)} hint(s) carried here from earlier frames of this shot." if carried else ""
         status = (f"Frame {index} of 0-{editor.frames - 1}, shot {editor.shots.index(first) + 1} of {len(editor.shots)} "
-                  f"(frames {first}-{last}; shots: {shots}). {message}")
+                  f"(frames {first}-{last}; shots: {shots}).{here} {message}")
         selected = editor.hints.items[editor.hints.selected].colour if editor.hints.selected is not None else gr.update()
         return with_markers(rgb, editor.hints, index, carried), preview(colour), table(editor.hints, True), status, selected
 
@@ -388,7 +389,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
 
             film_outputs = [film_original, film_result, film_table, film_message, film_colour]
             film_file.upload(open_film, [film_file], film_outputs + [frame, film_file])
-            frame.release(scrub, [frame], film_outputs)
+            frame.input(scrub, [frame], film_outputs, trigger_mode="always_last")  # drags and typed numbers
             film_original.select(click_film, [frame, film_mode, film_colour, film_chosen], film_outputs + [film_chosen])
             film_colour.change(pick_film_colour, [frame, film_colour], film_outputs + [film_chosen])
             film_table.input(edit_film_table, [frame, film_table], film_outputs)
