@@ -5,7 +5,7 @@
 A hint update is what the page's click handler does after a click: add the
 hint, colourise the photo again (the model at its render size, the colour
 transfer at full resolution: ``PhotoEditor.render``), and draw the two
-pictures the browser gets (``page.photo_pictures``: the gray preview with the
+pictures the browser gets (``pictures.photo_pictures``: the gray preview with the
 hints marked, the result's preview). The photo is scikit-image's ``chelsea``,
 turned gray and enlarged to 1155x866 (1.0 MP). Each update adds one more hint
 at a new point. It prints one JSON object: the median and every time, in
@@ -29,7 +29,7 @@ from PIL import Image
 from skimage import data
 
 from sacolor.inference.colorizer import Colorizer
-from sacolor.studio.page import photo_pictures
+from sacolor.studio.pictures import photo_pictures
 from sacolor.studio.photo import PhotoEditor
 
 

@@ -3,8 +3,8 @@
 Every handler finds its session by Gradio's session id and works only inside
 that session's folder, under the page's own fixed file names: an uploaded
 file is moved there as ``photo<suffix>`` or ``film<suffix>``, and nothing a
-request says becomes a path. Images go to the browser as previews no larger
-than ``PREVIEW_SIDE``; clicks on them are mapped back to the picture's pixels.
+request says becomes a path. Pictures go to the browser as previews
+(``pictures``); clicks on them are mapped back to the picture's pixels.
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ import shutil
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
-from PIL import Image, ImageDraw
 
 from ..inference.colorizer import Colorizer
 from ..io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from .film import FilmEditor, RenderCancelled
 from .photo import HintList, PhotoEditor, hex_colour
+from .pictures import clicked_pixel, photo_pictures, preview, with_markers
 from .sessions import Session, SessionStore
 
-PREVIEW_SIDE = 1024  # longest side, in pixels, of the pictures sent to the browser
-SMALL_SIDE = 512  # pictures smaller than this are sent enlarged
-MARKER_RADIUS = 7
 # The flicker report is a text table: it needs a fixed-width font.
 CSS = "#film-flicker textarea { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; font-size: 13px; }"
 CLICK_ADDS, CLICK_MOVES = "adds a hint", "moves the selected hint"
@@ -37,58 +33,8 @@ Colourise a black-and-white **photo** or **film**. The model guesses the colours
 Click first and the hint takes the colour the model gives that spot; then change it with the colour picker."""
 
 
-def preview_scale(width: int, height: int) -> float:
-    """The scale from a picture's pixels to its preview's: down to ``PREVIEW_SIDE`` for large
-    pictures, up by a whole factor towards ``SMALL_SIDE`` for small ones (film frames of old
-    footage), so that they can be clicked precisely."""
-    side = max(height, width)
-    return PREVIEW_SIDE / side if side > PREVIEW_SIDE else float(max(1, SMALL_SIDE // side))
-
-
-def preview(pixels: np.ndarray) -> np.ndarray:
-    """A picture (H, W, 3) at its preview's scale (``preview_scale``)."""
-    height, width = pixels.shape[:2]
-    scale = preview_scale(width, height)
-    if scale == 1.0:
-        return pixels
-    if scale > 1.0:
-        return np.repeat(np.repeat(pixels, int(scale), axis=0), int(scale), axis=1)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
-
-
-def with_markers(pixels: np.ndarray, hints: HintList, frame: int | None = None, points=(), scaled: bool = False) -> np.ndarray:
-    """The preview of ``pixels`` (already one when ``scaled``) with each hint drawn as a disc of its
-    colour, the selected one ringed in red. For films, only the hints placed on ``frame`` are drawn, and
-    ``points``: the others that hold there, where the render carries them.
-    """
-    scale = preview_scale(hints.width, hints.height)
-    image = pixels if scaled else preview(pixels)
-    canvas = Image.fromarray(image).convert("RGB")
-    draw = ImageDraw.Draw(canvas)
-    marks = [(h.x, h.y, h.colour, i == hints.selected) for i, h in enumerate(hints.items) if frame is None or h.frame == frame]
-    marks += [(p.x, p.y, hex_colour(p.rgb), False) for p in points]
-    for x, y, colour, selected in marks:
-        cx, cy = (x + 0.5) * scale, (y + 0.5) * scale
-        r = MARKER_RADIUS + (3 if selected else 0)
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour, outline="#d00000" if selected else "white", width=3)
-        draw.ellipse((cx - r - 1, cy - r - 1, cx + r + 1, cy + r + 1), outline="black", width=1)
-    return np.asarray(canvas)
-
-
-def photo_pictures(editor: PhotoEditor) -> tuple[np.ndarray, np.ndarray]:
-    """What the page shows of a photo: its gray preview with the hints marked, and the result's preview."""
-    return with_markers(editor.gray(preview_scale(*editor.size)), editor.hints, scaled=True), preview(editor.result)
-
-
-def clicked_pixel(event: gr.SelectData, width: int, height: int) -> tuple[int, int]:
-    """The picture's pixel under a click on its preview."""
-    scale = preview_scale(width, height)
-    x, y = event.index[0], event.index[1]
-    return min(width - 1, max(0, int(x / scale))), min(height - 1, max(0, int(y / scale)))
-
-
 def table(hints: HintList, with_frames: bool) -> list[list]:
+    """The hints as the page's table shows them."""
     return [[h.frame, h.x, h.y, h.colour] if with_frames else [h.x, h.y, h.colour] for h in hints.items]
 
 
@@ -145,7 +91,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             editor = session.photo
             if editor is None:
                 return (*photo_view(session, "Open a photo first."), chosen)
-            x, y = clicked_pixel(event, *editor.size)
+            x, y = clicked_pixel(event.index, *editor.size)
             try:
                 if mode == CLICK_MOVES and editor.hints.selected is not None:
                     editor.hints.move(x, y)
@@ -249,7 +195,7 @@ def build(colorizer: Colorizer, store: SessionStore, max_upload_mb: float) -> gr
             editor = session.film
             if editor is None:
                 return (*film_view(session, index, "Open a film first."), chosen)
-            x, y = clicked_pixel(event, editor.info.width, editor.info.height)
+            x, y = clicked_pixel(event.index, editor.info.width, editor.info.height)
             try:
                 if mode == CLICK_MOVES and editor.hints.selected is not None:
                     editor.hints.move(x, y, index)
