@@ -15,12 +15,13 @@ from skimage import color, data
 from torch import nn
 
 from hint_spy import spy_on_hints
+from media import write_video
 from sacolor.checkpoint import save_checkpoint
 from sacolor.inference.colorizer import Colorizer
 from sacolor.inference.film import FilmColorizer, FilmHint, HintTracker, load_film_hints, schedule
 from sacolor.inference.hints import Hint
 from sacolor.cli.infer import main as infer
-from sacolor.io.video import iter_rgb_batches, recolor_video, write_video
+from sacolor.io.video import iter_rgb_batches, recolor_video
 from sacolor.models import build_generator
 from sacolor.inference.temporal import ChromaStabilizer
 

@@ -23,11 +23,11 @@ from skimage import color
 
 import sacolor
 from sacolor.cli import infer
-from sacolor.training.config import parse_size
 from sacolor.cli.infer import main
 from sacolor.io.images import load_rgb
 from sacolor.io.paths import collect_sources
 from sacolor.io.video import probe
+from sacolor.options import parse_size
 
 # 8-bit rounding of R, G and B moves L by at most about 0.3 (0..100 scale).
 L_TOLERANCE = 0.5

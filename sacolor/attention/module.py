@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional import explain, self_attention
+from .inputs import check_pool
 
 
 def _query_positions(
@@ -72,8 +73,7 @@ class SelfAttention(nn.Module):
                 f"v_channels={v_channels} differs from in_channels={in_channels}: "
                 "set out_proj=True to project values back to in_channels"
             )
-        if pool not in (1, 2):
-            raise ValueError(f"pool must be 1 or 2; got {pool!r}")
+        check_pool(pool)
         self.in_channels = in_channels
         self.qk_channels = qk_channels
         self.v_channels = v_channels
@@ -161,10 +161,7 @@ class SelfAttention(nn.Module):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must be (B, {self.in_channels}, H, W); got {shape}")
         height, width = x.shape[2:]
-        if height % self.pool or width % self.pool:
-            raise ValueError(
-                f"pool={self.pool} needs H and W divisible by {self.pool}; x has H={height}, W={width}"
-            )
+        check_pool(self.pool, height, width)
         pos = _query_positions(positions, height, width, x.device)
         rows, cols = pos[:, 0], pos[:, 1]
         # Conv weights are (out, in, 1, 1); the einsums take (out, in).

@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..inference.colorizer import Colorizer
+from ..inference.film import FilmHint, colorize_film, load_film_hints
+from ..inference.hints import parse_hint
+from ..inference.photo import colorize_photo
+from ..inference.temporal import DEFAULT_STRENGTH, ChromaStabilizer, color_distribution_consistency, color_histograms
+from ..io.images import save_rgb
+from ..io.paths import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Source,
+    atomic_output,
+    collect_sources,
+    is_media,
+    suffix_help,
+)
+from ..io.video import probe
 from .common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
@@ -34,23 +49,6 @@ from .common import (
     show_warnings_as_messages,
     strength,
 )
-from ..inference.colorizer import Colorizer
-from ..inference.film import FilmHint, colorize_film, load_film_hints
-from ..inference.hints import parse_hint
-from ..io.images import save_rgb
-from ..io.paths import (
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    Source,
-    collect_sources,
-    is_media,
-    partial_path,
-    remove_stale_partials,
-    suffix_help,
-)
-from ..io.video import probe
-from ..inference.photo import colorize_photo
-from ..inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 
 @dataclass(frozen=True)
 class Job:
@@ -91,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "flow (default on; --no-temporal turns it off)",
     )
     parser.add_argument(
-        "--temporal-strength", type=strength, default=0.7, metavar="S",
-        help="with --temporal, weight of the previous frame's colour in [0, 1) (default 0.7); higher is steadier "
+        "--temporal-strength", type=strength, default=DEFAULT_STRENGTH, metavar="S",
+        help=f"with --temporal, weight of the previous frame's colour in [0, 1) (default {DEFAULT_STRENGTH:g}); higher is steadier "
         "but slower to follow real changes",
     )
     parser.add_argument(
@@ -180,33 +178,6 @@ def file_target_problem(sources: list[Source], output: str) -> str | None:
         return None
     what = f"{len(sources)} inputs need" if len(sources) != 1 else "an input found in a folder needs"
     return f"-o {output} names a file, but {what} a folder; pass a folder such as -o {out.with_suffix('')}/"
-
-
-@contextmanager
-def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it to ``target`` on success.
-
-    The temporary name keeps the suffix (it picks the file format). On any
-    error, or if ``target`` appeared meanwhile and ``overwrite`` is off, the
-    temporary file is removed and nothing is left behind.
-
-    Raises:
-        FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
-    """
-    temporary = partial_path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(target)
-        yield temporary
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
-        os.replace(temporary, target)
-    except OSError as error:
-        if error.errno is None or isinstance(error, FileExistsError):
-            raise
-        raise OSError(error.errno, f"cannot write {target} ({error.strerror}); check the folder's permissions and free space") from error
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 # What colourising one input can raise without the others being affected: unreadable or

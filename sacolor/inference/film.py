@@ -18,7 +18,6 @@ when each hint starts and, optionally, a name::
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .colorizer import Colorizer, to_uint8
-from .hints import Hint, check_inside, load_hints
+from ..colour import to_float, to_uint8
 from ..io.video import probe, recolor_video
+from .colorizer import Colorizer
+from .hints import Hint, check_inside, hint_entries
 from .temporal import ChromaStabilizer, FlowSettings, Motion
 
 # A point survives a frame when at least KEEP_FRACTION of the KEEP_WINDOW x KEEP_WINDOW
@@ -79,10 +79,7 @@ def load_film_hints(path: str | Path) -> list[FilmHint]:
         FileNotFoundError: no such file.
         ValueError: a bad entry; the message names the file and the entry.
     """
-    points = load_hints(path)  # checks the file, x, y and colour
-    entries = json.loads(Path(path).read_text())
-    entries = entries["hints"] if isinstance(entries, dict) else entries
-    return [_film_hint(point, entry, f"--hints {path}, entry {index}") for index, (point, entry) in enumerate(zip(points, entries))]
+    return [_film_hint(point, entry, where) for point, entry, where in hint_entries(path)]
 
 
 def _film_hint(point: Hint, entry: dict, where: str) -> FilmHint:
@@ -218,7 +215,7 @@ class FilmColorizer:
         """uint8 RGB frames (B, H, W, 3), the next ones of the film -> colourised uint8 (B, H, W, 3)."""
         if self.tracker is None:
             return self.colorizer.colorize(frames, self.stabilizer)
-        rgb = torch.from_numpy(frames).to(self.colorizer.device).permute(0, 3, 1, 2).float() / 255.0
+        rgb = to_float(frames, self.colorizer.device)
         lightness = self.colorizer.lightness(rgb)
         size = tuple(frames.shape[1:3])
         channels = torch.cat([self.colorizer.hint_channels(points, size) for points in self.tracker(lightness)])

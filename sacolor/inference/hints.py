@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from ..colour import normalize_ab, rgb_to_lab
+from ..models.efficientnet_unet import HINT_CHANNELS
 
-HINT_CHANNELS = 3  # normalised a, b and a 0/1 mask
 # Side, in render pixels, of the patch a user's point paints. Training samples
 # patches of these sides, so a user's patch is one the model has seen.
 USER_PATCH = 3
@@ -78,6 +78,16 @@ def load_hints(path: str | Path) -> list[Hint]:
         ValueError: not valid JSON, or an entry without numeric x, y and a #RRGGBB color
             (the message names the file and the entry).
     """
+    return [hint for hint, _, _ in hint_entries(path)]
+
+
+def hint_entries(path: str | Path) -> list[tuple[Hint, dict, str]]:
+    """The entries of a hints file, each checked as ``load_hints`` does: (its point, the raw
+    entry for readers of further keys such as film hints' "frame", where it is for messages).
+
+    Raises:
+        FileNotFoundError, ValueError: as ``load_hints``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--hints {path} does not exist")
@@ -89,7 +99,7 @@ def load_hints(path: str | Path) -> list[Hint]:
         entries = entries.get("hints")
     if not isinstance(entries, list):
         raise ValueError(f'--hints {path}: expected a list of {{"x": .., "y": .., "color": "#RRGGBB"}} objects')
-    hints = []
+    checked = []
     for index, entry in enumerate(entries):
         where = f"--hints {path}, entry {index}"
         if not isinstance(entry, dict) or not {"x", "y", "color"} <= set(entry):
@@ -97,8 +107,8 @@ def load_hints(path: str | Path) -> list[Hint]:
         x, y = entry["x"], entry["y"]
         if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
             raise ValueError(f"{where}: x and y must be numbers; got {x!r}, {y!r}")
-        hints.append(Hint(float(x), float(y), parse_colour(str(entry["color"]), where)))
-    return hints
+        checked.append((Hint(float(x), float(y), parse_colour(str(entry["color"]), where)), entry, where))
+    return checked
 
 
 def check_inside(hints: Sequence[Hint], width: int, height: int, source: str) -> None:

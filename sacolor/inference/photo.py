@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .colorizer import Colorizer, lab_to_rgb_in_gamut, to_uint8
-from ..colour import rgb_to_lab
-from .hints import Hint, check_inside
+from ..colour import lab_to_rgb_in_gamut, rgb_to_lab, to_uint8
 from ..io.images import READ_ERRORS, open_image, rgb_array
+from .colorizer import Colorizer
+from .hints import Hint, check_inside
 
 # Peak memory of ``colorize_photo`` per input pixel, measured on a 6000x4000
 # RGB JPEG (tests/test_photo.py), rounded up; the constant part (the model,

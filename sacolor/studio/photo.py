@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..colour import lab_to_rgb
-from ..inference.colorizer import Colorizer, to_uint8
+from ..colour import lab_to_rgb, to_uint8
+from ..inference.colorizer import Colorizer
 from ..inference.hints import Hint, check_inside, parse_colour
 from ..inference.photo import colorize_lightness, read_lightness
 from ..io.images import save_rgb

@@ -15,8 +15,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ...kernels import LOG2E
 from ..inputs import AttentionInputs
-from .base import LOG2E, Backend, ForwardResult, Gradients, accumulation_dtype, pack_gradients
+from .base import Backend, ForwardResult, Gradients, accumulation_dtype, pack_gradients
 from .projection import max_pool_positions, project
 
 # The largest B x N x M score matrix ``auto`` lets the reference allocate; it
