@@ -22,11 +22,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from media import write_video
 from PIL import Image
 from skimage import data
 from skimage.color import deltaE_ciede2000, lab2rgb, rgb2lab
-
-from sacolor.io.video import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "studio.png"  # rewritten when SACOLOR_UPDATE_SCREENSHOT=1

@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from .common import EXIT_OK, EXIT_USAGE, add_model_arguments, positive_int
 
