@@ -287,6 +287,22 @@ def test_film_hint_holds_until_the_cut_and_the_render_keeps_sound(browser, tmp_p
     assert rendered.read_bytes() == (tmp_path / "infer.mp4").read_bytes()
 
 
+def test_cancel_stops_a_render_and_leaves_no_film(browser, studio, tmp_path):
+    frames = [np.repeat(data.camera()[t : t + 96, 2 * t : 2 * t + 128, None], 3, axis=-1) for t in range(96)]
+    film = tmp_path / "long.mp4"
+    write_video(film, [np.ascontiguousarray(frame) for frame in frames], fps=FPS)
+    css(browser, "button[role=tab]")[1].click()
+    css(browser, "#film-upload input[type=file]")[0].send_keys(str(film))
+    wait_for(lambda: image_src(browser, "film-result"), "the first frame's colourisation")
+    css(browser, "#film-render")[0].click()
+    wait_for(lambda: "colourising" in browser.page_source, "the progress bar")
+    css(browser, "#film-cancel")[0].click()
+    wait_for(lambda: "Render cancelled." in css(browser, "#film-render-message")[0].text, "the render to stop")
+    assert not [a for a in css(browser, "#film-mp4 a") if a.get_attribute("href")]
+    root = Path(re.search(r"files in (\S+) until", studio[1].read_text())[1])
+    assert not list(root.glob("session-*/*colourised*.mp4"))
+
+
 def test_bad_files_get_a_message_and_the_server_keeps_serving(browser, studio, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_text("not a photo\n")
