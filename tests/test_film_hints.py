@@ -18,7 +18,7 @@ from hint_spy import spy_on_hints
 from media import panning_frames, write_timed_clip, write_video
 from sacolor.checkpoint import save_checkpoint
 from sacolor.inference.colorizer import Colorizer
-from sacolor.inference.film import FilmColorizer, FilmHint, HintTracker, load_film_hints, schedule, stored_point
+from sacolor.inference.film import FilmColorizer, FilmHint, HintTracker, displayed_point, load_film_hints, schedule, stored_point
 from sacolor.inference.hints import Hint
 from sacolor.cli.infer import main as infer
 from sacolor.io.video import VideoInfo, frame_times, iter_rgb_batches, recolor_video
@@ -315,6 +315,8 @@ def test_a_displayed_point_is_the_same_pixel_of_the_stored_frame(rotation):
     for y, x in np.ndindex(displayed.shape):
         point = stored_point(Hint(x, y, (0, 0, 0)), rotation, width=7, height=5)
         assert stored[int(point.y), int(point.x)] == displayed[y, x]
+        back = displayed_point(point, rotation, width=7, height=5)  # what the studio, showing stored frames, saves
+        assert (back.x, back.y) == (x, y)
 
 
 def test_film_hints_are_in_the_displayed_pixels_of_a_rotated_film(hint_checkpoint, tmp_path, monkeypatch, capsys):

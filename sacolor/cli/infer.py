@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..attention.backends.registry import environment_backend
 from ..inference.colorizer import Colorizer
-from ..inference.film import FilmColorizer, FilmHint, check_starts, load_film_hints, schedule
+from ..inference.film import FilmHint, colorize_film, load_film_hints
 from ..inference.hints import parse_hint
 from ..inference.photo import colorize_photo
 from ..inference.temporal import DEFAULT_STRENGTH, ChromaStabilizer, color_distribution_consistency, color_histograms
@@ -40,7 +40,7 @@ from ..io.paths import (
     is_media,
     suffix_help,
 )
-from ..io.video import frame_times, probe, recolor_video
+from ..io.video import probe
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -51,7 +51,6 @@ from .common import (
     show_warnings_as_messages,
     strength,
 )
-
 
 @dataclass(frozen=True)
 class Job:
@@ -236,22 +235,14 @@ class Runner:
         """Colourise one video, frame batches through the model, audio copied."""
         stabilizer = ChromaStabilizer(strength=self.args.temporal_strength) if self.args.temporal else None
         histograms = []
-
-        def process(frames: np.ndarray) -> np.ndarray:
-            colored = film(frames)
-            histograms.append(color_histograms(colored))
-            return colored
-
         try:
-            info = probe(job.source.path)
-            timed = any(film_hint.time is not None for film_hint in self.film_hints)
-            times = frame_times(job.source.path) if timed else ()
-            starts = schedule(self.film_hints, info, str(job.source.path), times)
-            film = FilmColorizer(self.colorizer, stabilizer, starts)
-            with tqdm(total=info.frames, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
+            total = probe(job.source.path).frames
+            with tqdm(total=total, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
                 with atomic_output(job.output, self.args.overwrite) as temporary:
-                    frames = recolor_video(job.source.path, temporary, process, self.args.batch_size, on_frames=bar.update)
-                    check_starts(starts, frames, str(job.source.path))  # where the container had no frame count
+                    frames = colorize_film(
+                        self.colorizer, job.source.path, temporary, self.film_hints, stabilizer, self.args.batch_size,
+                        on_frames=bar.update, on_colored=lambda _, colored: histograms.append(color_histograms(colored)),
+                    )
         except INPUT_ERRORS as error:
             self.fail(describe(error, job.source.path))
             return
