@@ -14,8 +14,10 @@ Layout for ``<dir>/latest.safetensors``:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,8 +29,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from .messages import brief
 from .models import GENERATORS, build_generator
-from .options import MAX_CHANNELS, check_int, check_size
+from .options import MAX_CHANNELS, check_int, check_size, parse_int_list
 
 WEIGHTS_NAME = "latest.safetensors"
 GENERATOR_PREFIX = "generator."
@@ -149,6 +152,10 @@ def save_checkpoint(
 
     Returns:
         The path of the weights file.
+
+    Raises:
+        OSError: the files cannot be written (a full disk says so and names the folder); what this
+            save staged is removed and the previous save is left whole.
     """
     files = CheckpointFiles.at(path)
     # Copies: safetensors refuses tensors that share storage (tied or aliased entries).
@@ -162,12 +169,32 @@ def save_checkpoint(
         writes[files.state] = lambda tmp: torch.save(dict(training_state), tmp)
     files.weights.parent.mkdir(parents=True, exist_ok=True)
     _settle(files)
-    for member, write in writes.items():
-        _write_synced(files.staged(member), write)
-    _write_synced(files.commit_marker, lambda marker: open(marker, "w").close())
+    try:
+        for member, write in writes.items():
+            _write_synced(files.staged(member), write)
+        _write_synced(files.commit_marker, lambda marker: open(marker, "w").close())
+    except (OSError, RuntimeError, SafetensorError) as error:  # torch.save reports a full disk as RuntimeError
+        failure = _save_error(error, files.weights.parent, sum(t.nbytes for t in cpu.values()))
+        files.commit_marker.unlink(missing_ok=True)
+        _settle(files)  # discards what was staged: the previous save stays whole
+        raise failure from error
     _sync_directory(files.weights.parent)
     _settle(files)
     return files.weights
+
+
+def _save_error(error: BaseException, folder: Path, weight_bytes: int) -> OSError:
+    """The error a failed save raises: what went wrong and what to do, naming the folder. Called before
+    the staged files are removed: a disk that filled up has less room left than the weights take."""
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or shutil.disk_usage(folder).free < weight_bytes:
+        code, cause = errno.ENOSPC, ("no space left on the device; free some space there or pass another "
+                                     "--checkpoints-dir (the previous save, if any, is intact)")
+    else:
+        cause = str(error)
+    failure = OSError(f"cannot save the checkpoint in {folder}: {cause}")
+    failure.errno = code
+    return failure
 
 
 def check_checkpoint_dir(path: str | os.PathLike, option: str = "--checkpoints-dir") -> None:
@@ -223,9 +250,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
                 f"(holding {WEIGHTS_NAME} and latest.json) or a .safetensors file with its .json beside it"
             )
     try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        config = json.loads(config_file.read_bytes())
+    except ValueError as err:  # JSON syntax, UTF-8, or an integer past 4300 digits
         raise ValueError(f"checkpoint config {files.config} is not valid JSON: {err}") from err
+    except RecursionError:
+        raise ValueError(f"checkpoint config {files.config} is nested too deeply to be a sacolor config") from None
     if not isinstance(config, dict):
         raise ValueError(f"checkpoint config {files.config} must hold a JSON object; got {type(config).__name__}")
     try:
@@ -301,6 +330,16 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
     multiple = GENERATORS[spec["name"]]
     if "ngf" in kwargs:
         check_int(f"{source}: generator ngf", kwargs["ngf"], 1, MAX_CHANNELS)
+    for flag in ("dropout", "spectral_norm"):
+        if flag in kwargs and not isinstance(kwargs[flag], bool):
+            raise ValueError(f"{source}: generator {flag} must be true or false; got {brief(kwargs[flag])}")
+    if "sa_sizes" in kwargs:
+        if not isinstance(kwargs["sa_sizes"], list):
+            raise ValueError(f"{source}: generator sa_sizes must be a list of whole numbers; got {brief(kwargs['sa_sizes'])}")
+        try:
+            parse_int_list(kwargs["sa_sizes"])
+        except ValueError as err:
+            raise ValueError(f"{source}: generator sa_sizes: {err}") from None
     if "input_size" in kwargs:
         check_size(f"{source}: generator input_size", kwargs["input_size"], multiple, f"generator {spec['name']}")
     check_size(f"{source}: size", config.get("size"), multiple, f"generator {spec['name']}")

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from .messages import brief
+
 # Bounds that keep a typo (ngf 1e9, size 65536) from becoming an allocation failure
 # deep inside the model: far above any configuration that trains in practice.
 MAX_CHANNELS = 1024
@@ -20,51 +22,60 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
-    """"128" -> (128, 128); "256x512" -> (256, 512) as (H, W); also ints and pairs.
+    """"128" -> (128, 128); "256x512" -> (256, 512) as (H, W); also ints and pairs of ints.
 
     Raises:
-        ValueError: anything else, or non-positive sides.
+        ValueError: anything else (64.5 is not rounded), or non-positive sides.
     """
-    if isinstance(value, int):
-        pair = (value, value)
-    elif isinstance(value, str):
+    if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", value)
         if not match:
-            raise ValueError(f"size must look like 128 or 256x512 (HxW); got {value!r}")
+            raise ValueError(f"size must look like 128 or 256x512 (HxW); got {brief(value)}")
         pair = (int(match[1]), int(match[2] or match[1]))
     else:
-        pair = tuple(int(v) for v in value)
-        if len(pair) != 2:
-            raise ValueError(f"size must be one side or (H, W); got {value!r}")
+        pair = (value, value) if is_int(value) else tuple(value) if isinstance(value, (list, tuple)) else ()
+        if len(pair) != 2 or not all(is_int(side) for side in pair):
+            raise ValueError(f"size must be one whole number of pixels or [height, width]; got {brief(value)}")
     if min(pair) < 1:
-        raise ValueError(f"size sides must be positive; got {value!r}")
+        raise ValueError(f"size sides must be positive; got {brief(value)}")
     return pair
 
 
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is a whole number as JSON and YAML give one (an int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def parse_int_list(value: str | int | Sequence[int] | Sequence[str] | None) -> tuple[int, ...]:
-    """"64" / "32,64" / "" / [32, 64] / ["32", "64"] (command-line words) -> a tuple of ints."""
+    """"64" / "32,64" / "" / [32, 64] / ["32", "64"] (command-line words) -> a tuple of ints.
+
+    Raises:
+        ValueError: anything else, e.g. 16.7 (not rounded) or a mapping.
+    """
     if value is None:
         return ()
-    if isinstance(value, int):
+    if is_int(value):
         return (value,)
-    if not isinstance(value, str) and all(isinstance(v, str) for v in value):
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         value = ",".join(value)
     if isinstance(value, str):
         parts = [p for p in re.split(r"[,\s]+", value.strip()) if p]
         try:
             return tuple(int(p) for p in parts)
         except ValueError:
-            raise ValueError(f"expected integers separated by commas; got {value!r}") from None
-    return tuple(int(v) for v in value)
+            raise ValueError(f"expected integers separated by commas; got {brief(value)}") from None
+    if not isinstance(value, (list, tuple)) or not all(is_int(v) for v in value):
+        raise ValueError(f"expected a list of whole numbers such as [32, 64]; got {brief(value)}")
+    return tuple(value)
 
 
 def check_int(option: str, value: Any, low: int, high: int | None = None) -> int:
     """``value`` if it is an int (not a bool) in [low, high]; else ValueError naming ``option``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{option} must be an integer; got {value!r} ({type(value).__name__})")
+        raise ValueError(f"{option} must be an integer; got {brief(value)} ({type(value).__name__})")
     if value < low or (high is not None and value > high):
         bound = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{option} must be {bound}; got {value}")
+        raise ValueError(f"{option} must be {bound}; got {brief(value)}")
     return value
 
 
@@ -93,7 +104,7 @@ def check_multiple(
 def check_size(option: str, value: Any, multiple: int = 1, needed_by: str = "the generator") -> tuple[int, int]:
     """``value`` as (H, W) if it is a pair of ints in [1, MAX_SIDE] divisible by ``multiple``; else ValueError."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ValueError(f"{option} must be [height, width]; got {value!r}")
+        raise ValueError(f"{option} must be [height, width]; got {brief(value)}")
     pair = (check_int(f"{option} height", value[0], 1, MAX_SIDE), check_int(f"{option} width", value[1], 1, MAX_SIDE))
     check_multiple(option, pair, multiple, needed_by)
     return pair

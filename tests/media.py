@@ -105,6 +105,32 @@ def make_clip(path: Path, count: int = 12, audio: bool = True) -> Path:
     return path
 
 
+def write_timed_clip(path: Path, times: list[float], frames: list[np.ndarray] | None = None, rotation: int = 0) -> Path:
+    """An H.264 clip whose frames carry exactly these presentation times (seconds; a variable frame
+    rate when their steps differ), stored with a display rotation of ``rotation`` degrees."""
+    frames = frames if frames is not None else panning_frames(len(times))
+    with av.open(str(path), "w") as sink:
+        stream = sink.add_stream("libx264", rate=FPS)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for time, pixels in zip(times, frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = round(time * 1000), Fraction(1, 1000)
+            sink.mux(stream.encode(frame))
+        sink.mux(stream.encode(None))
+    return path
+
+
+def truncated_copy(source: Path, path: Path, fraction: float) -> Path:
+    """The first ``fraction`` of ``source``'s bytes: a file cut off as by an interrupted copy."""
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
 def audio_packets(path: Path) -> list[tuple[bytes, int | None]]:
     """(payload, pts) of every audio packet, to compare streams bit for bit."""
     with av.open(str(path)) as container:

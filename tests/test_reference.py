@@ -120,3 +120,32 @@ def test_torch_compile_fullgraph(backend):
     y_eager.square().sum().backward()
     torch.testing.assert_close(y, y_eager)
     torch.testing.assert_close(g_compiled, x.grad)
+
+
+@pytest.mark.parametrize("magnitude", [1e2, 2e4, 2e6, 1e8])
+def test_reference_is_stable_at_large_scores(magnitude):
+    # Issue 18, item 2: the oracle's error against float64 was 0.086 at |score| ~ 2e4 (cpu: 0.004)
+    # and 75 at 2e6, outside the values' range: its weights no longer summed to 1.
+    from attention_cases import Case
+
+    from sacolor.attention.backends import registry
+    from sacolor.attention.inputs import AttentionInputs
+
+    if "cpu" not in sacolor.available_backends():
+        pytest.skip("the cpu backend is not built")
+    case = Case(channels=8, qk=4, v=8, height=7, width=9, bias=False)
+    t = {**case.tensors(torch.float32, seed=4), "gamma": torch.ones(1)}
+    x = t["x"].flatten(2)
+    largest = ((t["wq"] @ x).transpose(1, 2) @ (t["wk"] @ x)).abs().max().item()
+    factor = (magnitude / largest) ** 0.5  # the largest |score| is about `magnitude`
+    t.update(wq=t["wq"] * factor, wk=t["wk"] * factor)
+    exact = registry.get("reference").forward(case.oracle(t)).o
+    values = (t["wv"].double() @ x.double()).transpose(1, 2)  # (B, M, v)
+    errors = {}
+    for name in ("reference", "cpu"):
+        o = registry.get(name).forward(AttentionInputs.create(**t, pool=1, scale=1.0)).o.double()
+        slack = 1e-5 * values.abs().amax()
+        assert (o >= values.amin(dim=1, keepdim=True) - slack).all(), f"{name}: below the values' range"
+        assert (o <= values.amax(dim=1, keepdim=True) + slack).all(), f"{name}: above the values' range"
+        errors[name] = (o - exact).abs().max().item()
+    assert errors["reference"] <= max(2 * errors["cpu"], 1e-5), errors

@@ -109,7 +109,7 @@ class AttentionInputs:
             pool=pool,
             scale=scale,
         )
-        inputs.validate()
+        inputs.validate(empty_batch=True)
         return inputs
 
     # -- derived sizes -------------------------------------------------------
@@ -158,7 +158,9 @@ class AttentionInputs:
 
     # -- validation ----------------------------------------------------------
 
-    def validate(self) -> None:
+    def validate(self, empty_batch: bool = False) -> None:
+        """Raises ValueError/TypeError naming the bad input. ``empty_batch``: accept B = 0
+        (the functional form returns such an x at once; the op and its kernels never see it)."""
         x = self.x
         if x.dim() != 4:
             raise ValueError(f"x must be 4-D (B, C, H, W); got {x.dim()}-D shape {tuple(x.shape)}")
@@ -166,7 +168,7 @@ class AttentionInputs:
             raise TypeError(
                 f"x has dtype {x.dtype}; supported: " + ", ".join(str(d) for d in SUPPORTED_DTYPES)
             )
-        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        if (x.shape[0] == 0 and not empty_batch) or x.shape[2] == 0 or x.shape[3] == 0:
             raise ValueError(f"x must have non-zero batch and spatial size; got {tuple(x.shape)}")
         check_pool(self.pool, x.shape[2], x.shape[3])
         if not isinstance(self.scale, (int, float)) or isinstance(self.scale, bool):

@@ -113,16 +113,20 @@ class SelfAttention(nn.Module):
             weights[f"b{short}"] = None if conv is None else cast(conv.bias)
         return weights
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, C, H, W) -> (B, C, H, W). Weights follow x's dtype (as autocast would)."""
+    def _check_input(self, x: Tensor) -> None:
+        """Refusals said in the module's terms; the op alone would blame its weight wq."""
         if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}; convert it with torch.as_tensor(x)")
         if x.dim() == 4 and x.shape[1] != self.in_channels:
-            # Said in the module's terms; the op alone would blame its weight wq.
             raise ValueError(
                 f"x has {x.shape[1]} channels (shape {tuple(x.shape)}) but this SelfAttention "
                 f"was built with in_channels={self.in_channels}"
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, C, H, W) -> (B, C, H, W). Weights follow x's dtype (as autocast would).
+        An empty batch (B = 0) gives an empty output, as ``nn.Conv2d`` does."""
+        self._check_input(x)
         w = self.projection_weights(x.dtype)
         return self_attention(
             x, w["wq"], w["wk"], w["wv"], self.gamma.to(x.dtype),
@@ -133,6 +137,7 @@ class SelfAttention(nn.Module):
     @torch.no_grad()
     def explain(self, x: Tensor) -> str:
         """Which backend ``backend="auto"`` picks for this module on x (B, C, H, W), and why each other refuses."""
+        self._check_input(x)
         w = self.projection_weights(x.dtype)
         return explain(
             x, w["wq"], w["wk"], w["wv"], self.gamma.to(x.dtype),

@@ -12,6 +12,7 @@ from ..options import DEVICES, parse_size
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for Ctrl-C
 
 
 def positive_int(text: str) -> int:

@@ -20,13 +20,16 @@ the same three colourings, with an optional PNG plot.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
+from ..attention.backends.registry import environment_backend
 from ..evaluation.flicker import WARP_ERROR_UNITS, format_report, plot_report
 from ..evaluation.scoring import (
     FLICKER_ROWS,
@@ -113,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plot", metavar="PATH.png",
         help="with --no-truth, also draw each film's per-frame warp error, scene cuts and worst frames marked, "
-        "as a PNG (replaced if it exists); with several films, each gets PATH_<film name>.png",
+        "as a PNG (replaced if it exists; checked before any work); with several films, each gets PATH_<film name>.png, "
+        "named by their folders too where two films share a name",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar; errors and the results are still printed")
     return parser
@@ -124,10 +128,43 @@ def video_options(args: argparse.Namespace, bar: tqdm) -> VideoOptions:
     return VideoOptions(args.batch_size, args.max_frames, args.temporal_strength, bar.update)
 
 
-def plot_target(plot: str, video: Path, several: bool) -> Path:
-    """Where ``--plot`` draws ``video``'s plot: PATH itself, or PATH_<video name>.png with several films."""
+def plot_targets(plot: str, videos: list[Path]) -> dict[Path, Path]:
+    """Where ``--plot`` draws each film's plot: PATH itself for one film; with several, PATH_<film name>.png,
+    the name made unique (by the film's folders, then a number) where two films share a name."""
     target = Path(plot)
-    return target.with_name(f"{target.stem}_{video.stem}.png") if several else target
+    if len(videos) == 1:
+        return {videos[0]: target}
+    stems = [video.stem for video in videos]
+    folders = Path(os.path.commonpath([video.resolve().parent for video in videos]))
+    targets: dict[Path, Path] = {}
+    for video in videos:
+        name = video.stem
+        if stems.count(name) > 1:
+            name = "_".join(video.resolve().relative_to(folders).with_suffix("").parts)
+        candidate, number = name, 1
+        while target.with_name(f"{target.stem}_{candidate}.png") in targets.values():
+            number += 1
+            candidate = f"{name}_{number}"
+        targets[video] = target.with_name(f"{target.stem}_{candidate}.png")
+    return targets
+
+
+def plot_problem(plot: str) -> str | None:
+    """Why ``--plot PATH`` cannot be drawn, checked before any work (or None): matplotlib missing,
+    no .png suffix, a folder, or a folder that does not exist or cannot be written to."""
+    target = Path(plot)
+    if importlib.util.find_spec("matplotlib") is None:
+        return f"--plot needs matplotlib: pip install matplotlib (or leave out --plot {plot})"
+    if target.is_dir() or plot.endswith(("/", os.sep)):
+        return f"--plot {plot} is a folder; pass a file name such as {target / 'flicker.png'}"
+    if target.suffix.lower() != ".png":
+        return f"--plot {plot}: the plot is a PNG; pass a file name ending in .png, such as {target.with_suffix('.png')}"
+    folder = target.parent
+    if not folder.is_dir():
+        return f"--plot {plot}: the folder {folder} does not exist; create it first"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"--plot {plot}: cannot write to the folder {folder}; check its permissions"
+    return None
 
 
 def report_flicker(colorizer: Colorizer, sources: list, problems: list[str], args: argparse.Namespace) -> int:
@@ -135,16 +172,20 @@ def report_flicker(colorizer: Colorizer, sources: list, problems: list[str], arg
     videos = [source.path for source in sources if source.is_video]
     problems += [f"{s.path}: --no-truth reports flicker on films; give images without it" for s in sources if not s.is_video]
     reports = []
+    plots = plot_targets(args.plot, videos) if args.plot else {}
     with tqdm(unit="frame", disable=args.quiet, desc="flicker") as bar:
         for video in videos:
             try:
                 report = flicker_report(colorizer, video, video_options(args, bar))
-                if args.plot:
-                    plot_report(report, FLICKER_ROWS, MODEL, plot_target(args.plot, video, len(videos) > 1), video.name)
-            except (ValueError, OSError, ImportError) as error:
+            except (ValueError, OSError) as error:
                 problems.append(str(error) if str(video) in str(error) else f"{video}: {error}")
                 continue
             reports.append({"path": str(video), **report})
+            if video in plots:  # a failed drawing loses the plot, never the report
+                try:
+                    plot_report(report, FLICKER_ROWS, MODEL, plots[video], video.name)
+                except (ValueError, OSError, ImportError) as error:
+                    problems.append(f"{video}: --plot {plots[video]}: cannot draw the plot ({error})")
     for problem in problems:
         print(f"sacolor-eval: error: {problem}", file=sys.stderr)
     if not reports:
@@ -183,12 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-eval``; returns the exit status."""
     args = build_parser().parse_args(argv)
     show_warnings_as_messages("sacolor-eval")
-    mismatch = no_truth_mismatch(args)
+    mismatch = no_truth_mismatch(args) or (plot_problem(args.plot) if args.plot else None)
     if mismatch:
         print(f"sacolor-eval: error: {mismatch}", file=sys.stderr)
         return EXIT_USAGE
     try:
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
+        environment_backend(colorizer.device)
     except (FileNotFoundError, ValueError) as error:
         print(f"sacolor-eval: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..attention.backends.registry import environment_backend
 from ..inference.colorizer import Colorizer
 from ..inference.film import FilmHint, colorize_film, load_film_hints
 from ..inference.hints import parse_hint
@@ -41,6 +42,7 @@ from ..io.paths import (
 )
 from ..io.video import probe
 from .common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Colourise black-and-white photos and films. The model predicts colour at "
         "--render-size; each output keeps its input's own resolution, detail and luminance.",
         epilog=f"{suffix_help()} Exit status: {EXIT_OK} when every input was colourised, {EXIT_SOME_FAILED} when "
-        f"some failed (each is reported by name), {EXIT_USAGE} for bad options or an unusable checkpoint or device.",
+        f"some failed (each is reported by name), {EXIT_USAGE} for bad options or an unusable checkpoint or device, "
+        f"{EXIT_INTERRUPTED} when interrupted (Ctrl-C; the output in progress is not written).",
     )
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
@@ -136,8 +139,9 @@ def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list
     existing folder; otherwise ``output`` is a folder.
 
     Returns:
-        (jobs, problems): problems name sources whose output exists (without
-        ``overwrite``), clashes with another's, or has the wrong kind of suffix.
+        (jobs, problems): problems name sources whose output is the source itself,
+        exists (without ``overwrite``), clashes with another's, or has the wrong
+        kind of suffix.
     """
     out = Path(output)
     single_file = (
@@ -159,6 +163,11 @@ def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list
         elif target.suffix.lower() not in allowed:
             kind = "video" if source.is_video else "image"
             problems.append(f"{source.path}: output {target} needs a {kind} suffix such as {'.mp4' if source.is_video else '.png'}")
+        elif key == source.path.resolve() or (target.exists() and os.path.samefile(target, source.path)):
+            problems.append(
+                f"{source.path}: output {target} is the input itself, which is never replaced (not even with "
+                "--overwrite); pass another -o"
+            )
         elif key in taken:
             problems.append(f"{source.path}: output {target} would also be written by {taken[key]}; rename one input")
         elif target.exists() and not overwrite:
@@ -259,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         hints = read_hints(args)
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
+        environment_backend(colorizer.device)
         if hints and not colorizer.accepts_hints:
             raise ValueError("--hint/--hints: this model takes no colour hints; use a checkpoint of --netG "
                              "efficientnet_unet (the built-in model is one)")
@@ -272,10 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = Runner(colorizer, args, hints)
     for problem in problems + output_problems:
         runner.fail(problem)
-    runner.run_images([job for job in jobs if not job.source.is_video])
-    for job in jobs:
-        if job.source.is_video:
-            runner.run_video(job)
+    try:
+        runner.run_images([job for job in jobs if not job.source.is_video])
+        for job in jobs:
+            if job.source.is_video:
+                runner.run_video(job)
+    except KeyboardInterrupt:  # the output in progress is removed on the way out (atomic_output)
+        finished = f" ({runner.done} output(s) finished before it are kept)" if runner.done else ""
+        print(f"sacolor-infer: interrupted; nothing written for the input in progress{finished}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     total = runner.done + runner.failures
     if not args.quiet:
         print(f"sacolor-infer: colourised {runner.done} of {total} inputs", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..attention.backends.registry import environment_backend
 from ..io.paths import suffix_help
 from ..options import resolve_device
 from ..training import build_run, fit
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
             "priority: built-in defaults, --preset, --config, then these options. "
             "Multi-GPU/CPU: torchrun --nproc_per_node=K -m sacolor.cli.train ..."
         ),
-        epilog=f"{suffix_help()} Exit status: 0 when training finished, 2 for bad options or unusable data.",
+        epilog=f"{suffix_help()} Exit status: 0 when training finished, 1 when a checkpoint could not be written "
+        "(e.g. a full disk), 2 for bad options or unusable data.",
         argument_default=argparse.SUPPRESS,
     )
     groups = {}
@@ -96,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = merge_config(options, config_file, preset)
         device = resolve_device(config.device)
+        environment_backend(device)
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
@@ -109,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a checkpoint that cannot be written (a full disk): the message says what to do
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
     finally:
         if world_size > 1:
             dist.destroy_process_group()

@@ -19,7 +19,7 @@ import torch
 
 from ..evaluation.flicker import FlickerMeter, format_report, plot_report
 from ..inference.colorizer import Colorizer
-from ..inference.film import FilmHint, HintTracker, colorize_film, schedule, shot_starts
+from ..inference.film import FilmHint, HintTracker, colorize_film, displayed_point, schedule, shot_starts
 from ..inference.temporal import ChromaStabilizer
 from ..io.video import VideoInfo, iter_timed_frames, probe, read_frames
 from .photo import HintList
@@ -80,8 +80,13 @@ class FilmEditor:
         return read_frames(self.path, self.timestamps, index, 1)[0]
 
     def film_hints(self) -> list[FilmHint]:
-        """The hints as ``sacolor-infer --hints`` reads them from ``save_hints``'s file."""
-        return [FilmHint(h.hint, frame=h.frame, source=f"hint {n}") for n, h in enumerate(self.hints.items, start=1)]
+        """The hints as ``sacolor-infer --hints`` reads them from ``save_hints``'s file: in the pixels
+        players show (this page shows the stored frames, which a display rotation turns)."""
+        return [
+            FilmHint(displayed_point(h.hint, self.info.rotation, self.info.width, self.info.height), frame=h.frame,
+                     source=f"hint {n}")
+            for n, h in enumerate(self.hints.items, start=1)
+        ]
 
     def points_on(self, index: int) -> list:
         """The hints that hold on frame ``index``, where the render carries them (``HintTracker``)."""
@@ -90,7 +95,7 @@ class FilmEditor:
         if not placed:
             return []
         start = min(h.frame for h in placed)
-        starts = schedule(self.film_hints(), self.info.width, self.info.height, self.info.fps, self.frames, self.path.name)
+        starts = schedule(self.film_hints(), self.info, self.path.name)
         tracker = HintTracker(starts)
         tracker.frame = start
         points: list = []
@@ -141,6 +146,10 @@ class FilmEditor:
         return format_report(report, FLICKER_ROWS)
 
     def save_hints(self, target: Path) -> Path:
-        """Writes the hints as the JSON ``sacolor-infer --hints`` reads (with their frames)."""
-        target.write_text(json.dumps(self.hints.json_entries(with_frames=True), indent=1) + "\n")
+        """Writes the hints as the JSON ``sacolor-infer --hints`` reads (with their frames; points where
+        players show them, as ``film_hints``)."""
+        entries = self.hints.json_entries(with_frames=True)
+        for entry, film_hint in zip(entries, self.film_hints()):
+            entry["x"], entry["y"] = film_hint.hint.x, film_hint.hint.y
+        target.write_text(json.dumps(entries, indent=1) + "\n")
         return target

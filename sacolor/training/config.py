@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,8 @@ import yaml
 
 from ..models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
 from ..models.layers import NORMS
-from ..options import DEVICES, MAX_CHANNELS, check_int, check_multiple, check_size, parse_int_list, parse_size
+from ..messages import brief
+from ..options import DEVICES, MAX_CHANNELS, check_int, check_multiple, check_size, is_int, parse_int_list, parse_size
 
 RESIZE_MODES = ("crop", "stretch", "random")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
@@ -57,7 +59,7 @@ class Option:
     def check(self, flag: str, value: Any) -> None:
         """ValueError naming ``flag`` if ``value`` (already of the field's type) is not allowed."""
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"{flag} must be one of {', '.join(self.choices)}; got {value!r}")
+            raise ValueError(f"{flag} must be one of {', '.join(self.choices)}; got {brief(value)}")
         if value is None or (self.low is None and self.high is None):
             return
         if isinstance(value, int):
@@ -188,10 +190,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
             self.data = [self.data]
+        # Checked before anything walks the entries: a YAML alias bomb is cheap until it is expanded.
+        if not isinstance(self.data, list) or not all(isinstance(p, (str, Path)) for p in self.data):
+            raise ValueError(f"--data must be a folder or file path, or a list of them; got {brief(self.data)}")
         self.data = [str(p) for p in self.data]
-        self.size = parse_size(self.size)
-        self.sa_sizes = parse_int_list(self.sa_sizes)
-        self.sa_sizes_D = parse_int_list(self.sa_sizes_D)
+        for option, parse in (("size", parse_size), ("sa_sizes", parse_int_list), ("sa_sizes_D", parse_int_list)):
+            try:
+                setattr(self, option, parse(getattr(self, option)))
+            except ValueError as err:
+                raise ValueError(f"{flag(option)}: {err}") from None
         self.validate()
 
     def validate(self) -> None:
@@ -223,11 +230,14 @@ class TrainConfig:
             kind = kinds.get(f.type.removesuffix(" | None"))
             if kind is None or (value is None and f.type.endswith("| None")):
                 continue  # sizes and lists are parsed in __post_init__
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+            if kind is float and is_int(value):
+                try:
+                    value = float(value)
+                except OverflowError:
+                    raise ValueError(f"{flag(f.name)} must be a finite number; got a {len(str(abs(value)))}-digit integer") from None
                 setattr(self, f.name, value)
             if type(value) is not kind:
-                raise ValueError(f"{flag(f.name)} must be {described[kind]}; got {value!r} ({type(value).__name__})")
+                raise ValueError(f"{flag(f.name)} must be {described[kind]}; got {brief(value)} ({type(value).__name__})")
             if kind is float and not math.isfinite(value):
                 raise ValueError(f"{flag(f.name)} must be a finite number; got {value}")
 
@@ -284,13 +294,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         ValueError: unparsable, or not a mapping.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--config {path} is a folder; pass a YAML or JSON file of options")
     if not path.is_file():
         raise FileNotFoundError(f"--config {path} does not exist")
-    text = path.read_text()
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ValueError(f"--config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+        text = path.read_text(encoding="utf-8")
+        values = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:  # not UTF-8, bad syntax, an integer past 4300 digits
+        raise ValueError(f"--config {path} is not valid {kind}: {err}") from err
+    except RecursionError:
+        raise ValueError(f"--config {path}: nested too deeply; a config is a mapping of option: value") from None
     if not isinstance(values, dict):
         raise ValueError(f"--config {path} must hold a mapping of option: value; got {type(values).__name__}")
     return values
@@ -309,7 +324,20 @@ def merge_config(
         if preset not in PRESETS:
             raise ValueError(f"--preset must be one of {', '.join(PRESETS)}; got {preset!r}")
         values.update(PRESETS[preset])
+    from_file: dict[str, Any] = {}
     if config_file is not None:
-        values.update({str(k).replace("-", "_"): v for k, v in load_config_file(config_file).items()})
+        from_file = {str(k).replace("-", "_"): v for k, v in load_config_file(config_file).items()}
+        values.update(from_file)
     values.update(cli)
-    return TrainConfig.from_dict(values, source=config_file or "options")
+    try:
+        return TrainConfig.from_dict(values, source=config_file or "options")
+    except ValueError as err:
+        option = re.match(r"--([\w-]+)", str(err))
+        if option and _field(option[1]) in from_file and _field(option[1]) not in cli:
+            raise ValueError(f"--config {config_file}: {err}") from None
+        raise
+
+
+def _field(name: str) -> str:
+    """A flag's name without "--" as its field: "n-layers-D" -> "n_layers_D"."""
+    return name.replace("-", "_")
