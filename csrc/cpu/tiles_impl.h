@@ -19,11 +19,12 @@
 namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
 
 // The most C rows a register tile holds for `col_vectors` vectors per row:
-// accumulators + one B row + one broadcast fit in the register file.
+// accumulators + one B row + one broadcast fit in the register file (16 rows
+// at most: 8 with 16 registers, as before AVX-512's 32).
 template <class Vec>
 constexpr int max_rows(int col_vectors) {
-  int rows = (Vec::registers - col_vectors - 1) / col_vectors;
-  return rows < 8 ? rows : 8;
+  const int rows = (Vec::registers - col_vectors - 1) / col_vectors;
+  return rows < Vec::registers / 2 ? rows : Vec::registers / 2;
 }
 
 // C[rows x (CV * width)] (+)= A B over `depth`; A[r, d] = a[r * a_rs + d * a_cs],
@@ -165,11 +166,13 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
   }
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
   for (int64_t i = 0; i < rows; ++i) {
-    const T l = run_sum[i];
+    const Vec inv_l = Vec::broadcast(T(1) / run_sum[i]);
     const T* acc_row = acc + i * p.v_pad;
     T* o_row = p.o + (i0 + i) * p.v_channels;
-    for (int64_t c = 0; c < p.v_channels; ++c) o_row[c] = acc_row[c] / l;
-    p.lse[i0 + i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(l);
+    int64_t c = 0;
+    for (; c + W <= p.v_channels; c += W) (Vec::load(acc_row + c) * inv_l).store(o_row + c);
+    if (c < p.v_channels) (Vec::load(acc_row + c) * inv_l).store_first(o_row + c, p.v_channels - c);
+    p.lse[i0 + i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(run_sum[i]);
   }
 }
 

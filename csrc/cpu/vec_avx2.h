@@ -14,6 +14,11 @@ struct VecAvx2 {
 
   static VecAvx2 load(const float* p) { return {_mm256_loadu_ps(p)}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
+  // The first n (< width) lanes only: a masked store, no scalar remainder loop.
+  void store_first(float* p, int n) const {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes), v);
+  }
   static VecAvx2 broadcast(float a) { return {_mm256_set1_ps(a)}; }
   static VecAvx2 zero() { return {_mm256_setzero_ps()}; }
   static VecAvx2 fmadd(VecAvx2 a, VecAvx2 b, VecAvx2 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
