@@ -55,9 +55,13 @@ const KernelTable<float>& float_kernels(Isa isa) {
   return *table;
 }
 
-// The bfloat16 dot-product tiles, when this call's path has them.
+// The bfloat16 tiles, when this call's path has them.
 const Bf16KernelTable* bf16_kernels() {
-  return current_isa() == Isa::avx512bf16 ? avx512bf16_kernels() : nullptr;
+  switch (current_isa()) {
+    case Isa::avx512bf16: return avx512bf16_kernels();
+    case Isa::amx: return amx_kernels();
+    default: return nullptr;
+  }
 }
 
 template <typename T>
@@ -328,7 +332,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
   const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
   const int64_t qk = op.wq.size(0), v = op.wv.size(0);
   const int64_t n_pad = round_up(n, kt.block_m), m_pad = round_up(m, kt.block_n);
-  const int64_t qk2 = round_up(qk, 2), v_pad = round_up(v, kt.width);
+  const int64_t qk2 = round_up(qk, kt.depth_multiple), v_pad = round_up(v, kt.width);
   const Projections proj = project_all(op);
   const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
   const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
@@ -444,8 +448,9 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward_bf16(const Tensor& q_scale
   const int64_t batch = q_scaled.size(0), n = q_scaled.size(1), m = k_rows.size(1);
   const int64_t qk = q_scaled.size(2), v = v_rows.size(2), w = kt.width;
   const int64_t n_pad = round_up(n, kt.block_m), m_pad = round_up(m, kt.block_n);
-  const int64_t qk2 = round_up(qk, 2), qk_pad = round_up(qk, w);
-  const int64_t v2 = round_up(v, 2), v_pad = round_up(v, w);
+  const int64_t qk2 = round_up(qk, kt.depth_multiple), qk_pad = round_up(qk, w);
+  const int64_t qk_rows = round_up(qk, kt.row_multiple);
+  const int64_t v2 = round_up(v, kt.depth_multiple), v_pad = round_up(v, w);
   const auto options = q_scaled.options();
   const Tensor q_t = pair_panels(q_scaled.transpose(1, 2), qk2, n_pad, w);
   const Tensor q = pair_panels(q_scaled, n_pad, qk_pad, w);
@@ -454,7 +459,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward_bf16(const Tensor& q_scale
   // removes cancellation; here also the part of the rounding a common offset causes).
   const Tensor k32 = k_rows.to(at::kFloat), v32 = v_rows.to(at::kFloat);
   const Tensor k_mean = k32.mean(1, true), v_mean = v32.mean(1, true);
-  const Tensor k_centered_t = padded((k32 - k_mean).transpose(1, 2).to(at::kBFloat16), qk, m_pad);
+  const Tensor k_centered_t =
+      padded((k32 - k_mean).transpose(1, 2).to(at::kBFloat16), qk_rows, m_pad);
   const Tensor values = padded((v32 - v_mean).to(at::kBFloat16), m_pad, v2);
   const Tensor dout = pair_panels(d_o, n_pad, v_pad, w);
   const Tensor dout_t = pair_panels(d_o.transpose(1, 2), v2, n_pad, w);
@@ -469,15 +475,15 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward_bf16(const Tensor& q_scale
   const float *lse2_ptr = lse2.data_ptr<float>(), *delta_ptr = delta.data_ptr<float>();
   float *dk_ptr = dk.data_ptr<float>(), *dv_ptr = dv.data_ptr<float>();
   const Tensor dq_t = sum_over_key_blocks<float>(
-      batch, m_pad / kt.block_n, {qk, n_pad}, options, kt.backward_scratch(),
+      batch, m_pad / kt.block_n, {qk_rows, n_pad}, options, kt.backward_scratch(),
       [&](int64_t b, int64_t key_block, float* dq_t_b, float* work) {
         const Bf16BackwardProblem p{qt_ptr + b * qk2 * n_pad,  q_ptr + b * n_pad * qk_pad,
-                                    k_ptr + b * m_pad * qk2,   kct_ptr + b * qk * m_pad,
+                                    k_ptr + b * m_pad * qk2,   kct_ptr + b * qk_rows * m_pad,
                                     v_ptr + b * m_pad * v2,    dout_ptr + b * n_pad * v_pad,
                                     dout_t_ptr + b * v2 * n_pad, lse2_ptr + b * n_pad,
                                     delta_ptr + b * n_pad,     dq_t_b,
                                     dk_ptr + b * m_pad * qk_pad, dv_ptr + b * m_pad * v_pad,
-                                    n, m, n_pad, m_pad, qk, qk2, qk_pad, v, v2, v_pad};
+                                    n, m, n_pad, m_pad, qk_rows, qk2, qk_pad, v, v2, v_pad};
         kt.backward_block(p, key_block, work);
       });
   // As in the float32 backward: d/dq carries scale, d/dk 1 / log2 e.
@@ -526,7 +532,8 @@ std::string cpu_isa(std::optional<at::ScalarType> dtype) {
   const Isa isa = current_isa();
   const at::ScalarType t = dtype.value_or(at::kFloat);
   if (t == at::kDouble) return generic_f64()->isa;
-  if (t == at::kBFloat16 && isa == Isa::avx512bf16) return avx512bf16_kernels()->isa;
+  if (t == at::kBFloat16)
+    if (const Bf16KernelTable* bf16 = bf16_kernels()) return bf16->isa;
   return float_kernels(isa).isa;
 }
 
@@ -547,8 +554,8 @@ std::string cpu_isa_missing(const std::string& name) {
 
 TORCH_LIBRARY_FRAGMENT(sacolor_C, m) {
   // Which tile kernels the CPU path runs for inputs of `dtype` (float32 when
-  // None) on this call ("generic", "avx2", "avx512", "avx512bf16"); for
-  // SelfAttention.explain, benchmarks and bug reports.
+  // None) on this call ("generic", "avx2", "avx512", "avx512bf16", "amx");
+  // for SelfAttention.explain, benchmarks and bug reports.
   m.def("cpu_isa(ScalarType? dtype=None) -> str", &sacolor::cpu::cpu_isa);
   // Every path, and what this machine lacks to run one ("" when it runs it).
   m.def("cpu_isa_names() -> str[]", &sacolor::cpu::cpu_isa_names);

@@ -2,7 +2,9 @@
 // what the CPU implements, XGETBV for what the operating system saves on a
 // context switch (an AVX-512 instruction faults, or its registers get
 // corrupted, where the OS does not enable the opmask and zmm state), as
-// PyTorch's cpuinfo does. Compiled for the baseline ISA: it must run anywhere.
+// PyTorch's cpuinfo does; for AMX also the process's permission to use the
+// tile data state, which Linux grants on request (arch_prctl). Compiled for
+// the baseline ISA: it must run anywhere.
 
 #include "isa.h"
 
@@ -11,6 +13,10 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
+#endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace sacolor::cpu {
@@ -21,7 +27,20 @@ struct Features {
   bool avx512f = false;   // AVX-512 Foundation, and the OS saves opmask and zmm state
   bool avx512bw = false;
   bool avx512bf16 = false;
+  bool amx_bf16 = false;        // AMX-TILE, AMX-BF16, and the OS saves tile state
+  bool amx_permitted = false;  // Linux let this process use the tile data
 };
+
+// Linux (5.16 and later) enables the AMX tile data state per process, on
+// request; without it the first tile instruction faults.
+bool request_amx_permission() {
+#if defined(__x86_64__) && defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 // XCR0 through the raw instruction: the _xgetbv intrinsic needs -mxsave.
@@ -44,6 +63,8 @@ Features detect() {
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
   const bool avx2 = ebx & (1u << 5), avx512f = ebx & (1u << 16), avx512bw = ebx & (1u << 30);
   const unsigned max_subleaf = eax;
+  const bool amx_tile = edx & (1u << 24), amx_bf16 = edx & (1u << 22);
+  const bool tile_state = (xcr & 0x60000) == 0x60000;  // XTILECFG | XTILEDATA
   f.avx2_fma = ymm_state && avx2 && fma;
   f.avx512f = f.avx2_fma && zmm_state && avx512f;
   f.avx512bw = f.avx512f && avx512bw;
@@ -51,6 +72,8 @@ Features detect() {
     __cpuid_count(7, 1, eax, ebx, ecx, edx);
     f.avx512bf16 = f.avx512bw && (eax & (1u << 5));
   }
+  f.amx_bf16 = f.avx512bf16 && amx_tile && amx_bf16 && tile_state;
+  f.amx_permitted = f.amx_bf16 && request_amx_permission();
   return f;
 }
 #else
@@ -70,6 +93,7 @@ const char* isa_name(Isa isa) {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
     case Isa::avx512bf16: return "avx512bf16";
+    case Isa::amx: return "amx";
   }
   return "?";
 }
@@ -84,6 +108,10 @@ std::string isa_missing(Isa isa) {
       if (!f.avx512f) return isa_missing(Isa::avx512);
       if (!f.avx512bw) return "avx512bw";
       return f.avx512bf16 ? "" : "avx512_bf16";
+    case Isa::amx:
+      if (!f.avx512bf16) return isa_missing(Isa::avx512bf16);
+      if (!f.amx_bf16) return "amx_tile and amx_bf16 (with OS tile state)";
+      return f.amx_permitted ? "" : "permission to use AMX tile data (arch_prctl; Linux 5.16+)";
   }
   return "?";
 }

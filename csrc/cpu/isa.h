@@ -15,9 +15,10 @@ enum class Isa {
   avx2,        // AVX2 + FMA, float32 tiles
   avx512,      // AVX-512F, float32 tiles
   avx512bf16,  // AVX-512F tiles for float32, vdpbf16ps dot products for bfloat16 inputs
+  amx,         // AVX-512F tiles for float32, AMX tile products for bfloat16 inputs
 };
 
-constexpr Isa kAllIsas[] = {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16};
+constexpr Isa kAllIsas[] = {Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16, Isa::amx};
 
 const char* isa_name(Isa isa);
 

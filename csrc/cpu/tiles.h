@@ -72,7 +72,8 @@ struct KernelTable {
 // operand B (depth x cols) of every product is stored in "pair panels":
 // (cols / 16, depth / 2, 16, 2), the two depth neighbours of a column side by
 // side; the left-hand operand A is row-major with the depth contiguous. Every
-// depth (qk2, v2, the block sizes) is even, zero-padded.
+// depth (qk2, v2, the block sizes) is a multiple of the table's depth_multiple
+// (2 for vdpbf16ps, 32 for AMX), zero-padded.
 using bf16_bits = uint16_t;
 
 struct Bf16ForwardProblem {
@@ -90,21 +91,24 @@ struct Bf16BackwardProblem {
   const bf16_bits* qt;    // queries transposed (qk2 x n_pad), in pair panels
   const bf16_bits* q;     // queries (n_pad x qk_pad), in pair panels
   const bf16_bits* k;     // (m_pad, qk2), row-major
-  const bf16_bits* kct;   // keys minus their mean, transposed: (qk, m_pad), row-major
+  const bf16_bits* kct;   // keys minus their mean, transposed: (qk_rows, m_pad), row-major
   const bf16_bits* v;     // values minus their mean (m_pad, v2), row-major
   const bf16_bits* dout;  // dO (n_pad x v_pad), in pair panels
   const bf16_bits* doutt; // dO transposed (v2 x n_pad), in pair panels
   const float* lse2;      // (n_pad,), +inf on padding
   const float* delta;     // (n_pad,)
-  float* dqt;             // (qk, n_pad): accumulated into (+=)
+  float* dqt;             // (qk_rows, n_pad): accumulated into (+=)
   float* dk;              // (m_pad, qk_pad): written, one key block per call
   float* dv;              // (m_pad, v_pad): written, one key block per call
-  int64_t n, m, n_pad, m_pad, qk, qk2, qk_pad, v_channels, v2, v_pad;
+  // qk_rows: qk rounded up to the table's row_multiple (zero rows of kct).
+  int64_t n, m, n_pad, m_pad, qk_rows, qk2, qk_pad, v_channels, v2, v_pad;
 };
 
 struct Bf16KernelTable {
   const char* isa;
   int64_t block_m, block_n, width;
+  int64_t depth_multiple;  // qk2 and v2 are multiples of it
+  int64_t row_multiple;    // the rows of dq^T (qk_rows) are a multiple of it
   // Scratch floats one thread needs.
   int64_t (*forward_scratch)(int64_t v_pad);
   int64_t (*backward_scratch)();
@@ -112,8 +116,10 @@ struct Bf16KernelTable {
   void (*backward_block)(const Bf16BackwardProblem& p, int64_t block, float* scratch);
 };
 
-// Compiled for AVX-512F + AVX512-BF16 (+BW); nullptr where the compiler lacks them.
+// Compiled for AVX-512F + AVX512-BF16 (+BW), and for those + AMX-TILE and
+// AMX-BF16; nullptr where the compiler lacks them.
 const Bf16KernelTable* avx512bf16_kernels();
+const Bf16KernelTable* amx_kernels();
 
 // Portable C++ (auto-vectorised for the baseline ISA); always present.
 const KernelTable<float>* generic_f32();

@@ -1,8 +1,10 @@
 """The fused C++ CPU kernel (csrc/cpu/): O(N) memory, OpenMP, its instruction set
 chosen at run time (SACOLOR_CPU_ISA forces one: generic, avx2, avx512,
-avx512bf16). float32 and float16 run float32 tiles; bfloat16 runs vdpbf16ps
-dot products with float32 accumulation where the CPU has AVX512-BF16, float32
-tiles elsewhere; float64 (for gradcheck) runs the portable tiles."""
+avx512bf16, amx). float32 and float16 run float32 tiles (float16 keeps its
+11-bit significand that way; bfloat16 tiles would drop 3 bits, and AVX512-FP16
+accumulates in float16); bfloat16 runs bfloat16 products with float32 sums on
+AMX tiles or vdpbf16ps where the CPU has them, float32 tiles elsewhere; float64
+(for gradcheck) runs the portable tiles."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from .chain import FusedBackend, KeysValues, keys_values
 
 ISA_ENV_VAR = "SACOLOR_CPU_ISA"
 # The kernel paths that compute bfloat16 inputs natively (bfloat16 operands, float32 sums).
-BF16_PATHS = frozenset({"avx512bf16"})
+BF16_PATHS = frozenset({"avx512bf16", "amx"})
 
 
 def _load_extension() -> str | None:
@@ -34,7 +36,7 @@ def _load_extension() -> str | None:
 
 def kernel_path(dtype: torch.dtype = torch.float32) -> str:
     """The tile kernels the cpu backend runs now for inputs of ``dtype`` ("generic",
-    "avx2", "avx512" or "avx512bf16"), after SACOLOR_CPU_ISA.
+    "avx2", "avx512", "avx512bf16" or "amx"), after SACOLOR_CPU_ISA.
 
     Raises:
         ValueError: SACOLOR_CPU_ISA names an unknown path or one this CPU cannot run.
