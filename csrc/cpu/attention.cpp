@@ -537,6 +537,15 @@ std::string cpu_isa(std::optional<at::ScalarType> dtype) {
   return float_kernels(isa).isa;
 }
 
+// x = exp2(x) in place with the exp2 of this call's float32 tiles (the bf16
+// tiles' softmax uses the AVX-512 one too): the exp term of benchmarks/floor.py.
+Tensor cpu_exp2_(Tensor x) {
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat && x.is_contiguous(),
+                    "cpu_exp2_: x must be a contiguous float32 tensor; got ", x.scalar_type());
+  float_kernels(current_isa()).exp2_inplace(x.data_ptr<float>(), x.numel());
+  return x;
+}
+
 // Every path, each with "" when this machine runs it or the CPU flag it lacks.
 std::vector<std::string> cpu_isa_names() {
   std::vector<std::string> names;
@@ -560,6 +569,8 @@ TORCH_LIBRARY_FRAGMENT(sacolor_C, m) {
   // Every path, and what this machine lacks to run one ("" when it runs it).
   m.def("cpu_isa_names() -> str[]", &sacolor::cpu::cpu_isa_names);
   m.def("cpu_isa_missing(str name) -> str", &sacolor::cpu::cpu_isa_missing);
+  // The kernels' own exp2, in place, for the floor's exp term (benchmarks/floor.py).
+  m.def("cpu_exp2_(Tensor(a!) x) -> Tensor(a!)", &sacolor::cpu::cpu_exp2_);
 }
 
 TORCH_LIBRARY_IMPL(sacolor_C, CPU, m) {

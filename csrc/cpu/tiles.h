@@ -65,6 +65,8 @@ struct KernelTable {
   void (*forward_block)(const ForwardProblem<T>& p, int64_t block, T* scratch);
   // Key block `block`: writes its dk, dv rows, adds its share of dq.
   void (*backward_block)(const BackwardProblem<T>& p, int64_t block, T* scratch);
+  // x[i] = exp2(x[i]) with the tiles' own exp2 (benchmarks/floor.py times it).
+  void (*exp2_inplace)(T* x, int64_t n);
 };
 
 // bfloat16 operands (raw bits), float32 products and softmax: the AVX512-BF16

@@ -227,6 +227,13 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   }
 }
 
+template <class Vec>
+void exp2_inplace(typename Vec::T* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + Vec::width <= n; i += Vec::width) Vec::exp2(Vec::load(x + i)).store(x + i);
+  for (; i < n; ++i) x[i] = Vec::exp2_scalar(x[i]);
+}
+
 template <class Vec, int64_t BM, int64_t BN>
 constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
   static_assert(BM % Vec::width == 0 && BN % Vec::width == 0, "blocks must hold whole vectors");
@@ -239,6 +246,7 @@ constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
       &backward_scratch<Vec, BM, BN>,
       &forward_block<Vec, BM, BN>,
       &backward_block<Vec, BM, BN>,
+      &exp2_inplace<Vec>,
   };
 }
 
