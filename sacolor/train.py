@@ -242,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(train, "--lr-d", "discriminator Adam learning rate (TTUR: set it apart from --lr-g, e.g. 4e-4 vs 1e-4)", type=float)
     add(train, "--beta1", "Adam beta1", type=float)
     add(train, "--beta2", "Adam beta2", type=float)
-    add(train, "--amp", "mixed precision on CUDA (ignored on CPU)", action=flag)
-    add(train, "--amp-dtype", "mixed-precision type; fp16 uses loss scaling", choices=("bf16", "fp16"))
+    add(train, "--amp", "mixed precision: autocast with float32 master weights (on CPU always bf16, whose "
+        "attention runs the cpu kernel's bf16 tiles)", action=flag)
+    add(train, "--amp-dtype", "mixed-precision type on CUDA; fp16 uses loss scaling", choices=("bf16", "fp16"))
     add(train, "--ema", "keep an exponential moving average of G's weights; evaluation and checkpoints' "
         "inference weights use it", action=flag)
     add(train, "--ema-decay", "EMA decay per step", type=float)
@@ -272,17 +273,26 @@ def _init_distributed(device: str) -> tuple[int, int]:
     return dist.get_rank(), world_size
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``sacolor-train`` and ``python -m sacolor.train``; returns the exit status."""
-    parser = build_parser()
-    options = vars(parser.parse_args(argv))
-    show_warnings_as_messages(parser.prog)
+def parse_config(argv: Sequence[str] | None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:
+    """The TrainConfig ``sacolor-train argv`` runs with (options, --config file, --preset).
+
+    Raises:
+        ValueError / FileNotFoundError: a bad option value or a missing config file.
+    """
+    options = vars((parser or build_parser()).parse_args(argv))
     config_file, preset = options.pop("config", None), options.pop("preset", None)
     for key in ("sa_sizes", "sa_sizes_D"):
         if key in options:
             options[key] = ",".join(options[key])
+    return merge_config(options, config_file, preset)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sacolor-train`` and ``python -m sacolor.train``; returns the exit status."""
+    parser = build_parser()
+    show_warnings_as_messages(parser.prog)
     try:
-        config = merge_config(options, config_file, preset)
+        config = parse_config(argv, parser)
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2

@@ -363,6 +363,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
     const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk, const OptTensor& bk,
     const Tensor& wv, const OptTensor& bv, const OptTensor& wo, const OptTensor& bo,
     const Tensor& gamma, int64_t pool, double scale) {
+  // Under torch.autocast the ATen calls below would otherwise be autocast too
+  // (the projections in bf16): the kernel chooses its own precisions.
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   check_inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
   const Operands op = cast_operands(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
   const Bf16KernelTable* bf16 = x.scalar_type() == at::kBFloat16 ? bf16_kernels() : nullptr;
@@ -495,6 +498,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_bwd(const Tensor& q, const Tensor& 
                                                  const Tensor& v, const Tensor& d_o,
                                                  const Tensor& o, const Tensor& lse,
                                                  double scale) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto acc = q.scalar_type();
   TORCH_CHECK(acc == at::kFloat || acc == at::kDouble,
               "sacolor cpu kernel: the attention backward runs in float32 or float64; q has ", acc);

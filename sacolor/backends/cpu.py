@@ -34,18 +34,27 @@ def _load_extension() -> str | None:
     return None
 
 
+def _require_extension() -> None:
+    reason = _load_extension()
+    if reason:
+        raise RuntimeError(reason)
+
+
 def kernel_path(dtype: torch.dtype = torch.float32) -> str:
     """The tile kernels the cpu backend runs now for inputs of ``dtype`` ("generic",
     "avx2", "avx512", "avx512bf16" or "amx"), after SACOLOR_CPU_ISA.
 
     Raises:
         ValueError: SACOLOR_CPU_ISA names an unknown path or one this CPU cannot run.
+        RuntimeError: the extension is not built.
     """
+    _require_extension()
     return torch.ops.sacolor_C.cpu_isa(dtype)
 
 
 def supported_paths() -> dict[str, str]:
     """Every kernel path, each with "" if this machine runs it or the CPU flag it lacks."""
+    _require_extension()
     return {name: torch.ops.sacolor_C.cpu_isa_missing(name) for name in torch.ops.sacolor_C.cpu_isa_names()}
 
 

@@ -88,7 +88,7 @@ class TrainingRun:
         log_line(self.rank, message)
 
     def autocast(self):
-        """Mixed precision on CUDA when ``--amp``; a no-op otherwise."""
+        """Mixed precision when ``--amp`` (bf16 on CPU); a no-op otherwise."""
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
 
     @property
@@ -119,12 +119,17 @@ def training_device(wanted: str) -> torch.device:
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device, rank: int) -> torch.dtype | None:
-    """The mixed-precision type of ``--amp`` on ``device`` (None: float32), saying why when it differs."""
+    """The mixed-precision type of ``--amp`` on ``device`` (None: float32), saying why when it differs.
+
+    Weights stay float32 (the master copy the optimiser updates); autocast runs
+    convolutions, matmuls and the attention in the 16-bit type.
+    """
     if not config.amp:
         return None
-    if device.type != "cuda":
-        log_line(rank, "--amp applies to CUDA devices only; training in float32 on CPU")
-        return None
+    if device.type == "cpu":
+        if config.amp_dtype != "bf16":
+            log_line(rank, "--amp on CPU uses bf16 (float16 has no fast CPU kernels)")
+        return torch.bfloat16
     if config.amp_dtype == "bf16" and not torch.cuda.is_bf16_supported():
         log_line(rank, "this GPU has no bfloat16; --amp uses float16 with loss scaling")
         return torch.float16
