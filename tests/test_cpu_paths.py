@@ -122,16 +122,28 @@ def _pytorch_bf16(module: sacolor.SelfAttention, x: torch.Tensor) -> torch.Tenso
         k, v = F.max_pool2d(k, module.pool), F.max_pool2d(v, module.pool)
     q, k, v = (t.flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for t in (q, k, v))
     pad = (0, v.shape[-1] - q.shape[-1])  # zeros leave q.k unchanged and let the flash kernel run
-    o = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), v)
+    o = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), v, scale=module.scale)
     return module.gamma * o.squeeze(1).transpose(1, 2).reshape(x.shape) + x
 
 
+UPSTREAM_GRADIENTS = 4
+
+
 def _output_and_grads(module, x, run) -> dict[str, torch.Tensor]:
+    """y, and each input's gradients for UPSTREAM_GRADIENTS random dy stacked: a
+    gradient's error is then measured over several draws, not one (dgamma, a sum
+    of N x C terms of both signs, is one number whose rounding error is luck in a
+    single draw)."""
     x = x.detach().requires_grad_()
     y = run(module, x)
     params = dict(module.named_parameters())
-    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(7)).to(y.dtype)
-    grads = torch.autograd.grad(y, [x, *params.values()], dy)
+    gen = torch.Generator().manual_seed(7)
+    draws = []
+    for _ in range(UPSTREAM_GRADIENTS):
+        # bf16 values for every run, the float64 oracle included: the same dy everywhere.
+        dy = torch.randn(y.shape, generator=gen).to(torch.bfloat16).to(y.dtype)
+        draws.append(torch.autograd.grad(y, [x, *params.values()], dy, retain_graph=True))
+    grads = [torch.stack(g) for g in zip(*draws)]
     return {"y": y.detach(), "x": grads[0], **dict(zip(params, grads[1:]))}
 
 

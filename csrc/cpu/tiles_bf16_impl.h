@@ -24,6 +24,21 @@ void round_rows(const float* src, int64_t rows, int64_t len, bf16_bits* dst) {
     for (int64_t j = 0; j < len; j += kLanes) store_bf16(dst + i * len + j, _mm512_loadu_ps(src + i * len + j));
 }
 
+// dst[j] = bfloat16(exp2(row[j] - shift)); returns the sum of the rounded
+// values, so the normalisation divides by the weights P V actually used.
+inline float exp2_round_row(const float* row, int64_t len, float shift, bf16_bits* dst) {
+  using Vec = VecAvx512;
+  const Vec s = Vec::broadcast(shift);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < len; j += kLanes) {
+    const __m256bh rounded = _mm512_cvtneps_pbh(Vec::exp2(Vec::load(row + j) - s).v);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), (__m256i)rounded);
+    const __m512i widened = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)rounded), 16);
+    sum = _mm512_add_ps(sum, _mm512_castsi512_ps(widened));
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
 // src (rows x cols) float32, row-major, as the right-hand operand (depth =
 // rows, even) in pair panels: (cols / 16, rows / 2, 16, 2).
 void pack_pairs(const float* src, int64_t rows, int64_t cols, bf16_bits* dst) {
@@ -74,7 +89,7 @@ void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scrat
       const float old_max = run_max[i];
       const float new_max = block_max > old_max ? block_max : old_max;
       const float shift = finite_or_zero_max(new_max);
-      const float sum = exp2_row<Vec>(row, BN, shift);
+      const float sum = exp2_round_row(row, BN, shift, prob + i * BN);
       if (new_max != old_max) {
         const Vec alpha = Vec::broadcast(Vec::exp2_scalar(old_max - shift));
         run_sum[i] *= alpha.v[0];
@@ -84,7 +99,6 @@ void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scrat
       run_sum[i] += sum;
       run_max[i] = new_max;
     }
-    round_rows(s, BM, BN, prob);
     Dot::dot(BM, p.v_pad, BN, prob, BN, p.v + j0 * kLanes, p.m_pad * kLanes, acc, p.v_pad, true);
   }
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
