@@ -182,8 +182,13 @@ def _check_bf16(path: str, size: int, pool: int, peaky: bool) -> str:
 
 @pytest.mark.parametrize("peaky", [False, True], ids=["ordinary", "peaky"])
 @pytest.mark.parametrize("pool", [1, 2])
-def test_bfloat16_within_2x_pytorch_bfloat16_64x64(cpu_path, pool, peaky):
-    _check_bf16(cpu_path, 64, pool, peaky)
+@pytest.mark.parametrize("path", [
+    # The portable tiles are slow (tens of seconds here) and test_cpu_backend checks them.
+    pytest.param(p, marks=pytest.mark.slow) if p == "generic" else p for p in PATHS])
+def test_bfloat16_within_2x_pytorch_bfloat16_64x64(monkeypatch, path, pool, peaky):
+    skip_unless_runs(path)
+    monkeypatch.setenv(ISA_ENV_VAR, path)
+    _check_bf16(path, 64, pool, peaky)
 
 
 @pytest.mark.slow
