@@ -85,32 +85,15 @@ void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scrat
     for (int64_t i = 0; i < BM; ++i) {
       float* row = s + i * BN;
       for (int64_t j = valid; j < BN; ++j) row[j] = neg_inf;
-      const float block_max = row_max<Vec>(row, BN);
-      const float old_max = run_max[i];
-      const float new_max = block_max > old_max ? block_max : old_max;
-      const float shift = finite_or_zero_max(new_max);
-      const float sum = exp2_round_row(row, BN, shift, prob + i * BN);
-      if (new_max != old_max) {
-        const Vec alpha = Vec::broadcast(Vec::exp2_scalar(old_max - shift));
-        run_sum[i] *= alpha.v[0];
-        float* acc_row = acc + i * p.v_pad;
-        for (int64_t c = 0; c < p.v_pad; c += kLanes) (Vec::load(acc_row + c) * alpha).store(acc_row + c);
-      }
-      run_sum[i] += sum;
-      run_max[i] = new_max;
+      const float shift = advance_max<Vec>(row_max<Vec>(row, BN), run_max[i], run_sum[i],
+                                           acc + i * p.v_pad, p.v_pad);
+      run_sum[i] += exp2_round_row(row, BN, shift, prob + i * BN);
     }
     Dot::dot(BM, p.v_pad, BN, prob, BN, p.v + j0 * kLanes, p.m_pad * kLanes, acc, p.v_pad, true);
   }
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
-  for (int64_t i = 0; i < rows; ++i) {
-    const Vec inv_l = Vec::broadcast(1.0f / run_sum[i]);
-    const float* acc_row = acc + i * p.v_pad;
-    float* o_row = p.o + (i0 + i) * p.v_channels;
-    int64_t c = 0;
-    for (; c + kLanes <= p.v_channels; c += kLanes) (Vec::load(acc_row + c) * inv_l).store(o_row + c);
-    if (c < p.v_channels) (Vec::load(acc_row + c) * inv_l).store_first(o_row + c, p.v_channels - c);
-    p.lse[i0 + i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(run_sum[i]);
-  }
+  write_output_rows<Vec>(acc, p.v_pad, run_max, run_sum, rows, p.o + i0 * p.v_channels,
+                         p.v_channels, p.lse + i0);
 }
 
 template <int64_t BM, int64_t BN>

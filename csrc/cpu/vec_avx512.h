@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include "exp2_poly.h"
+
 namespace sacolor::cpu {
 
 struct VecAvx512 {
@@ -32,14 +34,9 @@ struct VecAvx512 {
     t = _mm512_min_ps(_mm512_set1_ps(128.0f), t);
     const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(1.525273380405984e-05f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381606e-04f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-02f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402265069591007e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_set1_ps(kExp2Poly[0]);
+    for (unsigned i = 1; i < sizeof kExp2Poly / sizeof kExp2Poly[0]; ++i)
+      p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[i]));
     const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
     return {_mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(biased, 23)))};
   }
