@@ -36,10 +36,9 @@ import torch
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
-from sacolor.backends.cpu import kernel_path
-from sacolor.train import parse_config
-from sacolor.training.run import build_run
-from sacolor.training.step import train_step
+from sacolor.attention.backends.cpu import kernel_path
+from sacolor.cli.train import parse_config
+from sacolor.training import build_run, train_step
 
 ATTENTION_OPS = ("sacolor::self_attention", "sacolor::self_attention_backward")
 

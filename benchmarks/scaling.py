@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 import sacolor
-from sacolor.backends.cpu import kernel_path
+from sacolor.attention.backends.cpu import kernel_path
 
 from .cases import (BASELINES, CHANNELS, LAYOUTS, MODES, SIZES, Case, Implementation, all_cases,
                     implementations, timed_repeats)

@@ -27,6 +27,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from .models import GENERATORS, build_generator
+from .options import MAX_CHANNELS, check_int, check_size
+
 WEIGHTS_NAME = "latest.safetensors"
 GENERATOR_PREFIX = "generator."
 EMA_PREFIX = "ema."
@@ -106,10 +109,7 @@ def _sync_directory(directory: Path) -> None:
 
 
 def _settle(files: CheckpointFiles) -> None:
-    """Finishes a save that was interrupted after its commit marker, or discards one interrupted before it.
-
-    Also removes the ``.<name>.<pid>.<uuid>.tmp`` files older versions could leave behind.
-    """
+    """Finishes a save that was interrupted after its commit marker, or discards one interrupted before it."""
     if files.commit_marker.exists():
         for member in files.members:
             staged = files.staged(member)
@@ -119,8 +119,6 @@ def _settle(files: CheckpointFiles) -> None:
         files.commit_marker.unlink()
     for member in files.members:
         files.staged(member).unlink(missing_ok=True)
-        for stale in member.parent.glob(f".{member.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
 
 
 def _write_json(obj: Mapping[str, Any]) -> Callable[[str], None]:
@@ -292,9 +290,6 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
         ValueError: naming ``source`` and the entry: no generator, an unknown name
             or option, a channel count or size that is not a sane integer.
     """
-    from .config import MAX_CHANNELS, check_int, check_size
-    from .models import GENERATORS
-
     spec = config.get("generator")
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"{source} has no 'generator' entry with a 'name'; not a sacolor checkpoint?")
@@ -307,8 +302,8 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
     if "ngf" in kwargs:
         check_int(f"{source}: generator ngf", kwargs["ngf"], 1, MAX_CHANNELS)
     if "input_size" in kwargs:
-        check_size(f"{source}: generator input_size", kwargs["input_size"], multiple)
-    check_size(f"{source}: size", config.get("size"), multiple)
+        check_size(f"{source}: generator input_size", kwargs["input_size"], multiple, f"generator {spec['name']}")
+    check_size(f"{source}: size", config.get("size"), multiple, f"generator {spec['name']}")
     return spec["name"], kwargs
 
 
@@ -335,8 +330,6 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
         FileNotFoundError / ValueError: missing or corrupt files, or a config
             without a generator description (the message names the file).
     """
-    from .models import build_generator
-
     tensors, config = load_checkpoint(path, device)
     files = CheckpointFiles.at(path)
     name, kwargs = _generator_spec(config, files.config)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import sacolor
-from sacolor.backends.cpu import ISA_ENV_VAR, supported_paths
+from sacolor.attention.backends.cpu import ISA_ENV_VAR, supported_paths
 
 # Every path the extension has (test_cpu_paths checks this against it), so the
 # parameters exist at collection time without loading the extension.

@@ -18,7 +18,7 @@ from cpu_paths import BF16_PATHS, PATHS, cpu_path, skip_unless_runs  # noqa: F40
 from test_cpu_backend import _check, _make
 
 import sacolor
-from sacolor.backends.cpu import ISA_ENV_VAR, kernel_path, supported_paths
+from sacolor.attention.backends.cpu import ISA_ENV_VAR, kernel_path, supported_paths
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 """The trainer end to end on tiny synthetic photos: losses, checkpoints, metrics, exact resume, CLI."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -12,17 +13,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from colour_images import write_image_folder, write_video
-from sacolor import train as train_module
+from colour_images import write_drifting_video, write_image_folder
 from PIL import Image
 
-from sacolor import infer
 from sacolor.checkpoint import load_checkpoint, load_generator, load_training_state
-from sacolor.config import PRESETS, TrainConfig, merge_config
-from sacolor.evaluate import evaluate_images
-from sacolor.colorizer import Colorizer
-from sacolor.train import fit, main
-from sacolor.training import build_run
+from sacolor.cli import infer
+from sacolor.cli import train as train_module
+from sacolor.cli.train import main
+from sacolor.evaluation.scoring import evaluate_images
+from sacolor.inference.colorizer import Colorizer
+from sacolor.training import build_run, fit
+from sacolor.training.config import PRESETS, TrainConfig, flag, merge_config
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +99,7 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 from test_train import tiny
 from pathlib import Path
-from sacolor.train import fit
-from sacolor.training import build_run
+from sacolor.training import build_run, fit
 
 limit, done = int(sys.argv[4]), 0
 
@@ -154,7 +154,7 @@ def test_a_save_killed_at_any_point_leaves_a_whole_checkpoint(photos, tmp_path):
 
 
 def test_cli_runs_on_photos_and_a_video(photos, tmp_path):
-    video = write_video(tmp_path / "film.mp4", seconds=2.0, rate=10, height=64, width=96)
+    video = write_drifting_video(tmp_path / "film.mp4", seconds=2.0, rate=10, height=64, width=96)
     status = main([
         "--data", str(photos), str(video), "--frame-cache", str(tmp_path / "frames"),
         "--checkpoints-dir", str(tmp_path), "--name", "cli", "--netG", "unet_64",
@@ -236,3 +236,18 @@ def test_config_precedence_and_presets(tmp_path):
     assert len(PRESETS) == 8 and PRESETS["expt5"]["sa_sizes"] == (64,) and PRESETS["expt5"]["gan_mode"] == "vanilla"
     assert {p["gan_mode"] for p in PRESETS.values()} == {"vanilla", "lsgan"}
     assert {p["sa_sizes"] for p in PRESETS.values()} == {(), (32,), (64,), (128,)}
+
+
+def test_every_config_field_is_one_flag_with_its_rules():
+    # The parser and the validation are generated from TrainConfig's field metadata (issue 17).
+    actions = {action.dest: action for action in train_module.build_parser()._actions}
+    for f in dataclasses.fields(TrainConfig):
+        rules = f.metadata["option"]
+        action = actions.pop(f.name)
+        assert action.option_strings[0] == flag(f.name)
+        assert action.help.startswith(rules.help)
+        assert tuple(action.choices or ()) == tuple(rules.choices or ())
+        if rules.choices:
+            with pytest.raises(ValueError, match=f"{flag(f.name)} must be one of"):
+                rules.check(flag(f.name), "no such choice")
+    assert set(actions) == {"help", "config", "preset"}

@@ -15,7 +15,8 @@ import glob
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,33 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+@contextmanager
+def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it to ``target`` on success.
+
+    The temporary name keeps the suffix (it picks the file format). On any
+    error, or if ``target`` appeared meanwhile and ``overwrite`` is off, the
+    temporary file is removed and nothing is left behind.
+
+    Raises:
+        FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
+    """
+    temporary = partial_path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(target)
+        yield temporary
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
+        os.replace(temporary, target)
+    except OSError as error:
+        if error.errno is None or isinstance(error, FileExistsError):
+            raise
+        raise OSError(error.errno, f"cannot write {target} ({error.strerror}); check the folder's permissions and free space") from error
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..hints import HINT_CHANNELS
+from ..options import check_multiple
 from .efficientnet import EfficientNetLite0, pretrained_state_dict
 from .layers import LayerOptions, apply_spectral_norm
 
@@ -38,6 +38,7 @@ PROPAGATION_LIGHTNESS = 0.16
 DECODER_CHANNELS = (128, 96, 64, 32, 16)
 CENTER_CHANNELS = 256
 STRIDE = 32
+HINT_CHANNELS = 3  # normalised a, b and a 0/1 mask
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -164,11 +165,7 @@ class EfficientNetUNet(nn.Module):
             ValueError: H or W is not a multiple of 32, or hints of another shape.
         """
         batch, _, height, width = l_norm.shape
-        if height % STRIDE or width % STRIDE:
-            raise ValueError(
-                f"input size {height}x{width} is not divisible by {STRIDE}, which efficientnet_unet needs; "
-                f"resize or pad it to a multiple of {STRIDE}"
-            )
+        check_multiple("input size", (height, width), STRIDE, "efficientnet_unet", "resize or pad it")
         if hints is None:
             hints = l_norm.new_zeros(batch, HINT_CHANNELS, height, width)
         elif hints.shape != (batch, HINT_CHANNELS, height, width):

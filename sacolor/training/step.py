@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..hints import sample_hints
-from ..losses import reconstruction_loss
+from ..inference.hints import sample_hints
+from .losses import reconstruction_loss
 from .run import TrainingRun, unwrap
 
 
