@@ -4,6 +4,12 @@
 
 #include <immintrin.h>
 
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the unused merge
+// source and then warn that it "may be used uninitialized"; nothing is.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include "exp2_poly.h"
 
 namespace sacolor::cpu {
