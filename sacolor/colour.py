@@ -178,15 +178,16 @@ def lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
     """
     rgb = lab_to_rgb(lab)
     # Only a colour that ``lab_to_rgb`` clipped can be out of gamut, and a
-    # clipped colour has a channel at 0 or 1: check just those pixels.
-    clipped = ((rgb <= 0.0) | (rgb >= 1.0)).any(dim=-3)  # (B, H, W)
-    if not clipped.any():
+    # clipped colour has a channel at 0 or 1: check just those pixels. They are
+    # picked by index, (N, 3) at a time, so the whole image is never copied.
+    batch, row, col = ((rgb <= 0.0) | (rgb >= 1.0)).any(dim=-3).nonzero(as_tuple=True)
+    if not batch.numel():
         return rgb
-    outside = clipped.clone()
-    outside[clipped] = _gamut_error(_as_image(lab.permute(0, 2, 3, 1)[clipped]), _as_image(rgb.permute(0, 2, 3, 1)[clipped]))[0, 0] > GAMUT_TOLERANCE
+    lab_clipped = lab[batch, :, row, col]  # (N, 3)
+    outside = _gamut_error(_as_image(lab_clipped), _as_image(rgb[batch, :, row, col]))[0, 0] > GAMUT_TOLERANCE
     if not outside.any():
         return rgb
-    pixels = lab.permute(0, 2, 3, 1)[outside]  # (N, 3)
+    pixels = lab_clipped[outside]  # (M, 3)
     lightness, chroma = pixels[:, :1], pixels[:, 1:]
     low = torch.zeros_like(lightness)
     high = torch.ones_like(lightness)
@@ -197,9 +198,9 @@ def lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
         low = torch.where(fits, middle, low)
         high = torch.where(fits, high, middle)
     fitted = lab_to_rgb(_as_image(torch.cat([lightness, low * chroma], dim=1)))
-    rgb = rgb.permute(0, 2, 3, 1).clone()
-    rgb[outside] = fitted[0, :, 0].T
-    return rgb.permute(0, 3, 1, 2)
+    rgb = rgb.clone()
+    rgb[batch[outside], :, row[outside], col[outside]] = fitted[0, :, 0].T
+    return rgb
 
 
 def _as_image(pixels: Tensor) -> Tensor:

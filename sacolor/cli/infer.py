@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ..inference.colorizer import Colorizer
-from ..inference.film import FilmColorizer, FilmHint, load_film_hints, schedule
+from ..inference.film import FilmHint, colorize_film, load_film_hints
 from ..inference.hints import parse_hint
 from ..inference.photo import colorize_photo
 from ..inference.temporal import DEFAULT_STRENGTH, ChromaStabilizer, color_distribution_consistency, color_histograms
@@ -39,7 +39,7 @@ from ..io.paths import (
     is_media,
     suffix_help,
 )
-from ..io.video import probe, recolor_video
+from ..io.video import probe
 from .common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
@@ -49,7 +49,6 @@ from .common import (
     show_warnings_as_messages,
     strength,
 )
-
 
 @dataclass(frozen=True)
 class Job:
@@ -227,20 +226,14 @@ class Runner:
         """Colourise one video, frame batches through the model, audio copied."""
         stabilizer = ChromaStabilizer(strength=self.args.temporal_strength) if self.args.temporal else None
         histograms = []
-
-        def process(frames: np.ndarray) -> np.ndarray:
-            colored = film(frames)
-            histograms.append(color_histograms(colored))
-            return colored
-
         try:
-            info = probe(job.source.path)
-            total = info.frames
-            starts = schedule(self.film_hints, info.width, info.height, info.fps, total, str(job.source.path))
-            film = FilmColorizer(self.colorizer, stabilizer, starts)
+            total = probe(job.source.path).frames
             with tqdm(total=total, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
                 with atomic_output(job.output, self.args.overwrite) as temporary:
-                    frames = recolor_video(job.source.path, temporary, process, self.args.batch_size, on_frames=bar.update)
+                    frames = colorize_film(
+                        self.colorizer, job.source.path, temporary, self.film_hints, stabilizer, self.args.batch_size,
+                        on_frames=bar.update, on_colored=lambda _, colored: histograms.append(color_histograms(colored)),
+                    )
         except INPUT_ERRORS as error:
             self.fail(describe(error, job.source.path))
             return

@@ -110,12 +110,26 @@ class Colorizer:
         return hint_map(hints, input_size, self.model_size(input_size), self.device)
 
     @torch.inference_mode()
-    def predict_ab(self, lightness: Tensor, hints: Tensor | None = None) -> Tensor:
+    def encode(self, lightness: Tensor) -> list[Tensor] | None:
+        """What ``predict_ab`` can reuse while only the hints change (the generator's ``encode``:
+        the features of L), or None for a generator without that split.
+
+        Args:
+            lightness: L in 0..100, (B, 1, H, W), any H and W.
+        """
+        if not hasattr(self.generator, "encode"):
+            return None
+        with autocast(self.device, autocast_dtype(self.device)):
+            return self.generator.encode(normalize_l(self.to_render_size(lightness)))
+
+    @torch.inference_mode()
+    def predict_ab(self, lightness: Tensor, hints: Tensor | None = None, encoded: list[Tensor] | None = None) -> Tensor:
         """The generator's ab at the render size.
 
         Args:
             lightness: L in 0..100, (B, 1, H, W), any H and W.
             hints: optional hint channels (B or 1, 3, h, w) at the model size (see ``hint_channels``).
+            encoded: optional ``encode(lightness)``, kept from an earlier call (the same result, sooner).
 
         Returns:
             ab in Lab units, float32 (B, 2, h, w) with (h, w) the model size (``model_size``).
@@ -123,6 +137,8 @@ class Colorizer:
         extra = {}
         if hints is not None:
             extra["hints"] = hints.to(self.device).expand(lightness.shape[0], -1, -1, -1)
+        if encoded is not None:
+            extra["features"] = encoded
         with autocast(self.device, autocast_dtype(self.device)):
             ab = self.generator(normalize_l(self.to_render_size(lightness)), **extra)
         return denormalize_ab(ab.float())

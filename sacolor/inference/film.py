@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..colour import to_float, to_uint8
+from ..io.video import probe, recolor_video
 from .colorizer import Colorizer
 from .hints import Hint, check_inside, hint_entries
 from .temporal import ChromaStabilizer, FlowSettings, Motion
@@ -156,6 +157,21 @@ class HintTracker:
         return list(self.points.values())
 
 
+def shot_starts(lightness: Iterable[Tensor], settings: FlowSettings = FlowSettings()) -> list[int]:
+    """The first frame of each shot: 0, and every frame at which ``HintTracker`` clears its points.
+
+    Args:
+        lightness: each frame's L in Lab units, (1, H, W) float32 on the CPU, in order.
+    """
+    starts, previous = [], None
+    for index, current in enumerate(lightness):
+        # The tracker's estimate, in its direction (from this frame onto the previous one).
+        if previous is None or settings.motion(previous, current).cut:
+            starts.append(index)
+        previous = current
+    return starts
+
+
 def carry(points: dict[object, Hint], motion: Motion) -> dict[object, Hint]:
     """The points moved by ``motion`` (from the target frame, where they are, to its source frame),
     without those whose surroundings fail the occlusion check or that leave the frame."""
@@ -204,3 +220,43 @@ class FilmColorizer:
         size = tuple(frames.shape[1:3])
         channels = torch.cat([self.colorizer.hint_channels(points, size) for points in self.tracker(lightness)])
         return to_uint8(self.colorizer.colorize_lightness(lightness, channels, self.stabilizer))
+
+
+def colorize_film(
+    colorizer: Colorizer,
+    src: str | Path,
+    dst: str | Path,
+    hints: Sequence[FilmHint] = (),
+    stabilizer: ChromaStabilizer | None = None,
+    batch_size: int = 8,
+    on_frames: Callable[[int], None] | None = None,
+    on_colored: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> int:
+    """Colourise the film ``src`` into ``dst`` (``io.video.recolor_video``: frame count, timing and
+    audio kept), with ``hints`` carried through their shots: the one film path of ``sacolor-infer``
+    and ``sacolor-studio``.
+
+    Args:
+        stabilizer: optional temporal stabilisation (a fresh one per film).
+        batch_size: frames per model call.
+        on_frames: called with the number of frames after each batch is written (progress).
+        on_colored: called with each batch's input and colourised uint8 frames (B, H, W, 3), in
+            order, before they are written; an exception it raises stops the film.
+
+    Returns:
+        The number of frames written.
+
+    Raises:
+        ValueError: an unreadable video, a hint outside it or past its end, or hints for a model
+            that takes none.
+    """
+    info = probe(src)
+    film = FilmColorizer(colorizer, stabilizer, schedule(hints, info.width, info.height, info.fps, info.frames, str(src)))
+
+    def process(frames: np.ndarray) -> np.ndarray:
+        colored = film(frames)
+        if on_colored is not None:
+            on_colored(frames, colored)
+        return colored
+
+    return recolor_video(src, dst, process, batch_size, on_frames=on_frames)

@@ -108,17 +108,42 @@ def colorize_photo(colorizer: Colorizer, path: str | Path, hints: Sequence[Hint]
         ValueError: the file is not a readable image, or a hint is outside it.
         MemoryError: the photo needs more memory than is available (the message gives sizes).
     """
-    lightness = _lightness(path)
+    return colorize_lightness(colorizer, read_lightness(path), hints, str(path))
+
+
+def colorize_lightness(
+    colorizer: Colorizer, lightness: np.ndarray, hints: Sequence[Hint] = (), source: str = "photo", encoded: list[Tensor] | None = None
+) -> np.ndarray:
+    """``colorize_photo`` on a photo's L already read (``read_lightness``), so that an editor
+    can colourise one photo again and again with other hints without decoding it each time.
+
+    Args:
+        lightness: float32 (H, W), L in 0..100.
+        hints: colour hints in the photo's pixels.
+        source: the photo's name, for error messages.
+        encoded: optional ``colorizer.encode`` of this L, kept from an earlier call.
+
+    Returns:
+        uint8 RGB (H, W, 3).
+
+    Raises:
+        ValueError: a hint is outside the photo, or the model takes no hints.
+    """
     channels = None
     if hints:
-        check_inside(hints, lightness.shape[1], lightness.shape[0], str(path))
+        check_inside(hints, lightness.shape[1], lightness.shape[0], source)
         channels = colorizer.hint_channels(hints, lightness.shape)
-    ab = colorizer.predict_ab(torch.from_numpy(lightness)[None, None], channels)
+    ab = colorizer.predict_ab(torch.from_numpy(lightness)[None, None], channels, encoded)
     return _compose_in_strips(lightness, ab[0].float())
 
 
-def _lightness(path: str | Path) -> np.ndarray:
-    """L (0..100) of an image file as float32 (H, W), converted a strip at a time."""
+def read_lightness(path: str | Path) -> np.ndarray:
+    """L (0..100) of an image file as float32 (H, W), converted a strip at a time.
+
+    Raises:
+        ValueError: the file is not a readable image.
+        MemoryError: the photo would not fit in the memory available.
+    """
     try:
         with open_image(path) as image:
             if getattr(image, "n_frames", 1) > 1:

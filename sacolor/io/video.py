@@ -12,7 +12,7 @@ the training data takes from a film, a few per second. Nothing here knows about 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -82,6 +82,51 @@ def iter_rgb_batches(path: str | Path, batch_size: int) -> Iterator[np.ndarray]:
                 batch = []
         if batch:
             yield np.stack(batch)
+
+
+def iter_timed_frames(path: str | Path) -> Iterator[tuple[int | None, np.ndarray]]:
+    """Decode a video's frames in order as (timestamp in the stream's time base or None, uint8 RGB (H, W, 3)).
+
+    Raises:
+        ValueError: the file is not a readable video.
+    """
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        for frame in _decode(container, stream, path):
+            yield frame.pts, frame.to_ndarray(format="rgb24")
+
+
+def read_frames(path: str | Path, timestamps: Sequence[int | None], first: int, count: int) -> np.ndarray:
+    """Frames ``first`` to ``first + count - 1`` of a video, seeking to the key frame before ``first``.
+
+    Args:
+        timestamps: every frame's timestamp, in order, as ``iter_timed_frames`` gives them; where
+            ``first``'s is None the video is decoded from its start.
+
+    Returns:
+        uint8 RGB (count', H, W, 3), count' < count only where the video ends first.
+
+    Raises:
+        ValueError: the file is not a readable video.
+    """
+    target = timestamps[first]
+    frames: list[np.ndarray] = []
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        index = 0
+        if target is not None:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        for frame in _decode(container, stream, path):
+            if target is None:
+                keep = index >= first
+                index += 1
+            else:
+                keep = frame.pts is not None and frame.pts >= target
+            if keep:
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) == count:
+                    break
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
 
 
 def sample_frames(path: str | Path, fps: float, keep: Callable[[float, np.ndarray], None]) -> float:

@@ -154,12 +154,20 @@ class EfficientNetUNet(nn.Module):
                 module.eval()
         return self
 
-    def forward(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
+    def encode(self, l_norm: Tensor) -> list[Tensor]:
+        """The encoder's features of normalised L (B, 1, H, W): they depend on L alone, so an editor
+        that changes only the hints passes them back to ``forward`` instead of recomputing them."""
+        gray = ((l_norm + 1.0) * 0.5).expand(-1, 3, -1, -1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            return self.encoder.features(gray)
+
+    def forward(self, l_norm: Tensor, hints: Tensor | None = None, features: list[Tensor] | None = None) -> Tensor:
         """Normalised L (B, 1, H, W) in [-1, 1] -> normalised ab (B, 2, H, W) in [-1, 1].
 
         Args:
             l_norm: lightness, L / 50 - 1.
             hints: optional (B, 3, H, W): normalised ab where the mask (channel 2) is 1.
+            features: optional ``encode(l_norm)``, computed earlier.
 
         Raises:
             ValueError: H or W is not a multiple of 32, or hints of another shape.
@@ -173,9 +181,8 @@ class EfficientNetUNet(nn.Module):
                 f"hints must have shape {(batch, HINT_CHANNELS, height, width)} (ab and a mask at the "
                 f"input's size); got {tuple(hints.shape)}"
             )
-        gray = ((l_norm + 1.0) * 0.5).expand(-1, 3, -1, -1)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
-            features = self.encoder.features(gray)
+        if features is None:
+            features = self.encode(l_norm)
         guide = propagate_hints(l_norm, hints)  # dense hinted colour and confidence
         x = self.center(features[-1])
         skips = features[-2::-1] + [l_norm]
