@@ -104,13 +104,13 @@ class Case:
         return x.to(self.dtype).requires_grad_()
 
 
-def all_cases(channels=CHANNELS, sizes=SIZES, layouts=tuple(LAYOUTS)) -> list[Case]:
-    return [Case(layout, c, h, w) for layout in layouts for c in channels for h, w in sizes]
+def all_cases(channels=CHANNELS, sizes=SIZES, layouts=tuple(LAYOUTS), dtype=torch.float32) -> list[Case]:
+    return [Case(layout, c, h, w, dtype=dtype) for layout in layouts for c in channels for h, w in sizes]
 
 
-def quick_cases() -> list[Case]:
+def quick_cases(dtype=torch.float32) -> list[Case]:
     """The target cases of issue 4: C = 64, both layouts, up to 128 x 128."""
-    return all_cases(channels=(64,), sizes=SIZES[:3])
+    return all_cases(channels=(64,), sizes=SIZES[:3], dtype=dtype)
 
 
 # -- implementations -----------------------------------------------------------------------

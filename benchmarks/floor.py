@@ -2,14 +2,19 @@
 
     python -m benchmarks.floor [--quick]
 
-Two micro-benchmarks, each on one thread and timed in CPU time (the machine
-may be shared: CPU time does not count the time other processes hold the
-core), scaled by torch's thread count (perfect scaling, so the floor errs
-low): the FMA rate torch's SGEMM reaches (a 2048^3 matmul; MKL is a fair
-ceiling) and the rate of torch.exp on an L3-resident float32 tensor (SLEEF,
-vectorised, 1 ulp; the kernel's own exp2 is a cheaper polynomial, so the exp
-term errs high: the FMA term alone is reported too). The attention core must
-do, per batch element with N queries, M keys, C input, qk and v channels:
+Micro-benchmarks, each on one thread and timed in CPU time (the machine may
+be shared: CPU time does not count the time other processes hold the core),
+scaled by torch's thread count (perfect scaling, so the floor errs low): the
+FMA rate torch's SGEMM reaches (a 2048^3 matmul; MKL is a fair ceiling; with
+MKL_ENABLE_INSTRUCTIONS=AVX2 the AVX2 rate), the rate of torch's bfloat16
+GEMM (oneDNN: AMX tiles where the CPU has them) for bfloat16 cases, and the
+rate of the cpu kernel's own exp2 (torch.ops.sacolor_C.cpu_exp2_, the
+polynomial its softmax runs, on the path SACOLOR_CPU_ISA selects) on an
+L2-resident tensor, alone: in the kernel each exp also needs a max, a
+subtraction and a sum, so the exp term errs low too, and the floor stays a
+bound. The FMA-only floor (no exp term) is the bound for any kernel and is
+reported beside it. The attention core must do, per batch element with N
+queries, M keys, C input, qk and v channels:
 
 - forward: N*M*(qk + v) FMAs (scores, then P V) and N*M exponentials;
 - backward: N*M*(3 qk + 2 v) FMAs (scores again, dV, dP, dQ, dK) and N*M
@@ -22,8 +27,9 @@ N*v*C forward and 2*N*v*C backward for an output projection. They matter only
 for small maps (0.4 % of the forward at 128x128, C = 64; two thirds at 32x32,
 BigGAN layout, C = 256). Recomputing anything in the backward is not counted.
 
-floor = FMAs / FMA rate + exps / exp rate. Elementwise work (pooling, gamma,
-the residual) is left out: the floor is a bound, not an estimate.
+floor = FMAs / FMA rate + exps / exp rate (bfloat16 cases: FMAs at the
+bfloat16 GEMM rate). Elementwise work (pooling, gamma, the residual) is left
+out: the floor is a bound, not an estimate.
 """
 
 from __future__ import annotations
@@ -40,9 +46,14 @@ from .cases import Case, all_cases, quick_cases
 
 @dataclass(frozen=True)
 class Rates:
-    fma_per_s: float
-    exp_per_s: float
+    fma_per_s: float  # float32 SGEMM
+    bf16_fma_per_s: float  # bfloat16 GEMM
+    exp_per_s: float  # the cpu kernel's exp2
     threads: int
+
+    def describe(self) -> str:
+        return (f"{self.threads} threads: SGEMM {self.fma_per_s / 1e9:.1f} GFMA/s, bf16 GEMM "
+                f"{self.bf16_fma_per_s / 1e9:.1f} GFMA/s, kernel exp2 {self.exp_per_s / 1e9:.2f} G/s")
 
 
 def _best_cpu_seconds(fn, repeats: int) -> float:
@@ -56,31 +67,46 @@ def _best_cpu_seconds(fn, repeats: int) -> float:
 
 
 def measure_rates(repeats: int = 5) -> Rates:
-    """SGEMM FMAs per second and torch.exp exponentials per second, all threads."""
+    """GEMM FMAs per second (float32, bfloat16) and the cpu kernel's exp2 per second, all threads."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         single = _single_thread_rates(repeats)
     finally:
         torch.set_num_threads(threads)
-    return Rates(single.fma_per_s * threads, single.exp_per_s * threads, threads)
+    return Rates(single.fma_per_s * threads, single.bf16_fma_per_s * threads, single.exp_per_s * threads,
+                 threads)
 
 
-def _single_thread_rates(repeats: int) -> Rates:
+def _gemm_rate(dtype: torch.dtype, repeats: int) -> float:
     n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    fma = n**3 / _best_cpu_seconds(lambda: torch.mm(a, b, out=out), repeats)
-    x = torch.randn(1 << 20)
-    y = torch.empty_like(x)
-    calls = 20
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    out = torch.empty(n, n, dtype=dtype)
+    return n**3 / _best_cpu_seconds(lambda: torch.mm(a, b, out=out), repeats)
+
+
+def _kernel_exp2_rate(repeats: int) -> float:
+    import sacolor
+
+    if "cpu" not in sacolor.available_backends():
+        raise RuntimeError("benchmarks.floor times the cpu kernel's exp2: build it first "
+                           "(pip install --no-build-isolation -e .)")
+    # 256 KiB: L2-resident, as the kernel's score tiles are. In place, so the values
+    # move (0, 1, 2, ..., inf, inf): the exp2 is branchless and never meets a denormal,
+    # so its time does not depend on them.
+    x = torch.rand(1 << 16) * -20
+    calls = 100
 
     def exps() -> None:
         for _ in range(calls):
-            torch.exp(x, out=y)
+            torch.ops.sacolor_C.cpu_exp2_(x)
 
-    exp = calls * x.numel() / _best_cpu_seconds(exps, repeats)
-    return Rates(fma, exp, 1)
+    return calls * x.numel() / _best_cpu_seconds(exps, repeats)
+
+
+def _single_thread_rates(repeats: int) -> Rates:
+    return Rates(_gemm_rate(torch.float32, repeats), _gemm_rate(torch.bfloat16, repeats),
+                 _kernel_exp2_rate(repeats), 1)
 
 
 def work(case: Case, mode: str) -> tuple[float, float]:
@@ -98,7 +124,8 @@ def work(case: Case, mode: str) -> tuple[float, float]:
 
 def floor_seconds(case: Case, mode: str, rates: Rates, fma_only: bool = False) -> float:
     fmas, exps = work(case, mode)
-    return fmas / rates.fma_per_s + (0.0 if fma_only else exps / rates.exp_per_s)
+    fma_rate = rates.bf16_fma_per_s if case.dtype == torch.bfloat16 else rates.fma_per_s
+    return fmas / fma_rate + (0.0 if fma_only else exps / rates.exp_per_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="only the C=64 cases up to 128x128")
     args = parser.parse_args(argv)
     rates = measure_rates()
-    print(f"{rates.threads} threads: SGEMM {rates.fma_per_s / 1e9:.1f} GFMA/s, "
-          f"exp {rates.exp_per_s / 1e9:.2f} G/s")
+    print(rates.describe())
     for case in quick_cases() if args.quick else all_cases():
-        floors = ", ".join(f"{mode} {floor_seconds(case, mode, rates) * 1e3:.1f} ms" for mode in ("fwd", "fwd+bwd"))
-        print(f"{case}: floor {floors}")
+        floors = ", ".join(f"{mode} {floor_seconds(case, mode, rates, fma_only=True) * 1e3:.1f} ms "
+                           f"(+ exp term {(floor_seconds(case, mode, rates) - floor_seconds(case, mode, rates, fma_only=True)) * 1e3:.1f} ms)"
+                           for mode in ("fwd", "fwd+bwd"))
+        print(f"{case}: FMA-only floor {floors}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Time and peak memory against N, every implementation side by side, in one process.
 
     python -m benchmarks.scaling [--quick] [--out DIR] [--memory-limit-gib 8] [--repeats 3]
-                                 [--threads T] [--clock wall|cpu]
+                                 [--threads T] [--clock wall|cpu] [--dtype float32|bfloat16]
+                                 [--sizes 128x128,256x512] [--layouts heykeetae] [--only cpu,sdpa_padded]
 
 For each case (benchmarks.cases) and each implementation (the registry's
 backends plus the SDPA baselines) it times one forward (no grad) and one
@@ -33,12 +34,23 @@ from pathlib import Path
 
 import torch
 
-from .cases import (BASELINES, MODES, Case, Implementation, all_cases, implementations, quick_cases,
-                    timed_repeats)
+import sacolor
+from sacolor.attention.backends.cpu import kernel_path
+
+from .cases import (BASELINES, CHANNELS, LAYOUTS, MODES, SIZES, Case, Implementation, all_cases,
+                    implementations, timed_repeats)
 from .floor import Rates, floor_seconds, measure_rates
 from .memory import MIB, peak_growth
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple(tuple(int(d) for d in size.split("x")) for size in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes takes HxW,HxW...; got {text!r}") from None
 
 
 @dataclass
@@ -196,7 +208,8 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    isa = torch.ops.sacolor_C.cpu_isa() if hasattr(torch.ops.sacolor_C, "cpu_isa") else "n/a"
+    isa = (f"{kernel_path(torch.float32)} (float32), {kernel_path(torch.bfloat16)} (bfloat16)"
+           if "cpu" in sacolor.available_backends() else "n/a")
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return (f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"cpu kernel ISA {isa}, load average at start {load}")
@@ -216,24 +229,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads first")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: time.perf_counter; cpu: time.process_time (all threads summed)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="the inputs' dtype (default float32); the cpu kernel path for it is in the report")
+    parser.add_argument("--sizes", type=_sizes, default=None,
+                        help="feature maps HxW, comma-separated, e.g. 128x128,256x512 (default: every size, "
+                             "or up to 128x128 with --quick)")
+    parser.add_argument("--layouts", type=lambda s: tuple(s.split(",")), default=tuple(LAYOUTS),
+                        help=f"comma-separated, of {', '.join(LAYOUTS)} (default: both)")
+    parser.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
+                        help="run only these implementations, e.g. cpu,sdpa_padded (default: every one)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
 
-    import sacolor  # noqa: F401  (loads the extension so cpu_isa exists)
-
-    sacolor.available_backends()
     machine = _machine()
     print(machine)
     rates = measure_rates()
-    print(f"floor rates: SGEMM {rates.fma_per_s / 1e9:.1f} GFMA/s, exp {rates.exp_per_s / 1e9:.2f} G/s")
-    cases = quick_cases() if args.quick else all_cases()
-    impls = implementations()
+    print(f"floor rates: {rates.describe()}")
+    dtype = DTYPES[args.dtype]
+    channels = (64,) if args.quick else CHANNELS
+    sizes = args.sizes or (SIZES[:3] if args.quick else SIZES)
+    cases = all_cases(channels=channels, sizes=sizes, layouts=args.layouts, dtype=dtype)
+    impls = [i for i in implementations() if args.only is None or i.name in args.only]
     command = " ".join(["python -m benchmarks.scaling", *(argv if argv is not None else sys.argv[1:])])
     header = (f"# Scaling report\n\n`{command}` ({args.clock}-clock seconds)\n\n"
-              f"Machine: {machine}.\n\nFloor rates (benchmarks.floor): SGEMM {rates.fma_per_s / 1e9:.1f} GFMA/s, "
-              f"exp {rates.exp_per_s / 1e9:.2f} G/s.")
+              f"Machine: {machine}.\n\nFloor rates (benchmarks.floor): {rates.describe()}.")
     results: list[Result] = []
     for done, case in enumerate(cases, 1):
         for impl in impls:

@@ -3,13 +3,14 @@ on made-up timings: which baseline is best, the ratios, the floor, and that a
 baseline too big for memory is reported as such instead of being run."""
 
 import pytest
+import torch
 
 from benchmarks import scaling
 from benchmarks.cases import Case, Implementation, timed_repeats
 from benchmarks.floor import Rates, floor_seconds, work
 
 CASE = Case("heykeetae", 64, 128, 128)  # N = M = 16 384, qk 8, v 64
-RATES = Rates(fma_per_s=50e9, exp_per_s=1e9, threads=2)
+RATES = Rates(fma_per_s=50e9, bf16_fma_per_s=100e9, exp_per_s=1e9, threads=2)
 
 
 def test_work_counts_the_fmas_and_exps_of_the_algorithm():
@@ -24,6 +25,8 @@ def test_work_counts_the_fmas_and_exps_of_the_algorithm():
     fmas = pairs * 72 + projections
     assert floor_seconds(CASE, "fwd", RATES, fma_only=True) == pytest.approx(fmas / 50e9)
     assert floor_seconds(CASE, "fwd", RATES) == pytest.approx(fmas / 50e9 + pairs / 1e9)
+    bf16 = Case("heykeetae", 64, 128, 128, dtype=torch.bfloat16)  # at the bfloat16 GEMM rate
+    assert floor_seconds(bf16, "fwd", RATES, fma_only=True) == pytest.approx(fmas / 100e9)
 
 
 def test_short_steps_get_about_a_seconds_worth_of_repeats_long_ones_none():

@@ -161,7 +161,9 @@ def test_explain_names_the_choice_and_every_backend(monkeypatch) -> None:
         reasons = backend.refusals(_inputs(torch.float64)) or backend.auto_refusals(_inputs(torch.float64))
         assert line.strip().endswith("ok") == (not reasons)
     assert "dtype float64" in next(line for line in lines if line.strip().startswith("triton:"))
-    assert first == f"auto -> {registry.select(_inputs(torch.float64), 'auto').name}"
+    chosen = registry.select(_inputs(torch.float64), "auto")
+    path = chosen.code_path(_inputs(torch.float64))
+    assert first == f"auto -> {chosen.name}" + (f" [{path}]" if path else "")
 
 
 def test_module_explain_reports_what_its_forward_runs(monkeypatch) -> None:

@@ -315,3 +315,21 @@ def test_every_config_field_is_one_flag_with_its_rules():
             with pytest.raises(ValueError, match=f"{flag(f.name)} must be one of"):
                 rules.check(flag(f.name), "no such choice")
     assert set(actions) == {"help", "config", "preset"}
+
+
+@pytest.mark.parametrize("amp_dtype", ["bf16", "fp16"])
+def test_amp_on_cpu_is_bf16_autocast_with_float32_master_weights(tmp_path, amp_dtype):
+    from sacolor.training.build import training_precision
+    from sacolor.training.config import TrainConfig
+
+    config = dataclasses.replace(TrainConfig(), amp=True, amp_dtype=amp_dtype)
+    assert training_precision(config, torch.device("cpu"), rank=0) == torch.bfloat16
+    assert training_precision(dataclasses.replace(config, amp=False), torch.device("cpu"), rank=0) is None
+    write_image_folder(tmp_path / "photos", 4)
+    run = build_run(train_module.parse_config([
+        "--data", str(tmp_path / "photos"), "--checkpoints-dir", str(tmp_path / "ck"), "--netG", "unet_64",
+        "--size", "64x64", "--sa-sizes", "8", "--batch-size", "2", "--num-workers", "0", "--amp"]))
+    with run.autocast():
+        fake = run.G(torch.zeros(2, 1, 64, 64))
+    assert fake.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in run.G.parameters())  # the master copy

@@ -17,10 +17,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "isa.h"
 #include "tiles.h"
 
 namespace sacolor::cpu {
@@ -33,31 +35,39 @@ constexpr double kLog2e = 1.442695040888963407359924681001892137;
 
 // ---- which kernels -------------------------------------------------------
 
-bool cpu_has_avx2() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
+// The path this call takes (isa.h: SACOLOR_CPU_ISA, else the best this CPU
+// runs), with a bad SACOLOR_CPU_ISA reported as a ValueError.
+Isa current_isa() {
+  try {
+    return selected_isa();
+  } catch (const std::invalid_argument& err) {
+    TORCH_CHECK_VALUE(false, err.what());
+  }
 }
 
-// The best kernels for this CPU. SACOLOR_CPU_ISA=generic forces the portable
-// ones (the tests use it to cover them on an AVX2 machine).
-const KernelTable<float>& float_kernels() {
-  const char* env = std::getenv("SACOLOR_CPU_ISA");
-  const std::string forced = env ? env : "";
-  TORCH_CHECK(forced.empty() || forced == "generic" || forced == "avx2",
-              "SACOLOR_CPU_ISA=", forced, " is not one of: generic, avx2");
-  const bool avx2 = cpu_has_avx2() && avx2_f32() != nullptr;
-  TORCH_CHECK(forced != "avx2" || avx2,
-              "SACOLOR_CPU_ISA=avx2, but this CPU or build has no AVX2+FMA kernels");
-  return (avx2 && forced != "generic") ? *avx2_f32() : *generic_f32();
+// The float32 tiles of a path: avx512bf16 runs float32 on the AVX-512F tiles.
+const KernelTable<float>& float_kernels(Isa isa) {
+  const KernelTable<float>* table = isa == Isa::generic ? generic_f32()
+                                    : isa == Isa::avx2  ? avx2_f32()
+                                                        : avx512_f32();
+  TORCH_CHECK(table != nullptr, "sacolor cpu kernel: this build has no ", isa_name(isa),
+              " kernels (the compiler lacked them); set SACOLOR_CPU_ISA to a lower path");
+  return *table;
+}
+
+// The bfloat16 tiles, when this call's path has them.
+const Bf16KernelTable* bf16_kernels() {
+  switch (current_isa()) {
+    case Isa::avx512bf16: return avx512bf16_kernels();
+    case Isa::amx: return amx_kernels();
+    default: return nullptr;
+  }
 }
 
 template <typename T>
 const KernelTable<T>& kernels();
 template <>
-const KernelTable<float>& kernels<float>() { return float_kernels(); }
+const KernelTable<float>& kernels<float>() { return float_kernels(current_isa()); }
 template <>
 const KernelTable<double>& kernels<double>() { return *generic_f64(); }
 
@@ -193,6 +203,26 @@ Tensor panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t widt
   return p.view({p.size(0), depth_pad, cols_pad / width, width}).permute({0, 2, 1, 3}).contiguous();
 }
 
+// The right-hand operand layout of the bfloat16 tiles (tiles.h, "pair
+// panels"): t (B, depth, cols) rounded to bfloat16 (to nearest even, as
+// vcvtneps2bf16), zero-padded to (B, depth_pad, cols_pad), stored as (B,
+// cols_pad / width, depth_pad / 2, width, 2).
+Tensor pair_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width) {
+  const Tensor p = padded(t.to(at::kBFloat16), depth_pad, cols_pad);
+  return p.view({p.size(0), depth_pad / 2, 2, cols_pad / width, width})
+      .permute({0, 3, 1, 4, 2})
+      .contiguous();
+}
+
+const bf16_bits* bf16_data(const Tensor& t) {
+  return reinterpret_cast<const bf16_bits*>(t.data_ptr<at::BFloat16>());
+}
+
+// The first rows x cols of each (B, rows_pad, cols_pad) matrix, contiguous.
+Tensor crop(const Tensor& t, int64_t rows, int64_t cols) {
+  return t.narrow(1, 0, rows).narrow(2, 0, cols).contiguous();
+}
+
 // Padded sizes shared by the forward and the backward of one call.
 struct Sizes {
   int64_t batch, n, m, n_pad, m_pad, qk, qk_pad, v, v_pad;
@@ -217,6 +247,45 @@ void for_each_task(int64_t count, int64_t scratch_size, const Task& task) {
     std::vector<T> scratch(scratch_size);
     for (int64_t i = next++; i < count; i = next++) task(i, scratch.data());
   });
+}
+
+// Runs block(b, key_block, dq_b, scratch) for every (batch element, key block)
+// in parallel and returns dq (B, dq_shape...), the sum of what the blocks add
+// into dq_b (the dq of batch element b). dq is a sum over key blocks, so each
+// part (a contiguous run of tasks, four parts per thread for load balance)
+// sums into its own buffer and the parts are added in a fixed order
+// afterwards: no atomics, and the same bits on every run with the same thread
+// count. Extra memory: O((B + 4 * threads) * dq_shape).
+template <typename T, typename Block>
+Tensor sum_over_key_blocks(int64_t batch, int64_t key_blocks, std::vector<int64_t> dq_shape,
+                           const at::TensorOptions& options, int64_t scratch, const Block& block) {
+  const int64_t tasks = batch * key_blocks;
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(4 * at::get_num_threads(), tasks));
+  auto first_task = [&](int64_t part) { return part * tasks / parts; };
+  auto first_batch = [&](int64_t part) { return first_task(part) / key_blocks; };
+  auto batches = [&](int64_t part) {
+    return (first_task(part + 1) - 1) / key_blocks - first_batch(part) + 1;
+  };
+  auto shape = [&](int64_t leading) {
+    std::vector<int64_t> full{leading};
+    full.insert(full.end(), dq_shape.begin(), dq_shape.end());
+    return full;
+  };
+  int64_t per_batch = 1;
+  for (int64_t d : dq_shape) per_batch *= d;
+  std::vector<Tensor> dq_parts;
+  for (int64_t part = 0; part < parts; ++part) dq_parts.push_back(at::zeros(shape(batches(part)), options));
+  for_each_task<T>(parts, scratch, [&](int64_t part, T* work) {
+    T* dq_part = dq_parts[part].template data_ptr<T>();
+    for (int64_t task = first_task(part); task < first_task(part + 1); ++task) {
+      const int64_t b = task / key_blocks;
+      block(b, task % key_blocks, dq_part + (b - first_batch(part)) * per_batch, work);
+    }
+  });
+  Tensor dq = at::zeros(shape(batch), options);
+  for (int64_t part = 0; part < parts; ++part)
+    dq.narrow(0, first_batch(part), batches(part)).add_(dq_parts[part]);
+  return dq;
 }
 
 // ---- forward -------------------------------------------------------------
@@ -255,6 +324,36 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward(const Operands& op, double 
   return {o, lse, q_scaled.contiguous()};
 }
 
+// The same on the bfloat16 tiles: q (times scale * log2 e), k and v rounded to
+// bfloat16 once, products accumulated in float32. Returns the queries unrounded
+// (float32), like the float32 path: the backward rounds them again bit for bit.
+std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, double scale,
+                                                          const Bf16KernelTable& kt) {
+  const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
+  const int64_t qk = op.wq.size(0), v = op.wv.size(0);
+  const int64_t n_pad = round_up(n, kt.block_m), m_pad = round_up(m, kt.block_n);
+  const int64_t qk2 = round_up(qk, kt.depth_multiple), v_pad = round_up(v, kt.width);
+  const Projections proj = project_all(op);
+  const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
+  const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
+  const Tensor k_t = pair_panels(proj.k, qk2, m_pad, kt.width);
+  const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width);
+  Tensor o = at::empty({batch, n, v}, op.x.options());
+  Tensor lse = at::empty({batch, n}, op.x.options());
+
+  const int64_t blocks = n_pad / kt.block_m;
+  const bf16_bits *q_ptr = bf16_data(q), *k_ptr = bf16_data(k_t), *v_ptr = bf16_data(values);
+  float *o_ptr = o.data_ptr<float>(), *lse_ptr = lse.data_ptr<float>();
+  for_each_task<float>(batch * blocks, kt.forward_scratch(v_pad), [&](int64_t task, float* work) {
+    const int64_t b = task / blocks;
+    const Bf16ForwardProblem p{q_ptr + b * n_pad * qk2, k_ptr + b * qk2 * m_pad,
+                               v_ptr + b * m_pad * v_pad, o_ptr + b * n * v, lse_ptr + b * n,
+                               n, m, n_pad, m_pad, qk2, v, v_pad};
+    kt.forward_block(p, task % blocks, work);
+  });
+  return {o, lse, q_scaled.contiguous()};
+}
+
 // The op's output after the attention core: (Wo o + bo) (B, N, C), or o.
 Tensor output_rows(const Operands& op, const Tensor& o) {
   return op.wo.has_value() ? at::linear(o, *op.wo, op.bo) : o;
@@ -264,10 +363,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
     const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk, const OptTensor& bk,
     const Tensor& wv, const OptTensor& bv, const OptTensor& wo, const OptTensor& bo,
     const Tensor& gamma, int64_t pool, double scale) {
+  // Under torch.autocast the ATen calls below would otherwise be autocast too
+  // (the projections in bf16): the kernel chooses its own precisions.
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   check_inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
   const Operands op = cast_operands(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
-  auto [o, lse, q] = op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
-                                                       : attention_forward<float>(op, scale);
+  const Bf16KernelTable* bf16 = x.scalar_type() == at::kBFloat16 ? bf16_kernels() : nullptr;
+  auto [o, lse, q] = bf16 != nullptr                     ? attention_forward_bf16(op, scale, *bf16)
+                     : op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
+                                                         : attention_forward<float>(op, scale);
   const Tensor attended = output_rows(op, o).transpose(1, 2).reshape(op.x.sizes());
   const Tensor y = op.x + op.gamma * attended;
   return {y.to(x.scalar_type()).contiguous(), o, lse, q};
@@ -306,72 +410,107 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, options);
   Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, options);
 
-  // Parallel over key blocks; dq is a sum over key blocks, so each part (a
-  // contiguous run of (batch, key block) tasks, four parts per thread for
-  // load balance) sums into its own buffer and the parts are added in a fixed
-  // order afterwards: no atomics, and the same bits on every run with the
-  // same thread count. Extra memory: O((B + 4 * threads) * N * qk).
-  const int64_t key_blocks = s.m_pad / kt.block_n;
-  const int64_t tasks = s.batch * key_blocks;
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(4 * at::get_num_threads(), tasks));
-  auto first_task = [&](int64_t part) { return part * tasks / parts; };
-  auto first_batch = [&](int64_t part) { return first_task(part) / key_blocks; };
-  auto batches = [&](int64_t part) {
-    return (first_task(part + 1) - 1) / key_blocks - first_batch(part) + 1;
-  };
-  std::vector<Tensor> dq_parts;
-  for (int64_t part = 0; part < parts; ++part)
-    dq_parts.push_back(at::zeros({batches(part), s.n_pad, s.qk_pad}, options));
-
   const T *qt_ptr = q_t.data_ptr<T>(), *q_ptr = q.data_ptr<T>(), *k_ptr = k.data_ptr<T>();
   const T *kc_ptr = k_centered.data_ptr<T>(), *v_ptr = v.data_ptr<T>();
   const T* dout_ptr = dout.data_ptr<T>();
   const T *dout_t_ptr = dout_t.data_ptr<T>(), *lse2_ptr = lse2.data_ptr<T>();
   const T* delta_ptr = delta.data_ptr<T>();
   T *dk_ptr = dk.data_ptr<T>(), *dv_ptr = dv.data_ptr<T>();
-  const int64_t scratch = kt.backward_scratch(s.qk_pad, s.v_pad);
-  for_each_task<T>(parts, scratch, [&](int64_t part, T* work) {
-    T* dq_part = dq_parts[part].data_ptr<T>();
-    for (int64_t task = first_task(part); task < first_task(part + 1); ++task) {
-      const int64_t b = task / key_blocks;
-      const BackwardProblem<T> p{
-          qt_ptr + b * s.qk * s.n_pad,
-          q_ptr + b * s.n_pad * s.qk_pad,
-          k_ptr + b * s.m_pad * s.qk_pad,
-          kc_ptr + b * s.m_pad * s.qk_pad,
-          v_ptr + b * s.m_pad * s.v_pad,
-          dout_ptr + b * s.n_pad * s.v_pad,
-          dout_t_ptr + b * s.v * s.n_pad,
-          lse2_ptr + b * s.n_pad,
-          delta_ptr + b * s.n_pad,
-          dq_part + (b - first_batch(part)) * s.n_pad * s.qk_pad,
-          dk_ptr + b * s.m_pad * s.qk_pad,
-          dv_ptr + b * s.m_pad * s.v_pad,
-          s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
-      kt.backward_block(p, task % key_blocks, work);
-    }
-  });
-  Tensor dq = at::zeros({s.batch, s.n_pad, s.qk_pad}, options);
-  for (int64_t part = 0; part < parts; ++part)
-    dq.narrow(0, first_batch(part), batches(part)).add_(dq_parts[part]);
-  auto crop = [](const Tensor& t, int64_t rows, int64_t cols) {
-    return t.narrow(1, 0, rows).narrow(2, 0, cols).contiguous();
-  };
+  const Tensor dq = sum_over_key_blocks<T>(
+      s.batch, s.m_pad / kt.block_n, {s.n_pad, s.qk_pad}, options,
+      kt.backward_scratch(s.qk_pad, s.v_pad), [&](int64_t b, int64_t key_block, T* dq_b, T* work) {
+        const BackwardProblem<T> p{
+            qt_ptr + b * s.qk * s.n_pad,
+            q_ptr + b * s.n_pad * s.qk_pad,
+            k_ptr + b * s.m_pad * s.qk_pad,
+            kc_ptr + b * s.m_pad * s.qk_pad,
+            v_ptr + b * s.m_pad * s.v_pad,
+            dout_ptr + b * s.n_pad * s.v_pad,
+            dout_t_ptr + b * s.v * s.n_pad,
+            lse2_ptr + b * s.n_pad,
+            delta_ptr + b * s.n_pad,
+            dq_b,
+            dk_ptr + b * s.m_pad * s.qk_pad,
+            dv_ptr + b * s.m_pad * s.v_pad,
+            s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
+        kt.backward_block(p, key_block, work);
+      });
   // The scores were (q * scale * log2 e) . k / log2 e: d/dq carries scale, d/dk 1 / log2 e.
   return {crop(dq, s.n, s.qk).mul_(scale), crop(dk, s.m, s.qk).mul_(1.0 / kLog2e),
           crop(dv, s.m, s.v)};
+}
+
+// The attention core's gradients on the bfloat16 tiles, from the forward's
+// float32 queries (rounded again here, bit for bit), its bfloat16 keys and
+// values, and float32 dO, o and lse; float32 gradients.
+std::tuple<Tensor, Tensor, Tensor> attention_backward_bf16(const Tensor& q_scaled,
+                                                           const Tensor& k_rows,
+                                                           const Tensor& v_rows, const Tensor& d_o,
+                                                           const Tensor& o, const Tensor& lse,
+                                                           double scale, const Bf16KernelTable& kt) {
+  const int64_t batch = q_scaled.size(0), n = q_scaled.size(1), m = k_rows.size(1);
+  const int64_t qk = q_scaled.size(2), v = v_rows.size(2), w = kt.width;
+  const int64_t n_pad = round_up(n, kt.block_m), m_pad = round_up(m, kt.block_n);
+  const int64_t qk2 = round_up(qk, kt.depth_multiple), qk_pad = round_up(qk, w);
+  const int64_t qk_rows = round_up(qk, kt.row_multiple);
+  const int64_t v2 = round_up(v, kt.depth_multiple), v_pad = round_up(v, w);
+  const auto options = q_scaled.options();
+  const Tensor q_t = pair_panels(q_scaled.transpose(1, 2), qk2, n_pad, w);
+  const Tensor q = pair_panels(q_scaled, n_pad, qk_pad, w);
+  const Tensor k = padded(k_rows, m_pad, qk2);
+  // Keys and values minus their mean, as in the float32 backward (there it
+  // removes cancellation; here also the part of the rounding a common offset causes).
+  const Tensor k32 = k_rows.to(at::kFloat), v32 = v_rows.to(at::kFloat);
+  const Tensor k_mean = k32.mean(1, true), v_mean = v32.mean(1, true);
+  const Tensor k_centered_t =
+      padded((k32 - k_mean).transpose(1, 2).to(at::kBFloat16), qk_rows, m_pad);
+  const Tensor values = padded((v32 - v_mean).to(at::kBFloat16), m_pad, v2);
+  const Tensor dout = pair_panels(d_o, n_pad, v_pad, w);
+  const Tensor dout_t = pair_panels(d_o.transpose(1, 2), v2, n_pad, w);
+  const Tensor lse2 = padded(lse.unsqueeze(1), 1, n_pad, INFINITY);
+  const Tensor delta = padded((d_o * (o - v_mean)).sum(-1).unsqueeze(1), 1, n_pad);
+  Tensor dk = at::empty({batch, m_pad, qk_pad}, options);
+  Tensor dv = at::empty({batch, m_pad, v_pad}, options);
+
+  const bf16_bits *qt_ptr = bf16_data(q_t), *q_ptr = bf16_data(q), *k_ptr = bf16_data(k);
+  const bf16_bits *kct_ptr = bf16_data(k_centered_t), *v_ptr = bf16_data(values);
+  const bf16_bits *dout_ptr = bf16_data(dout), *dout_t_ptr = bf16_data(dout_t);
+  const float *lse2_ptr = lse2.data_ptr<float>(), *delta_ptr = delta.data_ptr<float>();
+  float *dk_ptr = dk.data_ptr<float>(), *dv_ptr = dv.data_ptr<float>();
+  const Tensor dq_t = sum_over_key_blocks<float>(
+      batch, m_pad / kt.block_n, {qk_rows, n_pad}, options, kt.backward_scratch(),
+      [&](int64_t b, int64_t key_block, float* dq_t_b, float* work) {
+        const Bf16BackwardProblem p{qt_ptr + b * qk2 * n_pad,  q_ptr + b * n_pad * qk_pad,
+                                    k_ptr + b * m_pad * qk2,   kct_ptr + b * qk_rows * m_pad,
+                                    v_ptr + b * m_pad * v2,    dout_ptr + b * n_pad * v_pad,
+                                    dout_t_ptr + b * v2 * n_pad, lse2_ptr + b * n_pad,
+                                    delta_ptr + b * n_pad,     dq_t_b,
+                                    dk_ptr + b * m_pad * qk_pad, dv_ptr + b * m_pad * v_pad,
+                                    n, m, n_pad, m_pad, qk_rows, qk2, qk_pad, v, v2, v_pad};
+        kt.backward_block(p, key_block, work);
+      });
+  // As in the float32 backward: d/dq carries scale, d/dk 1 / log2 e.
+  return {crop(dq_t.transpose(1, 2), n, qk).mul_(scale), crop(dk, m, qk).mul_(1.0 / kLog2e),
+          crop(dv, m, v)};
 }
 
 std::tuple<Tensor, Tensor, Tensor> attention_bwd(const Tensor& q, const Tensor& k,
                                                  const Tensor& v, const Tensor& d_o,
                                                  const Tensor& o, const Tensor& lse,
                                                  double scale) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto acc = q.scalar_type();
   TORCH_CHECK(acc == at::kFloat || acc == at::kDouble,
               "sacolor cpu kernel: the attention backward runs in float32 or float64; q has ", acc);
+  // bfloat16 keys and values: the forward ran the bfloat16 tiles (cpu.py's
+  // keys_values says so by their dtype); they run here too where this call's
+  // path has them, else the keys and values are widened for the float32 tiles.
+  const bool bf16_operands = acc == at::kFloat && k.scalar_type() == at::kBFloat16 &&
+                             v.scalar_type() == at::kBFloat16;
   const std::pair<const Tensor*, const char*> operands[] = {
       {&q, "q"}, {&k, "k"}, {&v, "v"}, {&d_o, "d_o"}, {&o, "o"}};
   for (const auto& [t, name] : operands)
+    if (!(bf16_operands && (t == &k || t == &v)))
     TORCH_CHECK(t->dim() == 3 && t->scalar_type() == acc && t->is_contiguous(),
                 "sacolor cpu kernel: ", name, " must be a contiguous 3-D ", acc, " tensor");
   TORCH_CHECK(lse.dim() == 2 && lse.scalar_type() == acc && lse.is_contiguous(),
@@ -383,19 +522,59 @@ std::tuple<Tensor, Tensor, Tensor> attention_bwd(const Tensor& q, const Tensor& 
                   lse.size(1) == n,
               "sacolor cpu kernel: inconsistent shapes q ", q.sizes(), ", k ", k.sizes(), ", v ",
               v.sizes(), ", d_o ", d_o.sizes(), ", o ", o.sizes(), ", lse ", lse.sizes());
-  return acc == at::kDouble ? attention_backward<double>(q, k, v, d_o, o, lse, scale)
-                            : attention_backward<float>(q, k, v, d_o, o, lse, scale);
+  if (acc == at::kDouble) return attention_backward<double>(q, k, v, d_o, o, lse, scale);
+  if (bf16_operands) {
+    if (const Bf16KernelTable* bf16 = bf16_kernels())
+      return attention_backward_bf16(q, k, v, d_o, o, lse, scale, *bf16);
+    return attention_backward<float>(q, k.to(acc), v.to(acc), d_o, o, lse, scale);
+  }
+  return attention_backward<float>(q, k, v, d_o, o, lse, scale);
 }
 
-std::string cpu_isa() { return float_kernels().isa; }
+// The kernel path this call takes for inputs of `dtype` (float32 by default).
+std::string cpu_isa(std::optional<at::ScalarType> dtype) {
+  const Isa isa = current_isa();
+  const at::ScalarType t = dtype.value_or(at::kFloat);
+  if (t == at::kDouble) return generic_f64()->isa;
+  if (t == at::kBFloat16)
+    if (const Bf16KernelTable* bf16 = bf16_kernels()) return bf16->isa;
+  return float_kernels(isa).isa;
+}
+
+// x = exp2(x) in place with the exp2 of this call's float32 tiles (the bf16
+// tiles' softmax uses the AVX-512 one too): the exp term of benchmarks/floor.py.
+Tensor cpu_exp2_(Tensor x) {
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat && x.is_contiguous(),
+                    "cpu_exp2_: x must be a contiguous float32 tensor; got ", x.scalar_type());
+  float_kernels(current_isa()).exp2_inplace(x.data_ptr<float>(), x.numel());
+  return x;
+}
+
+// Every path, each with "" when this machine runs it or the CPU flag it lacks.
+std::vector<std::string> cpu_isa_names() {
+  std::vector<std::string> names;
+  for (Isa isa : kAllIsas) names.emplace_back(isa_name(isa));
+  return names;
+}
+std::string cpu_isa_missing(const std::string& name) {
+  for (Isa isa : kAllIsas)
+    if (name == isa_name(isa)) return isa_missing(isa);
+  TORCH_CHECK_VALUE(false, "unknown cpu kernel path ", name);
+}
 
 }  // namespace
 }  // namespace sacolor::cpu
 
 TORCH_LIBRARY_FRAGMENT(sacolor_C, m) {
-  // Which tile kernels the float32 CPU path runs on this machine ("avx2" or
-  // "generic"); for benchmarks and bug reports.
-  m.def("cpu_isa() -> str", &sacolor::cpu::cpu_isa);
+  // Which tile kernels the CPU path runs for inputs of `dtype` (float32 when
+  // None) on this call ("generic", "avx2", "avx512", "avx512bf16", "amx");
+  // for SelfAttention.explain, benchmarks and bug reports.
+  m.def("cpu_isa(ScalarType? dtype=None) -> str", &sacolor::cpu::cpu_isa);
+  // Every path, and what this machine lacks to run one ("" when it runs it).
+  m.def("cpu_isa_names() -> str[]", &sacolor::cpu::cpu_isa_names);
+  m.def("cpu_isa_missing(str name) -> str", &sacolor::cpu::cpu_isa_missing);
+  // The kernels' own exp2, in place, for the floor's exp term (benchmarks/floor.py).
+  m.def("cpu_exp2_(Tensor(a!) x) -> Tensor(a!)", &sacolor::cpu::cpu_exp2_);
 }
 
 TORCH_LIBRARY_IMPL(sacolor_C, CPU, m) {

@@ -65,13 +65,70 @@ struct KernelTable {
   void (*forward_block)(const ForwardProblem<T>& p, int64_t block, T* scratch);
   // Key block `block`: writes its dk, dv rows, adds its share of dq.
   void (*backward_block)(const BackwardProblem<T>& p, int64_t block, T* scratch);
+  // x[i] = exp2(x[i]) with the tiles' own exp2 (benchmarks/floor.py times it).
+  void (*exp2_inplace)(T* x, int64_t n);
 };
+
+// bfloat16 operands (raw bits), float32 products and softmax: the AVX512-BF16
+// path. vdpbf16ps multiplies pairs of depth neighbours, so the right-hand
+// operand B (depth x cols) of every product is stored in "pair panels":
+// (cols / 16, depth / 2, 16, 2), the two depth neighbours of a column side by
+// side; the left-hand operand A is row-major with the depth contiguous. Every
+// depth (qk2, v2, the block sizes) is a multiple of the table's depth_multiple
+// (2 for vdpbf16ps, 32 for AMX), zero-padded.
+using bf16_bits = uint16_t;
+
+struct Bf16ForwardProblem {
+  const bf16_bits* q;   // (n_pad, qk2), times scale * log2(e), rounded once
+  const bf16_bits* kt;  // keys transposed (qk2 x m_pad), in pair panels
+  const bf16_bits* v;   // values (m_pad x v_pad), in pair panels
+  float* o;             // (n, v_channels), normalised
+  float* lse;           // (n,): base-2 log-sum-exp
+  int64_t n, m, n_pad, m_pad, qk2, v_channels, v_pad;
+};
+
+// The backward on the same rounded operands; dq comes out transposed (its
+// product is Kc^T dS^T, whose right-hand side packs straight from dS^T).
+struct Bf16BackwardProblem {
+  const bf16_bits* qt;    // queries transposed (qk2 x n_pad), in pair panels
+  const bf16_bits* q;     // queries (n_pad x qk_pad), in pair panels
+  const bf16_bits* k;     // (m_pad, qk2), row-major
+  const bf16_bits* kct;   // keys minus their mean, transposed: (qk_rows, m_pad), row-major
+  const bf16_bits* v;     // values minus their mean (m_pad, v2), row-major
+  const bf16_bits* dout;  // dO (n_pad x v_pad), in pair panels
+  const bf16_bits* doutt; // dO transposed (v2 x n_pad), in pair panels
+  const float* lse2;      // (n_pad,), +inf on padding
+  const float* delta;     // (n_pad,)
+  float* dqt;             // (qk_rows, n_pad): accumulated into (+=)
+  float* dk;              // (m_pad, qk_pad): written, one key block per call
+  float* dv;              // (m_pad, v_pad): written, one key block per call
+  // qk_rows: qk rounded up to the table's row_multiple (zero rows of kct).
+  int64_t n, m, n_pad, m_pad, qk_rows, qk2, qk_pad, v_channels, v2, v_pad;
+};
+
+struct Bf16KernelTable {
+  const char* isa;
+  int64_t block_m, block_n, width;
+  int64_t depth_multiple;  // qk2 and v2 are multiples of it
+  int64_t row_multiple;    // the rows of dq^T (qk_rows) are a multiple of it
+  // Scratch floats one thread needs.
+  int64_t (*forward_scratch)(int64_t v_pad);
+  int64_t (*backward_scratch)();
+  void (*forward_block)(const Bf16ForwardProblem& p, int64_t block, float* scratch);
+  void (*backward_block)(const Bf16BackwardProblem& p, int64_t block, float* scratch);
+};
+
+// Compiled for AVX-512F + AVX512-BF16 (+BW), and for those + AMX-TILE and
+// AMX-BF16; nullptr where the compiler lacks them.
+const Bf16KernelTable* avx512bf16_kernels();
+const Bf16KernelTable* amx_kernels();
 
 // Portable C++ (auto-vectorised for the baseline ISA); always present.
 const KernelTable<float>* generic_f32();
 const KernelTable<double>* generic_f64();
-// Compiled for AVX2 + FMA; nullptr where the compiler or target lacks them.
-// Call only after checking that the CPU supports both.
+// Compiled for AVX2 + FMA, and for AVX-512F; nullptr where the compiler or
+// target lacks them. Call only after isa.h says the CPU runs them.
 const KernelTable<float>* avx2_f32();
+const KernelTable<float>* avx512_f32();
 
 }  // namespace sacolor::cpu

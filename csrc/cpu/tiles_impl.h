@@ -19,11 +19,12 @@
 namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
 
 // The most C rows a register tile holds for `col_vectors` vectors per row:
-// accumulators + one B row + one broadcast fit in the register file.
+// accumulators + one B row + one broadcast fit in the register file (16 rows
+// at most: 8 with 16 registers, as before AVX-512's 32).
 template <class Vec>
 constexpr int max_rows(int col_vectors) {
-  int rows = (Vec::registers - col_vectors - 1) / col_vectors;
-  return rows < 8 ? rows : 8;
+  const int rows = (Vec::registers - col_vectors - 1) / col_vectors;
+  return rows < Vec::registers / 2 ? rows : Vec::registers / 2;
 }
 
 // C[rows x (CV * width)] (+)= A B over `depth`; A[r, d] = a[r * a_rs + d * a_cs],
@@ -119,6 +120,46 @@ inline T finite_or_zero_max(T m) {
   return m == -__builtin_inf() ? T(0) : m;
 }
 
+// The online softmax's bookkeeping for one query row meeting a key block whose
+// largest score is block_max: moves the running max, rescales the row's
+// running sum and unnormalised output (v_pad wide) when it moves, and returns
+// the shift the block's scores take before exp2.
+template <class Vec>
+typename Vec::T advance_max(typename Vec::T block_max, typename Vec::T& run_max,
+                            typename Vec::T& run_sum, typename Vec::T* acc_row, int64_t v_pad) {
+  using T = typename Vec::T;
+  const T old_max = run_max;
+  const T new_max = block_max > old_max ? block_max : old_max;
+  const T shift = finite_or_zero_max(new_max);
+  if (new_max != old_max) {
+    const T alpha = Vec::exp2_scalar(old_max - shift);
+    run_sum *= alpha;
+    const Vec scale = Vec::broadcast(alpha);
+    for (int64_t c = 0; c < v_pad; c += Vec::width) (Vec::load(acc_row + c) * scale).store(acc_row + c);
+  }
+  run_max = new_max;
+  return shift;
+}
+
+// The forward's last step for `rows` query rows: o = acc / l (v_channels of
+// each v_pad-wide row, the tail by a masked store) and the base-2 log-sum-exp.
+template <class Vec>
+void write_output_rows(const typename Vec::T* acc, int64_t v_pad, const typename Vec::T* run_max,
+                       const typename Vec::T* run_sum, int64_t rows, typename Vec::T* o,
+                       int64_t v_channels, typename Vec::T* lse) {
+  using T = typename Vec::T;
+  constexpr int W = Vec::width;
+  for (int64_t i = 0; i < rows; ++i) {
+    const Vec inv_l = Vec::broadcast(T(1) / run_sum[i]);
+    const T* acc_row = acc + i * v_pad;
+    T* o_row = o + i * v_channels;
+    int64_t c = 0;
+    for (; c + W <= v_channels; c += W) (Vec::load(acc_row + c) * inv_l).store(o_row + c);
+    if (c < v_channels) (Vec::load(acc_row + c) * inv_l).store_first(o_row + c, v_channels - c);
+    lse[i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(run_sum[i]);
+  }
+}
+
 template <class Vec, int64_t BM, int64_t BN>
 int64_t forward_scratch(int64_t /*qk_pad*/, int64_t v_pad) {
   return BM * BN + BM * v_pad + 2 * BM;
@@ -147,30 +188,15 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
     for (int64_t i = 0; i < BM; ++i) {
       T* row = s + i * BN;
       for (int64_t j = valid; j < BN; ++j) row[j] = neg_inf;
-      const T block_max = row_max<Vec>(row, BN);
-      const T old_max = run_max[i];
-      const T new_max = block_max > old_max ? block_max : old_max;
-      const T shift = finite_or_zero_max(new_max);
-      const T sum = exp2_row<Vec>(row, BN, shift);
-      if (new_max != old_max) {
-        const T alpha = Vec::exp2_scalar(old_max - shift);
-        run_sum[i] *= alpha;
-        T* acc_row = acc + i * p.v_pad;
-        for (int64_t c = 0; c < p.v_pad; ++c) acc_row[c] *= alpha;
-      }
-      run_sum[i] += sum;
-      run_max[i] = new_max;
+      const T shift = advance_max<Vec>(row_max<Vec>(row, BN), run_max[i], run_sum[i],
+                                       acc + i * p.v_pad, p.v_pad);
+      run_sum[i] += exp2_row<Vec>(row, BN, shift);
     }
     gemm<Vec>(BM, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W, acc, p.v_pad, true);
   }
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
-  for (int64_t i = 0; i < rows; ++i) {
-    const T l = run_sum[i];
-    const T* acc_row = acc + i * p.v_pad;
-    T* o_row = p.o + (i0 + i) * p.v_channels;
-    for (int64_t c = 0; c < p.v_channels; ++c) o_row[c] = acc_row[c] / l;
-    p.lse[i0 + i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(l);
-  }
+  write_output_rows<Vec>(acc, p.v_pad, run_max, run_sum, rows, p.o + i0 * p.v_channels,
+                         p.v_channels, p.lse + i0);
 }
 
 template <class Vec, int64_t BM, int64_t BN>
@@ -224,6 +250,13 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   }
 }
 
+template <class Vec>
+void exp2_inplace(typename Vec::T* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + Vec::width <= n; i += Vec::width) Vec::exp2(Vec::load(x + i)).store(x + i);
+  for (; i < n; ++i) x[i] = Vec::exp2_scalar(x[i]);
+}
+
 template <class Vec, int64_t BM, int64_t BN>
 constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
   static_assert(BM % Vec::width == 0 && BN % Vec::width == 0, "blocks must hold whole vectors");
@@ -236,6 +269,7 @@ constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
       &backward_scratch<Vec, BM, BN>,
       &forward_block<Vec, BM, BN>,
       &backward_block<Vec, BM, BN>,
+      &exp2_inplace<Vec>,
   };
 }
 

@@ -21,6 +21,9 @@ struct VecGeneric {
   void store(T* p) const {
     for (int i = 0; i < W; ++i) p[i] = lane[i];
   }
+  void store_first(T* p, int n) const {
+    for (int i = 0; i < n; ++i) p[i] = lane[i];
+  }
   static VecGeneric broadcast(T a) {
     VecGeneric r;
     for (int i = 0; i < W; ++i) r.lane[i] = a;

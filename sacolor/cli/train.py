@@ -89,14 +89,23 @@ def _init_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), world_size
 
 
+def parse_config(argv: Sequence[str] | None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:
+    """The TrainConfig ``sacolor-train argv`` runs with (options, --config file, --preset).
+
+    Raises:
+        ValueError / FileNotFoundError: a bad option value or a missing config file.
+    """
+    options = vars((parser or build_parser()).parse_args(argv))
+    config_file, preset = options.pop("config", None), options.pop("preset", None)
+    return merge_config(options, config_file, preset)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sacolor-train`` and ``python -m sacolor.cli.train``; returns the exit status."""
     parser = build_parser()
-    options = vars(parser.parse_args(argv))
     show_warnings_as_messages(parser.prog)
-    config_file, preset = options.pop("config", None), options.pop("preset", None)
     try:
-        config = merge_config(options, config_file, preset)
+        config = parse_config(argv, parser)
         device = resolve_device(config.device)
         environment_backend(device)
     except (ValueError, FileNotFoundError) as err:

@@ -29,13 +29,21 @@ PRIOR_BINS = 32
 
 
 def training_precision(config: TrainConfig, device: torch.device, rank: int) -> torch.dtype | None:
-    """The mixed-precision type of ``--amp`` on ``device`` (None: float32), saying why when it differs."""
+    """The mixed-precision type of ``--amp`` on ``device`` (None: float32), saying why when it differs.
+
+    Weights stay float32 (the master copy the optimiser updates); autocast runs
+    convolutions, matmuls and the attention in the 16-bit type. On CPU that is
+    bf16, whose attention runs the cpu kernel's bf16 tiles (AMX or vdpbf16ps
+    where the CPU has them); inference keeps ``autocast_dtype``'s float32 there.
+    """
     if not config.amp:
         return None
+    if device.type == "cpu":
+        if config.amp_dtype != "bf16":
+            log_line(rank, "--amp on CPU uses bf16 (float16 has no fast CPU kernels)")
+        return torch.bfloat16
     dtype = autocast_dtype(device, config.amp_dtype)
-    if dtype is None:
-        log_line(rank, "--amp applies to CUDA devices only; training in float32 on CPU")
-    elif config.amp_dtype == "bf16" and dtype == torch.float16:
+    if config.amp_dtype == "bf16" and dtype == torch.float16:
         log_line(rank, "this GPU has no bfloat16; --amp uses float16 with loss scaling")
     return dtype
 

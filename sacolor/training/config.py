@@ -169,8 +169,10 @@ class TrainConfig:
         "1e-4)", OPTIMISATION)
     beta1: float = option(0.5, "Adam beta1", OPTIMISATION)
     beta2: float = option(0.999, "Adam beta2", OPTIMISATION)
-    amp: bool = option(False, "mixed precision on CUDA (ignored on CPU)", OPTIMISATION)
-    amp_dtype: str = option("bf16", "mixed-precision type; fp16 uses loss scaling", OPTIMISATION, choices=AMP_DTYPES)
+    amp: bool = option(False, "mixed precision: autocast with float32 master weights (on CPU always bf16, whose "
+                       "attention runs the cpu kernel's bf16 tiles)", OPTIMISATION)
+    amp_dtype: str = option("bf16", "mixed-precision type on CUDA; fp16 uses loss scaling", OPTIMISATION,
+                            choices=AMP_DTYPES)
     ema: bool = option(False, "keep an exponential moving average of G's weights; evaluation and checkpoints' "
         "inference weights use it", OPTIMISATION)
     ema_decay: float = option(0.999, "EMA decay per step", OPTIMISATION, low=0.0, high=1.0, open_high=True)

@@ -95,6 +95,11 @@ class Backend:
             reasons.append("no backward, and an input requires grad")
         return reasons
 
+    def code_path(self, inputs: AttentionInputs) -> str | None:
+        """Which of its code paths the backend runs for ``inputs`` (the CPU kernels'
+        instruction set, say), for ``explain``; None when it has only one."""
+        return None
+
     def forward(self, inputs: AttentionInputs) -> ForwardResult:
         raise NotImplementedError
 

@@ -53,10 +53,13 @@ def _refusal_report(inputs: AttentionInputs) -> str:
 
 
 def explain(inputs: AttentionInputs) -> str:
-    """Which backend ``auto`` runs for ``inputs`` (SACOLOR_BACKEND included) and
-    why each backend refuses."""
+    """Which backend ``auto`` runs for ``inputs`` (SACOLOR_BACKEND included), its
+    code path where it has several (the CPU kernels' instruction set), and why
+    each backend refuses."""
     try:
-        chosen = select(inputs).name
+        backend = select(inputs)
+        path = backend.code_path(inputs)
+        chosen = backend.name + (f" [{path}]" if path else "")
     except (ValueError, NotImplementedError) as err:
         chosen = f"none ({str(err).splitlines()[0]})"
     override = os.environ.get(ENV_VAR)

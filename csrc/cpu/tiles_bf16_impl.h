@@ -1,0 +1,185 @@
+// The bfloat16 flash tiles (forward and backward), written once against a dot
+// product `Dot` (C (+)= A B on bfloat16 operands, float32 sums: vdpbf16ps in
+// tiles_avx512bf16.cpp, AMX tiles in tiles_amx.cpp) and instantiated by each
+// unit inside its own namespace, as tiles_impl.h is. The softmax, the
+// rounding to bfloat16 and the packing are AVX-512 code shared by both.
+//
+// Include only after Dot's unit has included tiles_impl.h (for row_max,
+// exp2_row, finite_or_zero_max on VecAvx512) in SACOLOR_TILES_NAMESPACE.
+
+#include "tiles.h"
+
+namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
+
+constexpr int kLanes = 16;  // float32 lanes; a pair-panel row is 2 * kLanes bfloat16
+
+// 16 float32 to bfloat16, round to nearest even (vcvtneps2bf16).
+inline __m256i to_bf16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
+
+inline void store_bf16(bf16_bits* p, __m512 x) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), to_bf16(x));
+}
+
+// 2^x for probabilities that are rounded to bfloat16 next: a degree-4
+// polynomial for 2^(x - n) on [-0.5, 0.5] (relative error 3e-6, a
+// thousandth of bfloat16's rounding; the float32 tiles' degree 7 is for
+// float32) and vscalefps for the 2^n. Below -126 (-inf included) the result
+// is exactly 0, as in the float32 exp2; NaN stays NaN.
+inline __m512 exp2_bf16(__m512 x) {
+  const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+  __m512 t = _mm512_max_ps(_mm512_set1_ps(-126.0f), x);  // operand order: NaN stays
+  t = _mm512_min_ps(_mm512_set1_ps(128.0f), t);
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.009582851082086563f), f, _mm512_set1_ps(0.05590642988681793f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24024099111557007f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931241750717163f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(normal, p, n);
+}
+
+// dst[j] = bfloat16(exp2(row[j] - shift)); returns the sum of the rounded
+// values, so the normalisation divides by the weights P V actually used.
+inline float exp2_round_row(const float* row, int64_t len, float shift, bf16_bits* dst) {
+  const __m512 s = _mm512_set1_ps(shift);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < len; j += kLanes) {
+    const __m256i rounded = to_bf16(exp2_bf16(_mm512_sub_ps(_mm512_loadu_ps(row + j), s)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), rounded);
+    sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16)));
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+// One row of P^T (a key against len queries): p = exp2(s - lse), in place in
+// float32 (for dS) and rounded into dst (for dV).
+inline void probability_row(float* row, const float* lse, int64_t len, bf16_bits* dst) {
+  for (int64_t i = 0; i < len; i += kLanes) {
+    const __m512 p = exp2_bf16(_mm512_sub_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(lse + i)));
+    _mm512_storeu_ps(row + i, p);
+    store_bf16(dst + i, p);
+  }
+}
+
+// Rows d and d + 1 of dS^T = P^T * (dP^T - delta) (len queries each), rounded
+// to bfloat16 twice over: as rows of dst (the left operand of dK = dS^T Q)
+// and as pair-panel rows of pairs (the right operand of dQ^T = Kc^T dS^T,
+// (len / 16, depth / 2, 16, 2) with panel stride pairs_ps).
+inline void score_gradient_rows(const float* p_rows, const float* dp_rows, const float* delta,
+                                int64_t len, bf16_bits* dst, bf16_bits* pairs, int64_t pairs_ps) {
+  // vcvtne2ps2bf16 puts row d + 1 above row d; this interleaves them lane by lane.
+  alignas(64) static constexpr uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                          21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
+                                                          11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_load_si512(kInterleave);
+  for (int64_t i = 0; i < len; i += kLanes) {
+    const __m512 d = _mm512_loadu_ps(delta + i);
+    const __m512 ds0 = _mm512_mul_ps(_mm512_loadu_ps(p_rows + i), _mm512_sub_ps(_mm512_loadu_ps(dp_rows + i), d));
+    const __m512 ds1 = _mm512_mul_ps(_mm512_loadu_ps(p_rows + len + i),
+                                     _mm512_sub_ps(_mm512_loadu_ps(dp_rows + len + i), d));
+    store_bf16(dst + i, ds0);
+    store_bf16(dst + len + i, ds1);
+    const __m512bh both = _mm512_cvtne2ps_pbh(ds1, ds0);
+    _mm512_storeu_si512(pairs + i / kLanes * pairs_ps, _mm512_permutexvar_epi16(interleave, (__m512i)both));
+  }
+}
+
+template <int64_t BM, int64_t BN>
+int64_t forward_scratch_bf16(int64_t v_pad) {
+  // scores, unnormalised o, running max and sum, probabilities in bfloat16
+  return BM * BN + BM * v_pad + 2 * BM + BM * BN / 2;
+}
+
+template <class Dot, int64_t BM, int64_t BN>
+void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
+  using Vec = VecAvx512;
+  [[maybe_unused]] const typename Dot::Scope scope;  // AMX: this thread's tile configuration
+  const float neg_inf = -__builtin_inff();
+  float* s = scratch;                  // (BM, BN) scores, then probabilities
+  float* acc = s + BM * BN;            // (BM, v_pad) unnormalised o
+  float* run_max = acc + BM * p.v_pad;  // (BM,)
+  float* run_sum = run_max + BM;       // (BM,)
+  bf16_bits* prob = reinterpret_cast<bf16_bits*>(run_sum + BM);  // (BM, BN)
+  const int64_t i0 = block * BM;
+  const bf16_bits* q = p.q + i0 * p.qk2;
+  for (int64_t i = 0; i < BM * p.v_pad; ++i) acc[i] = 0.0f;
+  for (int64_t i = 0; i < BM; ++i) {
+    run_max[i] = neg_inf;
+    run_sum[i] = 0.0f;
+  }
+  for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
+    Dot::dot(BM, BN, p.qk2, q, p.qk2, p.kt + j0 * p.qk2, p.qk2 * kLanes, s, BN, false);
+    const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
+    for (int64_t i = 0; i < BM; ++i) {
+      float* row = s + i * BN;
+      for (int64_t j = valid; j < BN; ++j) row[j] = neg_inf;
+      const float shift = advance_max<Vec>(row_max<Vec>(row, BN), run_max[i], run_sum[i],
+                                           acc + i * p.v_pad, p.v_pad);
+      run_sum[i] += exp2_round_row(row, BN, shift, prob + i * BN);
+    }
+    Dot::dot(BM, p.v_pad, BN, prob, BN, p.v + j0 * kLanes, p.m_pad * kLanes, acc, p.v_pad, true);
+  }
+  const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
+  write_output_rows<Vec>(acc, p.v_pad, run_max, run_sum, rows, p.o + i0 * p.v_channels,
+                         p.v_channels, p.lse + i0);
+}
+
+template <int64_t BM, int64_t BN>
+int64_t backward_scratch_bf16() {
+  // P^T and dP^T in float32; P^T, dS^T and dS^T's pair panels in bfloat16
+  return 2 * BN * BM + 3 * BN * BM / 2;
+}
+
+// One key block against every query block; scores transposed (keys are rows).
+template <class Dot, int64_t BM, int64_t BN>
+void backward_block_bf16(const Bf16BackwardProblem& p, int64_t block, float* scratch) {
+  [[maybe_unused]] const typename Dot::Scope scope;  // AMX: this thread's tile configuration
+  float* pt = scratch;        // (BN, BM) P^T
+  float* dst = pt + BN * BM;  // (BN, BM) dP^T
+  bf16_bits* pt16 = reinterpret_cast<bf16_bits*>(dst + BN * BM);  // (BN, BM)
+  bf16_bits* dst16 = pt16 + BN * BM;                               // (BN, BM)
+  bf16_bits* ds_pairs = dst16 + BN * BM;  // dS^T as B: (BM / 16, BN / 2, 16, 2)
+  const int64_t j0 = block * BN;
+  const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
+  float* dk = p.dk + j0 * p.qk_pad;
+  float* dv = p.dv + j0 * p.v_pad;
+  for (int64_t i = 0; i < BN * p.qk_pad; ++i) dk[i] = 0.0f;
+  for (int64_t i = 0; i < BN * p.v_pad; ++i) dv[i] = 0.0f;
+  for (int64_t i0 = 0; i0 < p.n_pad; i0 += BM) {
+    Dot::dot(BN, BM, p.qk2, p.k + j0 * p.qk2, p.qk2, p.qt + i0 * p.qk2, p.qk2 * kLanes, pt, BM, false);
+    for (int64_t j = 0; j < BN; ++j) {
+      if (j < valid) {
+        probability_row(pt + j * BM, p.lse2 + i0, BM, pt16 + j * BM);
+      } else {  // padded keys take no probability
+        for (int64_t i = 0; i < BM; ++i) pt[j * BM + i] = 0.0f;
+        for (int64_t i = 0; i < BM; ++i) pt16[j * BM + i] = 0;
+      }
+    }
+    // dV += P^T dO
+    Dot::dot(BN, p.v_pad, BM, pt16, BM, p.dout + i0 * kLanes, p.n_pad * kLanes, dv, p.v_pad, true);
+    // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta), rounded straight into both layouts
+    Dot::dot(BN, BM, p.v2, p.v + j0 * p.v2, p.v2, p.doutt + i0 * p.v2, p.v2 * kLanes, dst, BM, false);
+    for (int64_t j = 0; j < BN; j += 2)
+      score_gradient_rows(pt + j * BM, dst + j * BM, p.delta + i0, BM, dst16 + j * BM,
+                          ds_pairs + j * kLanes, BN * kLanes);
+    // dK += dS^T Q; dQ^T += Kc^T dS^T
+    Dot::dot(BN, p.qk_pad, BM, dst16, BM, p.q + i0 * kLanes, p.n_pad * kLanes, dk, p.qk_pad, true);
+    Dot::dot(p.qk_rows, BM, BN, p.kct + j0, p.m_pad, ds_pairs, BN * kLanes, p.dqt + i0, p.n_pad, true);
+  }
+}
+
+}  // namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE
+
+namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
+
+template <class Dot, int64_t BM, int64_t BN>
+constexpr Bf16KernelTable make_bf16_table(const char* isa) {
+  static_assert(BM % Dot::depth_multiple == 0 && BN % Dot::depth_multiple == 0 &&
+                    BM % Dot::row_multiple == 0 && BN % Dot::row_multiple == 0,
+                "blocks must be whole depth steps and whole row tiles");
+  return Bf16KernelTable{isa, BM, BN, kLanes, Dot::depth_multiple, Dot::row_multiple,
+                         &forward_scratch_bf16<BM, BN>, &backward_scratch_bf16<BM, BN>,
+                         &forward_block_bf16<Dot, BM, BN>, &backward_block_bf16<Dot, BM, BN>};
+}
+
+}  // namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE
