@@ -16,6 +16,7 @@ import yaml
 
 from .losses import GAN_MODES, RECON_LOSSES
 from .models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
+from .models.efficientnet import VARIANTS as ENCODERS
 from .models.layers import NORMS
 
 RESIZE_MODES = ("crop", "stretch", "random")
@@ -133,6 +134,7 @@ class TrainConfig:
     device: str = "auto"
     attention_backend: str = "auto"
     pretrained: bool = True
+    encoder: str = "lite0"
     freeze_encoder_steps: int = 0
     encoder_lr_scale: float = 0.1
     gan_start_step: int = 0
@@ -162,6 +164,7 @@ class TrainConfig:
         check_int(f"--n-layers-D (for --size {self.size[0]}x{self.size[1]})", self.n_layers_D, 1, deepest)
         choices = {
             "netG": (self.netG, tuple(GENERATORS)),
+            "encoder": (self.encoder, tuple(ENCODERS)),
             "norm": (self.norm, NORMS),
             "gan_mode": (self.gan_mode, GAN_MODES),
             "recon_loss": (self.recon_loss, RECON_LOSSES),
@@ -189,6 +192,11 @@ class TrainConfig:
                         f"--{_flag(option)} needs --netG {PRETRAINED_GENERATOR} (the generator with a pretrained "
                         f"encoder and hint inputs); --netG {self.netG} has neither"
                     )
+            if self.encoder != "lite0":
+                raise ValueError(
+                    f"--encoder {self.encoder} needs --netG {PRETRAINED_GENERATOR}; --netG {self.netG} has no "
+                    "pretrained encoder"
+                )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction must be in (0, 1); got {self.val_fraction}")
         if self.load_scale < 1.0:
@@ -228,7 +236,10 @@ class TrainConfig:
         if self.netG not in UNET_DEPTHS:
             return {
                 "name": self.netG,
-                "kwargs": {"sa_sizes": list(self.sa_sizes), "spectral_norm": self.spectral_norm, "input_size": list(self.size)},
+                "kwargs": {
+                    "sa_sizes": list(self.sa_sizes), "spectral_norm": self.spectral_norm,
+                    "input_size": list(self.size), "encoder": self.encoder,
+                },
             }
         return {
             "name": self.netG,
