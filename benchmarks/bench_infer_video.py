@@ -13,7 +13,7 @@ the stabiliser little to do, so a stress test adds a random per-frame chroma
 offset (``JITTER`` ab units, a flickery model) and reports, with the
 stabiliser off and at several strengths, the CDC against nothing (RGB
 histograms of the output alone) and the no-truth ab warp error of
-``sacolor-eval --no-truth`` (``sacolor.flicker``). It prints one JSON object.
+``sacolor-eval --no-truth`` (``sacolor.evaluation.flicker``). It prints one JSON object.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ import torch
 from PIL import Image
 from skimage import data
 
-from sacolor.colorizer import Colorizer, to_uint8
-from sacolor.config import parse_size
-from sacolor.evaluate import MODEL, main as evaluate, quantize
-from sacolor.flicker import FlickerMeter
-from sacolor.infer import main as infer
-from sacolor.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
+from sacolor.inference.colorizer import Colorizer, to_uint8
+from sacolor.training.config import parse_size
+from sacolor.cli.evaluate import MODEL, main as evaluate, quantize
+from sacolor.evaluation.flicker import FlickerMeter
+from sacolor.cli.infer import main as infer
+from sacolor.inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 from sacolor.io.video import write_video
 
 WIDTH, HEIGHT, FPS, SAMPLE_RATE = 640, 272, 24, 44100

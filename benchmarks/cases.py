@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import sacolor
-from sacolor.backends import registry
-from sacolor.inputs import AttentionInputs
+from sacolor.attention.backends import registry
+from sacolor.attention.inputs import AttentionInputs
 
 GIB = 1 << 30
 MODES = ("fwd", "fwd+bwd")

@@ -117,7 +117,7 @@ def gpu_tests(tree: Path, timeout_s: float) -> tuple[list[str], bool]:
 def _sagan_inputs(channels: int, side: int, batch: int = 1):
     import torch
 
-    from sacolor.inputs import AttentionInputs
+    from sacolor.attention.inputs import AttentionInputs
 
     gen = torch.Generator(device="cuda").manual_seed(0)
     qk = channels // 8
@@ -137,7 +137,7 @@ def config_table(deadline: float) -> list[str]:
     import torch
     from triton.runtime.errors import OutOfResources
 
-    from sacolor.backends.triton import TritonBackend
+    from sacolor.attention.backends.triton import TritonBackend
     from sacolor.kernels.common import configs, recording_launches
 
     backend = TritonBackend()

@@ -3,7 +3,7 @@
     python -m benchmarks.triton_report [--precisions fp32,tf32,bf16,fp16] [--caps 80,90] [--output FILE.md]
 
 Compiles, with no GPU, every configuration of every launch that the calls of
-``kernels/aot.py``'s SHAPES make (recorded from the backend, specialised as
+``benchmarks/aot.py``'s SHAPES make (recorded from the backend, specialised as
 Triton does at run time), for each precision and GPU architecture, and prints
 a markdown table: registers per thread and spill bytes (the wheel's
 ``ptxas-blackwell -v``), the shared memory the launch requests, and from the
@@ -19,7 +19,7 @@ import argparse
 import sys
 import time
 
-from sacolor.kernels import aot
+from benchmarks import aot
 
 HEADER = (
     "| launch | sm | registers | spill stores (B) | spill loads (B) | shared (B) | MUFU.EX2 / thread "

@@ -58,7 +58,7 @@ def _store_y(
 # per-row rescale exps under 10 %. (64, 64, 4 warps) 16-bit tiles duplicate
 # them on sm_80 once the value slice is 128 wide. Every entry compiles for
 # sm_80 and sm_90 without spilling or duplicated exps on every shape of
-# kernels/aot.py (tests/test_triton_compile.py, benchmarks/TRITON_REPORT.md).
+# benchmarks/aot.py (tests/test_triton_compile.py, benchmarks/TRITON_REPORT.md).
 FWD_CONFIGS = {
     "16bit": configs([(128, 64, 8, 3), (128, 64, 8, 2)]),
     "tf32": configs([(64, 64, 4, 2)]),

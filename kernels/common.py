@@ -85,7 +85,7 @@ def config_family(dtype: torch.dtype | str, precision: str = "ieee") -> str:
 @dataclass(frozen=True)
 class Launch:
     """One kernel launch as a launcher builds it: enough to run it, or to compile
-    it ahead of time exactly as it would specialise (kernels/aot.py)."""
+    it ahead of time exactly as it would specialise (benchmarks/aot.py)."""
 
     kernel: TunedKernel
     dtype: torch.dtype  # the input dtype: with INPUT_PRECISION, picks the config family
@@ -111,7 +111,7 @@ _recorder: list[Launch] | None = None
 @contextlib.contextmanager
 def recording_launches() -> Iterator[list[Launch]]:
     """Within the block, kernel launches are recorded into the yielded list instead
-    of run: what ahead-of-time compilation (kernels/aot.py) and the config
+    of run: what ahead-of-time compilation (benchmarks/aot.py) and the config
     benchmark (benchmarks/gpu_check.py) start from. Not thread-safe."""
     global _recorder
     saved, _recorder = _recorder, []

@@ -292,7 +292,7 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
         ValueError: naming ``source`` and the entry: no generator, an unknown name
             or option, a channel count or size that is not a sane integer.
     """
-    from .config import MAX_CHANNELS, check_int, check_size
+    from .training.config import MAX_CHANNELS, check_int, check_size
     from .models import GENERATORS
 
     spec = config.get("generator")

@@ -7,7 +7,7 @@ For each checkpoint, on every photo under HELD_OUT_DIR (recursive), rendered at
 the checkpoint's size:
 
 - ``psnr``, ``ciede2000``, ``colorfulness``: ``sacolor-eval``'s own scores
-  (``sacolor.evaluate.evaluate_images``), and ``gray``'s beside them;
+  (``evaluate_images``), and ``gray``'s beside them;
 - ``spread``: colour consistency, "one object, one colour". The photo is cut
   into ``SUPERPIXELS`` SLIC superpixels of the original; inside each, the
   spread of ab (sqrt(var a + var b)) of the colourised photo, over the same of
@@ -44,8 +44,8 @@ from skimage.segmentation import slic
 from tqdm import tqdm
 
 from sacolor import SelfAttention
-from sacolor.colorizer import Colorizer
-from sacolor.evaluate import GRAY, MODEL, evaluate_images, true_colour_hints
+from sacolor.inference.colorizer import Colorizer
+from sacolor.cli.evaluate import GRAY, MODEL, evaluate_images, true_colour_hints
 from sacolor.io.images import load_rgb
 from sacolor.io.paths import is_image
 

@@ -46,10 +46,10 @@ from PIL import Image, ImageDraw
 from skimage import data
 
 from sacolor.checkpoint import EMA_PREFIX, GENERATOR_PREFIX, load_checkpoint, save_checkpoint
-from sacolor.colorizer import Colorizer
-from sacolor.evaluate import main as evaluate
-from sacolor.infer import main as infer
-from sacolor.train import main as train
+from sacolor.inference.colorizer import Colorizer
+from sacolor.cli.evaluate import main as evaluate
+from sacolor.cli.infer import main as infer
+from sacolor.cli.train import main as train
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "sacolor" / "assets"

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 import sacolor
-from sacolor.backends.base import LOG2E
-from sacolor.backends.projection import max_pool_positions, project
-from sacolor.inputs import AttentionInputs
+from sacolor.attention.backends.base import LOG2E
+from sacolor.attention.backends.projection import max_pool_positions, project
+from sacolor.attention.inputs import AttentionInputs
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from sacolor import SelfAttention
-from sacolor.backends.reference import _forward
-from sacolor.inputs import AttentionInputs
+from sacolor.attention.backends.reference import _forward
+from sacolor.attention.inputs import AttentionInputs
 
 CHANNELS = 12
 

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from sacolor.colorizer import Colorizer
+from sacolor.inference.colorizer import Colorizer
 
 
 class Zero(nn.Module):

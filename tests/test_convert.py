@@ -21,7 +21,7 @@ from originals import (
     StudioGANSelfAttention,
 )
 from sacolor import SelfAttention
-from sacolor.convert import SOURCES, convert_state_dict
+from sacolor.attention.sagan_weights import SOURCES, convert_state_dict
 
 CHANNELS = 16
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import sacolor
-from sacolor.inputs import AttentionInputs
+from sacolor.attention.inputs import AttentionInputs
 
 pytestmark = pytest.mark.skipif(
     "cpu" not in sacolor.available_backends(),
@@ -186,7 +186,7 @@ def test_bfloat16_within_1e2_of_reference_on_upcast_inputs():
 def test_float16_within_5e3_of_reference_on_upcast_inputs():
     """fp16 runs the fused kernel as bf16 does (fp32 inside), not the N x N reference."""
     inputs = _make(2, 64, 16, 12, 32, 2, True, True, torch.float16)
-    assert sacolor.backends.select(_op_inputs(inputs)).name == "cpu"
+    assert sacolor.attention.backends.select(_op_inputs(inputs)).name == "cpu"
     _check(inputs, 5e-3, torch.float32)
 
 

@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from colour_images import smooth_colour_image, write_image_folder, write_video
-from sacolor.data.dataset import ColorizationDataset, PairTransform
-from sacolor.data.frame_cache import cached_frames
-from sacolor.data.lab import normalized_lab_to_rgb
-from sacolor.data.sampler import ResumableSampler
-from sacolor.data.screening import scan_images
-from sacolor.data.splits import collect_splits, split_by_time, split_fraction
+from sacolor.training.data.dataset import ColorizationDataset, PairTransform
+from sacolor.training.data.frame_cache import cached_frames
+from sacolor.colour import normalized_lab_to_rgb
+from sacolor.training.data.sampler import ResumableSampler
+from sacolor.training.data.screening import scan_images
+from sacolor.training.data.splits import collect_splits, split_by_time, split_fraction
 from sacolor.io.paths import find_images
 
 

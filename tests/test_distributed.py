@@ -15,7 +15,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     write_image_folder(tmp_path / "photos", 18)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "sacolor.train",
+        "-m", "sacolor.cli.train",
         "--data", str(tmp_path / "photos"), "--checkpoints-dir", str(tmp_path / "runs"), "--name", "ddp",
         "--netG", "unet_64", "--size", "64", "--ngf", "4", "--ndf", "4", "--sa-sizes", "16",
         "--batch-size", "2", "--max-steps", "4", "--eval-every", "2", "--save-every", "2",

@@ -13,13 +13,13 @@ from colour_images import write_image_folder
 from hint_spy import spy_on_hints
 from sacolor import SelfAttention
 from sacolor.checkpoint import load_generator
-from sacolor.config import TrainConfig
-from sacolor.infer import main as infer
+from sacolor.training.config import TrainConfig
+from sacolor.cli.infer import main as infer
 from sacolor.models import build_generator
 from sacolor.models import efficientnet
 from sacolor.models.efficientnet import VARIANTS, EfficientNetLite, pretrained_state_dict
 from sacolor.models.efficientnet_unet import pool_hints, propagate_hints
-from sacolor.train import fit
+from sacolor.cli.train import fit
 from sacolor.training import build_run
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

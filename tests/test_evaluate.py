@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import color
 from skimage.metrics import peak_signal_noise_ratio
 
-from sacolor.evaluate import main
+from sacolor.cli.evaluate import main
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ from torch import nn
 
 from hint_spy import spy_on_hints
 from sacolor.checkpoint import save_checkpoint
-from sacolor.colorizer import Colorizer
-from sacolor.film_hints import FilmColorizer, FilmHint, HintTracker, load_film_hints, schedule
-from sacolor.hints import Hint
-from sacolor.infer import main as infer
+from sacolor.inference.colorizer import Colorizer
+from sacolor.inference.film import FilmColorizer, FilmHint, HintTracker, load_film_hints, schedule
+from sacolor.inference.hints import Hint
+from sacolor.cli.infer import main as infer
 from sacolor.io.video import iter_rgb_batches, recolor_video, write_video
 from sacolor.models import build_generator
-from sacolor.temporal import ChromaStabilizer
+from sacolor.inference.temporal import ChromaStabilizer
 
 HEIGHT, WIDTH, SIDE = 64, 96, 24  # the clip, and the side of the square object that moves across it
 CUT, FRAMES = 10, 14  # frames 0-9: one shot; 10-13: the object goes on over another background

@@ -14,10 +14,10 @@ from skimage import color, data
 
 from benchmarks.bench_infer_video import STRENGTHS, flicker_stress
 from media import make_clip, panning_frames, tiny_checkpoint
-from sacolor.data.lab import lab_to_rgb
-from sacolor.evaluate import main as evaluate
-from sacolor.flicker import FlickerMeter, ab_histograms
-from sacolor.temporal import FlowSettings
+from sacolor.colour import lab_to_rgb
+from sacolor.cli.evaluate import main as evaluate
+from sacolor.evaluation.flicker import FlickerMeter, ab_histograms
+from sacolor.inference.temporal import FlowSettings
 
 OFFSETS = [0.0, 0.0, 8.0, 8.0, 8.0, -4.0, -4.0, -4.0]  # a, b shifted by this in frame t: jumps into frames 2 and 5
 

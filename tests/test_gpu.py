@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from attention_cases import Case, assert_close, max_error, same_precision_gradients
 
 import sacolor
-from sacolor.backends.reference import reference_backward, reference_forward
-from sacolor.inputs import AttentionInputs
+from sacolor.attention.backends.reference import reference_backward, reference_forward
+from sacolor.attention.inputs import AttentionInputs
 
 pytestmark = pytest.mark.gpu
 
@@ -139,7 +139,7 @@ def test_tf32_when_pytorch_allows_it(cuda) -> None:
 
 def test_auto_picks_triton_on_cuda(cuda) -> None:
     inputs = CASES[0].inputs(torch.float32, cuda)
-    assert sacolor.backends.select(inputs).name == "triton"
+    assert sacolor.attention.backends.select(inputs).name == "triton"
 
 
 def test_auto_refuses_the_n_squared_reference_when_triton_is_missing(cuda, monkeypatch) -> None:

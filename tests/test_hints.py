@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from sacolor.data.lab import normalize_ab, rgb_to_lab
-from sacolor.hints import Hint, hint_map, load_hints, parse_colour, parse_hint, sample_hints
+from sacolor.colour import normalize_ab, rgb_to_lab
+from sacolor.inference.hints import Hint, hint_map, load_hints, parse_colour, parse_hint, sample_hints
 
 
 def test_parse_hint_and_colour():

@@ -22,9 +22,9 @@ from PIL import Image
 from skimage import color
 
 import sacolor
-from sacolor import infer
-from sacolor.config import parse_size
-from sacolor.infer import main
+from sacolor.cli import infer
+from sacolor.training.config import parse_size
+from sacolor.cli.infer import main
 from sacolor.io.images import load_rgb
 from sacolor.io.paths import collect_sources
 from sacolor.io.video import probe
@@ -123,7 +123,7 @@ def test_an_error_while_colourising_one_input_spares_the_others(checkpoint, tmp_
     for name in ("a.png", "b.png"):
         Image.fromarray(photo()).save(tmp_path / name)
     clip = make_clip(tmp_path / "film.mp4", count=4, audio=False)
-    colorize_photo, colorize = infer.colorize_photo, sacolor.colorizer.Colorizer.colorize
+    colorize_photo, colorize = infer.colorize_photo, sacolor.inference.colorizer.Colorizer.colorize
 
     def photo_fails(colorizer, path, hints=()):
         if path.name == "a.png":
@@ -134,7 +134,7 @@ def test_an_error_while_colourising_one_input_spares_the_others(checkpoint, tmp_
         raise NotImplementedError("no attention backend accepts these inputs")
 
     monkeypatch.setattr(infer, "colorize_photo", photo_fails)
-    monkeypatch.setattr(sacolor.colorizer.Colorizer, "colorize", video_fails)
+    monkeypatch.setattr(sacolor.inference.colorizer.Colorizer, "colorize", video_fails)
     out = tmp_path / "out"
     assert run(checkpoint, tmp_path / "a.png", clip, tmp_path / "b.png", "-o", out) == 1
     err = capsys.readouterr().err
@@ -142,7 +142,7 @@ def test_an_error_while_colourising_one_input_spares_the_others(checkpoint, tmp_
     assert "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["b.png"]
     assert leftovers(tmp_path) == []
-    monkeypatch.setattr(sacolor.colorizer.Colorizer, "colorize", colorize)
+    monkeypatch.setattr(sacolor.inference.colorizer.Colorizer, "colorize", colorize)
 
 
 def test_several_inputs_into_one_file_name_is_an_argument_error(checkpoint, tmp_path, capsys):
@@ -164,7 +164,7 @@ def test_notices_are_messages_not_python_warnings(checkpoint, tmp_path, capfd):
     frames = [Image.fromarray(photo("astronaut", 32, 48)), Image.fromarray(photo("coffee", 32, 48))]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     result = subprocess.run(
-        [sys.executable, "-m", "sacolor.infer", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out.png"),
+        [sys.executable, "-m", "sacolor.cli.infer", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out.png"),
          "--checkpoint", checkpoint, "--quiet"], capture_output=True, text=True,
     )
     assert result.returncode == 0

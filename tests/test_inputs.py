@@ -11,9 +11,9 @@ import torch
 
 import sacolor
 from sacolor import SelfAttention, self_attention
-from sacolor.backends import registry
-from sacolor.backends.reference import ReferenceBackend
-from sacolor.inputs import AttentionInputs
+from sacolor.attention.backends import registry
+from sacolor.attention.backends.reference import ReferenceBackend
+from sacolor.attention.inputs import AttentionInputs
 
 C, QK = 8, 2
 

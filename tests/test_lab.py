@@ -1,4 +1,4 @@
-"""sacolor.data.lab against scikit-image on real photos."""
+"""sacolor.colour against scikit-image on real photos."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import skimage.data
 import torch
 from skimage.color import lab2rgb, rgb2lab
 
-from sacolor.data.lab import (
+from sacolor.colour import (
     denormalize_ab,
     denormalize_l,
     lab_to_rgb,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sacolor.losses import GAN_MODES, ColourRebalance, GANLoss, ab_histogram, reconstruction_loss
+from sacolor.training.losses import GAN_MODES, ColourRebalance, GANLoss, ab_histogram, reconstruction_loss
 
 REAL = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
 FAKE = torch.tensor([[-2.0, 0.0], [1.5, -0.5]])

@@ -11,7 +11,7 @@ from torch import nn
 
 import sacolor
 from sacolor.models import UNET_DEPTHS, build_discriminator, build_generator
-from sacolor.nn import SelfAttention
+from sacolor.attention.module import SelfAttention
 
 
 def attention_channels(module: nn.Module) -> list[int]:

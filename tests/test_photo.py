@@ -12,9 +12,9 @@ from media import photo, tiny_checkpoint
 from PIL import Image
 from skimage import data
 
-from sacolor import photo as photo_module
-from sacolor.colorizer import Colorizer
-from sacolor.photo import BYTES_PER_PIXEL, colorize_photo
+from sacolor.inference import photo as photo_module
+from sacolor.inference.colorizer import Colorizer
+from sacolor.inference.photo import BYTES_PER_PIXEL, colorize_photo
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_one_call_colourises_a_file_an_image_or_an_array(tmp_path):
 # above the RSS after the warm-up, per pixel of the big photo.
 MEASURE = """
 import sys
-from sacolor.infer import main
+from sacolor.cli.infer import main
 
 def status(key):
     with open("/proc/self/status") as f:

@@ -10,7 +10,7 @@ from pathlib import Path
 from colour_images import write_image_folder
 from PIL import Image
 
-from sacolor import infer, train
+from sacolor.cli import infer, train
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

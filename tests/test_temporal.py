@@ -1,4 +1,4 @@
-"""sacolor.temporal: CDC against scipy's Jensen-Shannon, flow warping against
+"""sacolor.inference.temporal: CDC against scipy's Jensen-Shannon, flow warping against
 integer shifts, and the stabiliser's effect on flicker, occlusions and cuts."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy
 from skimage import color, data
 
-from sacolor.temporal import (
+from sacolor.inference.temporal import (
     ChromaStabilizer,
     color_distribution_consistency,
     color_histograms,

@@ -13,15 +13,15 @@ import torch
 from safetensors.torch import load_file
 
 from colour_images import write_image_folder, write_video
-from sacolor import train as train_module
+from sacolor.cli import train as train_module
 from PIL import Image
 
-from sacolor import infer
+from sacolor.cli import infer
 from sacolor.checkpoint import load_checkpoint, load_generator, load_training_state
-from sacolor.config import PRESETS, TrainConfig, merge_config
-from sacolor.evaluate import evaluate_images
-from sacolor.colorizer import Colorizer
-from sacolor.train import fit, main
+from sacolor.training.config import PRESETS, TrainConfig, merge_config
+from sacolor.cli.evaluate import evaluate_images
+from sacolor.inference.colorizer import Colorizer
+from sacolor.cli.train import fit, main
 from sacolor.training import build_run
 
 
@@ -98,7 +98,7 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 from test_train import tiny
 from pathlib import Path
-from sacolor.train import fit
+from sacolor.cli.train import fit
 from sacolor.training import build_run
 
 limit, done = int(sys.argv[4]), 0

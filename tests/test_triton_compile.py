@@ -1,7 +1,7 @@
 """The launches real calls make compile for sm_80 and sm_90, with no GPU, and the
 code the compiler made does what the kernels intend.
 
-``kernels/aot.py`` records the launches of one forward and backward of each
+``benchmarks/aot.py`` records the launches of one forward and backward of each
 shape in ``aot.SHAPES`` (SAGAN at C = 64 with qk = 8, the BigGAN layout,
 ragged N, C = 256 and 512 with v split across programs) on meta tensors, in
 fp32, TF32, bf16 and fp16, and specialises them with Triton's own binder, so
@@ -40,7 +40,7 @@ if os.environ.get("TRITON_INTERPRET") == "1":
 
 import triton  # noqa: E402
 
-from sacolor.kernels import aot  # noqa: E402  (after the interpreter check)
+from benchmarks import aot  # noqa: E402  (after the interpreter check)
 
 # Largest MUFU.EX2 x threads per BLOCK_M x BLOCK_N scores of one iteration.
 EXP2_BOUND = {"16bit": 1.1, "tf32": 1.1, "fp32": 1.5}

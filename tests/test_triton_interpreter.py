@@ -31,9 +31,9 @@ import torch
 
 from attention_cases import Case, assert_close, in_float64, max_error, same_precision_gradients
 
-from sacolor.backends import registry
-from sacolor.backends.reference import reference_backward, reference_forward
-from sacolor.inputs import AttentionInputs
+from sacolor.attention.backends import registry
+from sacolor.attention.backends.reference import reference_backward, reference_forward
+from sacolor.attention.inputs import AttentionInputs
 
 pytest.importorskip("triton")
 

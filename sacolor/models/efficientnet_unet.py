@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..hints import HINT_CHANNELS
+from ..inference.hints import HINT_CHANNELS
 from .efficientnet import VARIANTS, EfficientNetLite, pretrained_state_dict
 from .layers import LayerOptions, apply_spectral_norm
 

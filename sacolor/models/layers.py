@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..nn import SelfAttention
+from ..attention.module import SelfAttention
 
 NORMS = ("batch", "instance", "none")
 

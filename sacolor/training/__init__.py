@@ -1,8 +1,8 @@
 """The pieces of ``sacolor-train``: building a run (``run``), one optimisation
 step (``step``), and saving and resuming it (``state``). The loop that ties
-them together, with its evaluation and saving hooks, is ``sacolor.train.fit``."""
+them together, with its evaluation and saving hooks, is ``sacolor.cli.train.fit``."""
 
-from .run import EMA, TrainingRun, build_run, unwrap
+from .build import EMA, TrainingRun, build_run, unwrap
 from .state import resume_run, save_run
 from .step import train_step
 

@@ -19,7 +19,7 @@ from ..checkpoint import (
     save_checkpoint,
     strip_prefix,
 )
-from .run import TrainingRun, unwrap
+from .build import TrainingRun, unwrap
 
 
 def _prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:

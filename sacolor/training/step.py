@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..hints import sample_hints
-from ..losses import reconstruction_loss
-from .run import TrainingRun, unwrap
+from ..inference.hints import sample_hints
+from .losses import reconstruction_loss
+from .build import TrainingRun, unwrap
 
 
 def reconstruction_losses(run: TrainingRun, L: Tensor, fake: Tensor, ab: Tensor) -> dict[str, Tensor]:

@@ -7,7 +7,7 @@ import argparse
 import sys
 import warnings
 
-from .config import parse_size
+from ..training.config import parse_size
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import (
+from .common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
@@ -38,14 +38,14 @@ from .cli import (
     show_warnings_as_messages,
     strength,
 )
-from .colorizer import Colorizer, to_uint8
-from .io.images import load_rgb
-from .flicker import FlickerMeter, WARP_ERROR_UNITS, format_report, plot_report
-from .io.paths import collect_sources, is_media, suffix_help
-from .hints import Hint
-from .io.video import iter_rgb_batches
-from .metrics import ciede2000, colorfulness, psnr, ssim
-from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
+from ..inference.colorizer import Colorizer, to_uint8
+from ..io.images import load_rgb
+from ..evaluation.flicker import FlickerMeter, WARP_ERROR_UNITS, format_report, plot_report
+from ..io.paths import collect_sources, is_media, suffix_help
+from ..inference.hints import Hint
+from ..io.video import iter_rgb_batches
+from ..evaluation.metrics import ciede2000, colorfulness, psnr, ssim
+from ..inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 
 # Rows of the report: what each one colourises with.
 MODEL, UNSTABILIZED, GRAY, TRUTH = "model", "model_no_temporal", "gray", "truth"

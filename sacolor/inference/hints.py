@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .data.lab import normalize_ab, rgb_to_lab
+from ..colour import normalize_ab, rgb_to_lab
 
 HINT_CHANNELS = 3  # normalised a, b and a 0/1 mask
 # Side, in render pixels, of the patch a user's point paints. Training samples

@@ -1,6 +1,6 @@
 """``sacolor-train``: trains the self-attention Pix2Pix colouriser (L -> ab).
 
-One process, or many through ``torchrun --nproc_per_node=K -m sacolor.train``
+One process, or many through ``torchrun --nproc_per_node=K -m sacolor.cli.train``
 (DistributedDataParallel; NCCL on GPUs, gloo on CPU; only rank 0 writes).
 """
 
@@ -23,16 +23,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .cli import show_warnings_as_messages
-from .colorizer import Colorizer
-from .config import PRESETS, TrainConfig, merge_config
-from .data.dataset import ColorizationDataset, PairTransform
-from .data.lab import denormalize_l, normalized_lab_to_rgb
+from .common import show_warnings_as_messages
+from ..inference.colorizer import Colorizer
+from ..training.config import PRESETS, TrainConfig, merge_config
+from ..training.data.dataset import ColorizationDataset, PairTransform
+from ..colour import denormalize_l, normalized_lab_to_rgb
 from .evaluate import GRAY, MODEL, TRUTH, evaluate_images
-from .io.paths import suffix_help
-from .models import GENERATORS, PRETRAINED_GENERATOR
-from .models.efficientnet import VARIANTS as ENCODERS
-from .training import TrainingRun, build_run, save_run, train_step
+from ..io.paths import suffix_help
+from ..models import GENERATORS, PRETRAINED_GENERATOR
+from ..models.efficientnet import VARIANTS as ENCODERS
+from ..training import TrainingRun, build_run, save_run, train_step
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Train the self-attention Pix2Pix colouriser: a UNet generator maps the L channel of "
             "Lab to ab, a PatchGAN discriminator judges (L, ab) pairs. Settings come from, in rising "
             "priority: built-in defaults, --preset, --config, then these options. "
-            "Multi-GPU/CPU: torchrun --nproc_per_node=K -m sacolor.train ..."
+            "Multi-GPU/CPU: torchrun --nproc_per_node=K -m sacolor.cli.train ..."
         ),
         epilog=f"{suffix_help()} Exit status: 0 when training finished, 2 for bad options or unusable data.",
         argument_default=argparse.SUPPRESS,
@@ -276,7 +276,7 @@ def _init_distributed(device: str) -> tuple[int, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``sacolor-train`` and ``python -m sacolor.train``; returns the exit status."""
+    """Entry point of ``sacolor-train`` and ``python -m sacolor.cli.train``; returns the exit status."""
     parser = build_parser()
     options = vars(parser.parse_args(argv))
     show_warnings_as_messages(parser.prog)

@@ -33,10 +33,10 @@ from triton.backends.nvidia.compiler import sm_arch_from_capability
 from triton.compiler import ASTSource, make_backend
 from triton.runtime.jit import create_function_from_signature
 
-from sacolor.backends.triton import TritonBackend
-from sacolor.inputs import AttentionInputs
+from sacolor.attention.backends.triton import TritonBackend
+from sacolor.attention.inputs import AttentionInputs
 
-from .common import Launch, recording_launches
+from sacolor.kernels.common import Launch, recording_launches
 
 CAPABILITIES = (80, 90)
 WARP_SIZE = 32

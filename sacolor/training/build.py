@@ -17,11 +17,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..checkpoint import check_checkpoint_dir
-from ..config import TrainConfig
-from ..data.dataset import ColorizationDataset, PairTransform
-from ..data.sampler import ResumableSampler
-from ..data.splits import collect_splits
-from ..losses import ColourRebalance, FeatureLoss, GANLoss, ab_histogram
+from .config import TrainConfig
+from .data.dataset import ColorizationDataset, PairTransform
+from .data.sampler import ResumableSampler
+from .data.splits import collect_splits
+from .losses import ColourRebalance, FeatureLoss, GANLoss, ab_histogram
 from ..models import PRETRAINED_GENERATOR, build_discriminator, build_generator
 
 # Random training crops whose ab histogram is the colour prior of ``--rebalance``.

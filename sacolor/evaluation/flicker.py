@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data.lab import rgb_to_lab
+from ..colour import rgb_to_lab
 from .metrics import colorfulness
-from .temporal import CDC_DILATIONS, FlowSettings, Motion, color_distribution_consistency
+from ..inference.temporal import CDC_DILATIONS, FlowSettings, Motion, color_distribution_consistency
 
 # One bin per Lab unit, centred on the integers -128..127, so that gray (ab within float
 # error of 0) always falls in one bin.
@@ -185,7 +185,7 @@ def plot_report(report: dict, rows: list[str], worst_row: str, target: Path, tit
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from .infer import atomic_output
+    from ..cli.infer import atomic_output
 
     figure, axes = plt.subplots(figsize=(9, 3.6), dpi=110, layout="constrained")
     frames = np.arange(report["frames"])

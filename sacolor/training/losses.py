@@ -125,7 +125,7 @@ class FeatureLoss(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from .models.efficientnet import EfficientNetLite, pretrained_state_dict
+        from ..models.efficientnet import EfficientNetLite, pretrained_state_dict
 
         self.encoder = EfficientNetLite("lite0")
         self.encoder.load_state_dict(pretrained_state_dict())
@@ -136,7 +136,7 @@ class FeatureLoss(torch.nn.Module):
 
     def forward(self, l_norm: Tensor, fake_ab: Tensor, real_ab: Tensor) -> Tensor:
         """Args: normalised L (B, 1, H, W), predicted and true normalised ab (B, 2, H, W)."""
-        from .data.lab import normalized_lab_to_rgb
+        from ..colour import normalized_lab_to_rgb
 
         fake = self.encoder.features(normalized_lab_to_rgb(l_norm.float(), fake_ab.float()))
         with torch.no_grad():

@@ -3,7 +3,7 @@
 The only module that talks to torch.library. The backend name is an op
 argument so the backward runs on the backend that ran the forward, and so
 ``torch.compile`` sees one opaque op (no graph break) whatever the backend.
-``sacolor.functional`` validates its inputs and picks the backend; the op is
+``sacolor.attention.functional`` validates its inputs and picks the backend; the op is
 also reachable directly as ``torch.ops.sacolor.self_attention``, so it checks
 shapes itself too (metadata only: no device sync).
 
@@ -65,7 +65,7 @@ def self_attention(
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Returns (y in x's layout, o (B, N, v), lse (B, N), q (B, N, qk)); the last
-    three feed the backward (``sacolor.backends.ForwardResult``)."""
+    three feed the backward (``sacolor.attention.backends.ForwardResult``)."""
     inputs = _inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool, scale)
     y, o, lse, q = registry.get(backend).forward(inputs)
     return _in_layout_of(x, y), o, lse, q

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cli import (
+from .common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
@@ -34,11 +34,11 @@ from .cli import (
     show_warnings_as_messages,
     strength,
 )
-from .colorizer import Colorizer
-from .film_hints import FilmColorizer, FilmHint, load_film_hints, schedule
-from .hints import parse_hint
-from .io.images import save_rgb
-from .io.paths import (
+from ..inference.colorizer import Colorizer
+from ..inference.film import FilmColorizer, FilmHint, load_film_hints, schedule
+from ..inference.hints import parse_hint
+from ..io.images import save_rgb
+from ..io.paths import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     Source,
@@ -48,9 +48,9 @@ from .io.paths import (
     remove_stale_partials,
     suffix_help,
 )
-from .io.video import probe, recolor_video
-from .photo import colorize_photo
-from .temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
+from ..io.video import probe, recolor_video
+from ..inference.photo import colorize_photo
+from ..inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 
 @dataclass(frozen=True)
 class Job:
@@ -239,7 +239,7 @@ class Runner:
 
     def run_images(self, jobs: list[Job]) -> None:
         """Colourise photos one at a time, each at its own aspect ratio and in strips at its full resolution
-        (see ``sacolor.photo``)."""
+        (see ``sacolor.inference.photo``)."""
         with tqdm(total=len(jobs), unit="img", disable=self.args.quiet or not jobs, desc="images") as bar:
             for job in jobs:
                 try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.images import READ_ERRORS, open_image
+from ...io.images import READ_ERRORS, open_image
 
 # PIL modes that carry no colour at all.
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}

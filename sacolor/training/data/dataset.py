@@ -14,8 +14,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..io.images import READ_ERRORS, open_image
-from .lab import rgb_to_normalized_lab
+from ...io.images import READ_ERRORS, open_image
+from ...colour import rgb_to_normalized_lab
 
 
 # Random resized crops: area fraction and aspect-ratio factor ranges.

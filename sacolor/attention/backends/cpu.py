@@ -14,7 +14,7 @@ from .chain import FusedBackend, KeysValues, keys_values
 def _load_extension() -> str | None:
     """Imports sacolor._C once; returns why it failed, or None."""
     try:
-        from .. import _C  # noqa: F401  (registers torch.ops.sacolor_C)
+        from ... import _C  # noqa: F401  (registers torch.ops.sacolor_C)
     except ImportError as err:
         return (
             f"the compiled extension sacolor._C did not import ({err}); "

@@ -67,7 +67,7 @@ def self_attention(
             where only ``reference`` could, and its N x M scores would be too large).
 
     There is no double backward (create_graph=True through the op raises a
-    RuntimeError that says so; see ``sacolor.ops.DOUBLE_BACKWARD_ERROR``).
+    RuntimeError that says so; see ``sacolor.attention.ops.DOUBLE_BACKWARD_ERROR``).
     """
     inputs = AttentionInputs.create(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool, scale)
     chosen = registry.select(inputs, backend)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, find_images, is_video, suffix_list
+from ...io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, find_images, is_video, suffix_list
 from .frame_cache import Frame, cached_frames
 from .screening import ImageScan, scan_images
 

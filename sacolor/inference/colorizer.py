@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_generator
-from .data.lab import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from ..checkpoint import load_generator
+from ..colour import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from .hints import Hint, hint_map
 
-BUILTIN_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "builtin.safetensors"
+BUILTIN_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "builtin.safetensors"
 # Lab round-trip error above which a colour counts as out of the sRGB gamut.
 GAMUT_TOLERANCE = 0.05
 GAMUT_BISECTION_STEPS = 8  # chroma scale to 1/256: finer than 8-bit output shows

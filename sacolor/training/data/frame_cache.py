@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.video import sample_frames
+from ...io.video import sample_frames
 
 INDEX_NAME = "index.json"
 

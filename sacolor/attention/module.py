@@ -199,7 +199,7 @@ class SelfAttention(nn.Module):
         Raises:
             ValueError: an unknown source, or keys/shapes that do not fit it.
         """
-        from .convert import convert_state_dict
+        from .sagan_weights import convert_state_dict
 
         config, converted = convert_state_dict(state_dict, source)
         module = cls(**config, backend=backend)

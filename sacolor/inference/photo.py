@@ -23,9 +23,9 @@ from PIL import Image
 from torch import Tensor
 
 from .colorizer import Colorizer, lab_to_rgb_in_gamut, to_uint8
-from .data.lab import rgb_to_lab
+from ..colour import rgb_to_lab
 from .hints import Hint, check_inside
-from .io.images import READ_ERRORS, open_image, rgb_array
+from ..io.images import READ_ERRORS, open_image, rgb_array
 
 # Peak memory of ``colorize_photo`` per input pixel, measured on a 6000x4000
 # RGB JPEG (tests/test_photo.py), rounded up; the constant part (the model,

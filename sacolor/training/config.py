@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from .losses import GAN_MODES, RECON_LOSSES
-from .models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
-from .models.efficientnet import VARIANTS as ENCODERS
-from .models.layers import NORMS
+from ..models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
+from ..models.efficientnet import VARIANTS as ENCODERS
+from ..models.layers import NORMS
 
 RESIZE_MODES = ("crop", "stretch", "random")
 # Bounds that keep a typo (ngf 1e9, size 65536) from becoming an allocation failure
