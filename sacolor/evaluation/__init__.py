@@ -1,2 +1,3 @@
 """Scoring colourisations: per-image metrics (``metrics``) and film flicker
-without a colour original (``flicker``)."""
+without a colour original (``flicker``), and per-category means of per-image
+scores (``categories``)."""

@@ -22,7 +22,8 @@ GRAY_TOLERANCE = 3
 GRAY_CHECK_SIDE = 64
 
 
-def _is_gray(image: Image.Image) -> bool:
+def is_gray(image: Image.Image) -> bool:
+    """Whether the image carries no colour (a gray mode, or RGB channels within GRAY_TOLERANCE)."""
     if image.mode in GRAY_MODES:
         return True
     image.draft("RGB", (GRAY_CHECK_SIDE, GRAY_CHECK_SIDE))  # JPEG: decode at reduced scale
@@ -60,7 +61,7 @@ def scan_images(paths: Iterable[Path]) -> ImageScan:
     for path in paths:
         try:
             with open_image(path) as image:
-                (scan.gray if _is_gray(image) else scan.colour).append(path)
+                (scan.gray if is_gray(image) else scan.colour).append(path)
         except READ_ERRORS as err:
             scan.unreadable.append((path, f"{type(err).__name__}: {err}"))
     return scan
