@@ -238,7 +238,9 @@ class TrainConfig:
                 "name": self.netG,
                 "kwargs": {
                     "sa_sizes": list(self.sa_sizes), "spectral_norm": self.spectral_norm,
-                    "input_size": list(self.size), "encoder": self.encoder,
+                    "input_size": list(self.size),
+                    # Only a non-default encoder is named, so Lite0 checkpoints load in older sacolor too.
+                    **({"encoder": self.encoder} if self.encoder != "lite0" else {}),
                 },
             }
         return {
