@@ -34,9 +34,8 @@ from triton.compiler import ASTSource, make_backend
 from triton.runtime.jit import create_function_from_signature
 
 from sacolor.attention.backends.triton import TritonBackend
-from sacolor.attention.inputs import AttentionInputs
-
 from sacolor.kernels.common import Launch, recording_launches
+from tests.attention_cases import Case
 
 CAPABILITIES = (80, 90)
 WARP_SIZE = 32
@@ -49,44 +48,17 @@ PRECISIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Shape:
-    """One real call of the op: (B, C, H, W) and the layout of its weights."""
-
-    name: str
-    batch: int
-    channels: int
-    qk: int
-    v: int
-    height: int
-    width: int
-    pool: int = 1
-    out_proj: bool = False
-    bias: bool = True
-
-    def inputs(self, dtype: torch.dtype) -> AttentionInputs:
-        def t(*shape):
-            return torch.zeros(*shape, dtype=dtype, device="meta")
-
-        c, qk, v = self.channels, self.qk, self.v
-        bias = t if self.bias else (lambda n: None)
-        return AttentionInputs.create(
-            t(self.batch, c, self.height, self.width), t(qk, c), bias(qk), t(qk, c), bias(qk), t(v, c), bias(v),
-            t(c, v) if self.out_proj else None, bias(c) if self.out_proj else None, t(1), self.pool,
-        )
-
-
-# The calls the compile tests check: SAGAN at C = 64 (qk = 8: not a multiple of
-# 16) on 64x64; the BigGAN layout (pool 2, v = C/2, fused Wo, no biases); ragged
-# N (4095) with qk = 6; C = 256 on 128x128 (v split over two programs); and
-# C = 512 (qk = 64, the widest query tile; v split in four).
-SHAPES = (
-    Shape("sagan_c64", 2, 64, 8, 64, 64, 64),
-    Shape("biggan_c256", 2, 256, 32, 128, 32, 32, pool=2, out_proj=True, bias=False),
-    Shape("ragged_c48", 1, 48, 6, 48, 63, 65),
-    Shape("sagan_c256", 1, 256, 32, 256, 128, 128),
-    Shape("sagan_c512", 1, 512, 64, 512, 32, 32),
-)
+# The calls the compile tests check, by name: SAGAN at C = 64 (qk = 8: not a
+# multiple of 16) on 64x64; the BigGAN layout (pool 2, v = C/2, fused Wo, no
+# biases); ragged N (4095) with qk = 6; C = 256 on 128x128 (v split over two
+# programs); and C = 512 (qk = 64, the widest query tile; v split in four).
+SHAPES: dict[str, Case] = {
+    "sagan_c64": Case(channels=64, qk=8, v=64, height=64, width=64, batch=2),
+    "biggan_c256": Case(channels=256, qk=32, v=128, height=32, width=32, pool=2, out_proj=True, bias=False, batch=2),
+    "ragged_c48": Case(channels=48, qk=6, v=48, height=63, width=65, batch=1),
+    "sagan_c256": Case(channels=256, qk=32, v=256, height=128, width=128, batch=1),
+    "sagan_c512": Case(channels=512, qk=64, v=512, height=32, width=32, batch=1),
+}
 
 
 @contextlib.contextmanager
@@ -99,10 +71,10 @@ def _tf32(allowed: bool):
         torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def recorded_launches(shape: Shape, precision: str) -> list[Launch]:
+def recorded_launches(shape: Case, precision: str) -> list[Launch]:
     """Every kernel launch of one forward and backward of ``shape``, in order, not run."""
     dtype, tf32 = PRECISIONS[precision]
-    inputs = shape.inputs(dtype)
+    inputs = shape.inputs(dtype, "meta")
     backend = TritonBackend()
     with recording_launches() as recorded, _tf32(tf32):
         result = backend.forward(inputs)
@@ -136,10 +108,10 @@ class Variant:
 
 
 def variants(precisions=tuple(PRECISIONS), shapes=SHAPES) -> list[Variant]:
-    """Each recorded launch of each shape with every configuration of its family."""
+    """Each recorded launch of each shape (name -> Case) with every configuration of its family."""
     return [
-        Variant(shape.name, precision, launch, config)
-        for shape in shapes
+        Variant(name, precision, launch, config)
+        for name, shape in shapes.items()
         for precision in precisions
         for launch in recorded_launches(shape, precision)
         for config in launch.kernel.configs[launch.family]

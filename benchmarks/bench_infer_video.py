@@ -32,13 +32,15 @@ import torch
 from PIL import Image
 from skimage import data
 
-from sacolor.inference.colorizer import Colorizer, to_uint8
-from sacolor.training.config import parse_size
-from sacolor.cli.evaluate import MODEL, main as evaluate, quantize
-from sacolor.evaluation.flicker import FlickerMeter
+from sacolor.cli.evaluate import main as evaluate
 from sacolor.cli.infer import main as infer
+from sacolor.colour import to_float, to_uint8
+from sacolor.evaluation.flicker import FlickerMeter
+from sacolor.evaluation.scoring import MODEL, quantize
+from sacolor.inference.colorizer import Colorizer
 from sacolor.inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
-from sacolor.io.video import write_video
+from sacolor.options import parse_size
+from tests.media import write_video
 
 WIDTH, HEIGHT, FPS, SAMPLE_RATE = 640, 272, 24, 44100
 JITTER = 6.0
@@ -62,7 +64,7 @@ def flicker_stress(frames: list[np.ndarray], checkpoint: str | None, render_size
     """CDC and no-truth warp error of the model's output with a random per-frame ab offset, stabiliser off
     ("off") and at each of ``STRENGTHS`` ("strength_S")."""
     colorizer = Colorizer.from_checkpoint(checkpoint, "cpu", render_size)
-    rgb = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    rgb = to_float(np.stack(frames))
     lightness = colorizer.lightness(rgb)
     ab = colorizer.predict_ab(lightness)
     ab = ab + JITTER * torch.randn(len(frames), 2, 1, 1, generator=torch.Generator().manual_seed(0))

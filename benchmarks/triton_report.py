@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows, spilling = report(tuple(args.precisions.split(",")), tuple(int(c) for c in args.caps.split(",")))
     shapes = "; ".join(
-        f"{s.name}: B={s.batch} C={s.channels} qk={s.qk} v={s.v} {s.height}x{s.width} pool={s.pool}"
+        f"{name}: B={s.batch} C={s.channels} qk={s.qk} v={s.v} {s.height}x{s.width} pool={s.pool}"
         f"{' Wo' if s.out_proj else ''}{' bias' if s.bias else ''}"
-        for s in aot.SHAPES
+        for name, s in aot.SHAPES.items()
     )
     table = "\n".join([
         f"Shapes ({shapes}).",

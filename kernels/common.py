@@ -17,11 +17,12 @@ import triton
 import triton.language as tl
 import triton.testing
 
-from . import tuning
+from . import LOG2E as BASE2_LOG2E
+from . import interpreting, tuning
 
-# exp(s) == exp2(s * LOG2E): the kernels run the softmax in base 2 (MUFU ex2),
-# and the backward differentiates the base-2 scores (d exp2(s) / ds = LN2 exp2(s)).
-LOG2E = tl.constexpr(1.4426950408889634)
+# The kernels run the softmax in base 2 (MUFU ex2), and the backward
+# differentiates the base-2 scores (d exp2(s) / ds = LN2 exp2(s)).
+LOG2E = tl.constexpr(BASE2_LOG2E)
 LN2 = tl.constexpr(0.6931471805599453)
 # tl.dot needs every dimension to be at least 16.
 MIN_DOT_DIM = 16
@@ -37,7 +38,6 @@ MAX_BLOCK_V_TF32 = 64
 MAX_BLOCK_C = 32
 
 AUTOTUNE_ENV_VAR = "SACOLOR_TRITON_AUTOTUNE"
-INTERPRET_ENV_VAR = "TRITON_INTERPRET"
 
 
 def dot_width(size: int, cap: int | None = None) -> int:
@@ -63,8 +63,7 @@ def autotuning() -> bool:
 
     Reads the environment, not ``triton.knobs`` (absent before Triton 3.4).
     """
-    interpreting = os.environ.get(INTERPRET_ENV_VAR, "0") == "1"
-    return not interpreting and os.environ.get(AUTOTUNE_ENV_VAR, "1") != "0"
+    return not interpreting() and os.environ.get(AUTOTUNE_ENV_VAR, "1") != "0"
 
 
 def configs(rows: list[tuple[int, int, int, int]]) -> list[triton.Config]:

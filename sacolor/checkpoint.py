@@ -14,8 +14,10 @@ Layout for ``<dir>/latest.safetensors``:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +28,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
+
+from .messages import brief
+from .models import GENERATORS, build_generator
+from .options import MAX_CHANNELS, check_int, check_size, parse_int_list
 
 WEIGHTS_NAME = "latest.safetensors"
 GENERATOR_PREFIX = "generator."
@@ -106,10 +112,7 @@ def _sync_directory(directory: Path) -> None:
 
 
 def _settle(files: CheckpointFiles) -> None:
-    """Finishes a save that was interrupted after its commit marker, or discards one interrupted before it.
-
-    Also removes the ``.<name>.<pid>.<uuid>.tmp`` files older versions could leave behind.
-    """
+    """Finishes a save that was interrupted after its commit marker, or discards one interrupted before it."""
     if files.commit_marker.exists():
         for member in files.members:
             staged = files.staged(member)
@@ -119,8 +122,6 @@ def _settle(files: CheckpointFiles) -> None:
         files.commit_marker.unlink()
     for member in files.members:
         files.staged(member).unlink(missing_ok=True)
-        for stale in member.parent.glob(f".{member.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
 
 
 def _write_json(obj: Mapping[str, Any]) -> Callable[[str], None]:
@@ -151,6 +152,10 @@ def save_checkpoint(
 
     Returns:
         The path of the weights file.
+
+    Raises:
+        OSError: the files cannot be written (a full disk says so and names the folder); what this
+            save staged is removed and the previous save is left whole.
     """
     files = CheckpointFiles.at(path)
     # Copies: safetensors refuses tensors that share storage (tied or aliased entries).
@@ -164,12 +169,32 @@ def save_checkpoint(
         writes[files.state] = lambda tmp: torch.save(dict(training_state), tmp)
     files.weights.parent.mkdir(parents=True, exist_ok=True)
     _settle(files)
-    for member, write in writes.items():
-        _write_synced(files.staged(member), write)
-    _write_synced(files.commit_marker, lambda marker: open(marker, "w").close())
+    try:
+        for member, write in writes.items():
+            _write_synced(files.staged(member), write)
+        _write_synced(files.commit_marker, lambda marker: open(marker, "w").close())
+    except (OSError, RuntimeError, SafetensorError) as error:  # torch.save reports a full disk as RuntimeError
+        failure = _save_error(error, files.weights.parent, sum(t.nbytes for t in cpu.values()))
+        files.commit_marker.unlink(missing_ok=True)
+        _settle(files)  # discards what was staged: the previous save stays whole
+        raise failure from error
     _sync_directory(files.weights.parent)
     _settle(files)
     return files.weights
+
+
+def _save_error(error: BaseException, folder: Path, weight_bytes: int) -> OSError:
+    """The error a failed save raises: what went wrong and what to do, naming the folder. Called before
+    the staged files are removed: a disk that filled up has less room left than the weights take."""
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or shutil.disk_usage(folder).free < weight_bytes:
+        code, cause = errno.ENOSPC, ("no space left on the device; free some space there or pass another "
+                                     "--checkpoints-dir (the previous save, if any, is intact)")
+    else:
+        cause = str(error)
+    failure = OSError(f"cannot save the checkpoint in {folder}: {cause}")
+    failure.errno = code
+    return failure
 
 
 def check_checkpoint_dir(path: str | os.PathLike, option: str = "--checkpoints-dir") -> None:
@@ -225,9 +250,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
                 f"(holding {WEIGHTS_NAME} and latest.json) or a .safetensors file with its .json beside it"
             )
     try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        config = json.loads(config_file.read_bytes())
+    except ValueError as err:  # JSON syntax, UTF-8, or an integer past 4300 digits
         raise ValueError(f"checkpoint config {files.config} is not valid JSON: {err}") from err
+    except RecursionError:
+        raise ValueError(f"checkpoint config {files.config} is nested too deeply to be a sacolor config") from None
     if not isinstance(config, dict):
         raise ValueError(f"checkpoint config {files.config} must hold a JSON object; got {type(config).__name__}")
     try:
@@ -292,9 +319,6 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
         ValueError: naming ``source`` and the entry: no generator, an unknown name
             or option, a channel count or size that is not a sane integer.
     """
-    from .training.config import MAX_CHANNELS, check_int, check_size
-    from .models import GENERATORS
-
     spec = config.get("generator")
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"{source} has no 'generator' entry with a 'name'; not a sacolor checkpoint?")
@@ -306,9 +330,19 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
     multiple = GENERATORS[spec["name"]]
     if "ngf" in kwargs:
         check_int(f"{source}: generator ngf", kwargs["ngf"], 1, MAX_CHANNELS)
+    for flag in ("dropout", "spectral_norm"):
+        if flag in kwargs and not isinstance(kwargs[flag], bool):
+            raise ValueError(f"{source}: generator {flag} must be true or false; got {brief(kwargs[flag])}")
+    if "sa_sizes" in kwargs:
+        if not isinstance(kwargs["sa_sizes"], list):
+            raise ValueError(f"{source}: generator sa_sizes must be a list of whole numbers; got {brief(kwargs['sa_sizes'])}")
+        try:
+            parse_int_list(kwargs["sa_sizes"])
+        except ValueError as err:
+            raise ValueError(f"{source}: generator sa_sizes: {err}") from None
     if "input_size" in kwargs:
-        check_size(f"{source}: generator input_size", kwargs["input_size"], multiple)
-    check_size(f"{source}: size", config.get("size"), multiple)
+        check_size(f"{source}: generator input_size", kwargs["input_size"], multiple, f"generator {spec['name']}")
+    check_size(f"{source}: size", config.get("size"), multiple, f"generator {spec['name']}")
     return spec["name"], kwargs
 
 
@@ -335,8 +369,6 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
         FileNotFoundError / ValueError: missing or corrupt files, or a config
             without a generator description (the message names the file).
     """
-    from .models import build_generator
-
     tensors, config = load_checkpoint(path, device)
     files = CheckpointFiles.at(path)
     name, kwargs = _generator_spec(config, files.config)

@@ -1,4 +1,6 @@
-"""RGB <-> CIE Lab on torch tensors, and the network's normalisation of L and ab.
+"""Colour in one place: RGB <-> CIE Lab on torch tensors, the network's
+normalisation of L and ab, 8-bit <-> float images, and fitting Lab colours
+into the sRGB gamut.
 
 Matches ``skimage.color.rgb2lab`` / ``lab2rgb`` (sRGB gamma, D65 white, 2 degree
 observer) and follows the tensor's device and floating dtype, batched and
@@ -9,6 +11,7 @@ Layout: channels are dimension -3, i.e. (..., 3, H, W).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,6 +40,10 @@ LAB_F_THRESHOLD = 0.2068966  # f(LAB_EPSILON), where lab2xyz switches branch
 # Network normalisation: L in [0, 100] -> [-1, 1]; ab (about +-110) -> about [-1, 1].
 L_CENTER = 50.0
 AB_SCALE = 110.0
+
+# Lab round-trip error above which a colour counts as out of the sRGB gamut.
+GAMUT_TOLERANCE = 0.05
+GAMUT_BISECTION_STEPS = 8  # chroma scale to 1/256: finer than 8-bit output shows
 
 
 def _channels(t: Tensor, name: str) -> Tensor:
@@ -144,3 +151,84 @@ def normalized_lab_to_rgb(l_norm: Tensor, ab_norm: Tensor) -> Tensor:
     """Normalised L (..., 1, H, W) and ab (..., 2, H, W) -> sRGB (..., 3, H, W) in [0, 1]."""
     lab = torch.cat((denormalize_l(l_norm), denormalize_ab(ab_norm)), dim=-3)
     return lab_to_rgb(lab)
+
+
+def to_float(frames: np.ndarray, device: torch.device | str | None = None) -> Tensor:
+    """uint8 RGB (B, H, W, 3) -> float32 RGB (B, 3, H, W) in [0, 1], on ``device``."""
+    return torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255.0
+
+
+def to_uint8(rgb: Tensor) -> np.ndarray:
+    """Float RGB (B, 3, H, W) in [0, 1] -> uint8 (B, H, W, 3), rounded."""
+    return (rgb.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
+    """Lab -> sRGB, shrinking the chroma of out-of-gamut colours instead of clipping RGB.
+
+    Clipping RGB changes a colour's lightness; scaling its ab towards 0 (gray,
+    always in gamut) keeps L. The largest in-gamut scale is found by bisection,
+    only for the pixels that need it.
+
+    Args:
+        lab: (B, 3, H, W) float, L in 0..100.
+
+    Returns:
+        (B, 3, H, W) RGB in [0, 1].
+    """
+    rgb = lab_to_rgb(lab)
+    # Only a colour that ``lab_to_rgb`` clipped can be out of gamut, and a
+    # clipped colour has a channel at 0 or 1: check just those pixels. They are
+    # picked by index, (N, 3) at a time, so the whole image is never copied.
+    batch, row, col = ((rgb <= 0.0) | (rgb >= 1.0)).any(dim=-3).nonzero(as_tuple=True)
+    if not batch.numel():
+        return rgb
+    lab_clipped = lab[batch, :, row, col]  # (N, 3)
+    outside = _gamut_error(_as_image(lab_clipped), _as_image(rgb[batch, :, row, col]))[0, 0] > GAMUT_TOLERANCE
+    if not outside.any():
+        return rgb
+    pixels = lab_clipped[outside]  # (M, 3)
+    lightness, chroma = pixels[:, :1], pixels[:, 1:]
+    low = torch.zeros_like(lightness)
+    high = torch.ones_like(lightness)
+    for _ in range(GAMUT_BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        trial = _as_image(torch.cat([lightness, middle * chroma], dim=1))
+        fits = (_gamut_error(trial, lab_to_rgb(trial)) <= GAMUT_TOLERANCE).reshape(-1, 1)
+        low = torch.where(fits, middle, low)
+        high = torch.where(fits, high, middle)
+    fitted = lab_to_rgb(_as_image(torch.cat([lightness, low * chroma], dim=1)))
+    rgb = rgb.clone()
+    rgb[batch[outside], :, row[outside], col[outside]] = fitted[0, :, 0].T
+    return rgb
+
+
+def _as_image(pixels: Tensor) -> Tensor:
+    """(N, 3) -> (1, 3, 1, N), the (..., 3, H, W) layout the Lab functions take."""
+    return pixels.T.unsqueeze(0).unsqueeze(2)
+
+
+def _gamut_error(lab: Tensor, rgb: Tensor) -> Tensor:
+    """Largest Lab change (over the channels, dim -3) made by the clipping in ``lab_to_rgb``."""
+    return (rgb_to_lab(rgb) - lab).abs().amax(dim=-3)
+
+
+def histogram_bins(values: Tensor, bins: int, low: float, high: float) -> Tensor:
+    """The bin (0 .. bins - 1) of each value on ``bins`` equal bins over [low, high]; values
+    outside the range fall in the end bins. Every colour histogram of the package bins with this."""
+    return ((values.float().clamp(low, high) - low) * (bins / (high - low))).long().clamp(0, bins - 1)
+
+
+def channel_histograms(values: Tensor, bins: int, low: float, high: float) -> np.ndarray:
+    """Per-frame, per-channel histograms of ``values`` (T, C, H, W) on ``histogram_bins``.
+
+    Returns:
+        float64 (T, C, bins); each row sums to 1.
+    """
+    count, channels = values.shape[:2]
+    codes = histogram_bins(values.cpu(), bins, low, high).flatten(2)
+    # One bincount over (frame, channel, bin) codes: no Python loop over frames.
+    codes = codes + bins * torch.arange(count * channels).view(count, channels, 1)
+    histograms = torch.bincount(codes.flatten(), minlength=count * channels * bins).view(count, channels, bins)
+    return (histograms.double() / codes.shape[-1]).numpy()
+

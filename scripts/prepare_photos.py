@@ -174,7 +174,14 @@ def screen(work: Path) -> None:
                 "others_kept": confusion[(True, False)], "others_dropped": confusion[(False, False)],
                 "others_kept_by_label": dict(Counter(labels.get(c.image.location, ("unlabelled", ""))[0] for c in kept
                                                      if labels.get(c.image.location, ("", ""))[0] != "photo"))}
-    print(json.dumps({"rule_on_labelled_sample": accuracy}, indent=1))
+    per_package = {package: dict(Counter((c.reason or "kept").split(" ")[0] for c in candidates
+                                         if c.image.package == package)) for package in SCREENED_PACKAGES}
+    misses = {"photos_dropped": [f"{c.image.name}: {c.reason}" for c in dropped
+                                 if labels.get(c.image.location, ("", ""))[0] == "photo"],
+              "others_kept": [f"{c.image.name}: {labels[c.image.location][0]}" for c in kept
+                              if labels.get(c.image.location, ("photo", ""))[0] != "photo"]}
+    print(json.dumps({"rule_on_labelled_sample": accuracy, "misses": misses,
+                      "screened_at_least_200px": per_package}, indent=1))
 
     photos = [curated_photo(name, spec) for name, spec in CURATED.items()]
     curated_hashes = [int(p.dhash, 16) for p in photos]

@@ -42,11 +42,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sacolor.checkpoint import EMA_PREFIX, GENERATOR_PREFIX, load_checkpoint, save_checkpoint
-from sacolor.inference.colorizer import Colorizer
-from sacolor.cli.evaluate import main as evaluate
 from sacolor.cli.infer import main as infer
 from sacolor.cli.train import main as train
 from sacolor.evaluation.categories import by_category
+from sacolor.evaluation.scoring import evaluate_images
+from sacolor.inference.colorizer import Colorizer
+from sacolor.io.paths import find_images
 from sacolor.training.data.manifest import materialise, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,23 +93,16 @@ def export(run_dir: Path, target: Path, render_size: int) -> None:
         written.chmod(0o644)  # package data: readable by every user of an installed copy
 
 
-def evaluate_json(args: list[str]) -> dict:
-    """``sacolor-eval --json`` as a dict."""
-    from contextlib import redirect_stdout
-    from io import StringIO
-
-    out = StringIO()
-    with redirect_stdout(out):
-        status = evaluate([*args, "--json", "--quiet"])
-    if status:
-        raise RuntimeError(f"sacolor-eval {' '.join(args)} failed with status {status}")
-    return json.loads(out.getvalue())
+def held_out_scores(folder: Path, checkpoint: Path | None = None, render_size: int | None = None, hint_points: int = 0) -> dict:
+    """What ``sacolor-eval FOLDER --json`` reports: the library's summary of the folder's photos."""
+    size = None if render_size is None else (render_size, render_size)
+    return evaluate_images(Colorizer.from_checkpoint(checkpoint, "auto", size), find_images(folder), hint_points)
 
 
 def best_candidate(runs: dict[str, Path], held_out: Path) -> tuple[str, int, dict[str, dict]]:
     """The (run, render size) with the lowest held-out mean CIEDE2000, and every pair's summary."""
     scores = {
-        f"{name}@{size}": evaluate_json([str(held_out), "--checkpoint", str(run), "--render-size", str(size)])["model"]
+        f"{name}@{size}": held_out_scores(held_out, run, size)["model"]
         for name, run in runs.items() for size in RENDER_SIZES
     }
     best = min(scores, key=lambda key: scores[key]["ciede2000"])
@@ -193,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     export(snapshots[name], ASSETS / "builtin.safetensors", size)
     make_figure(DOCS / "sample_gray_colourised.png")
     contact_sheet(data_dir / "test", DOCS / "contact_sheet.png")
-    summary = evaluate_json([str(data_dir / "test")])
-    hinted = evaluate_json([str(data_dir / "test"), "--hint-points", "10"])
+    summary = held_out_scores(data_dir / "test")
+    hinted = held_out_scores(data_dir / "test", hint_points=10)
     result = {"chosen": f"{name}@{size}", "held_out": {k: summary[k] for k in ("model", "gray", "truth", "n")},
               "hinted_10": hinted["model"], "by_category": by_category(summary["images"]), "images": summary["images"]}
     (args.work / "results.json").write_text(json.dumps(result, indent=1))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 import sacolor
-from sacolor.attention.backends.base import LOG2E
+from sacolor.kernels import LOG2E
 from sacolor.attention.backends.projection import max_pool_positions, project
 from sacolor.attention.inputs import AttentionInputs
 
@@ -37,11 +37,15 @@ class Case:
         """x ~ N(0, 1) and the op's weights, gamma 0.7.
 
         Weights and biases have standard deviation ``std``; by default the weights
-        are fan-in scaled (scores stay O(1) at any C) and the biases 0.1.
+        are fan-in scaled (scores stay O(1) at any C) and the biases 0.1. On the
+        meta device (shapes only, e.g. to record kernel launches) nothing is drawn.
         """
-        gen = torch.Generator(device=device).manual_seed(seed)
+        meta = torch.device(device).type == "meta"
+        gen = None if meta else torch.Generator(device=device).manual_seed(seed)
 
         def rand(*shape, scale=None):
+            if meta:
+                return torch.empty(*shape, dtype=dtype, device=device)
             scale = scale or std or shape[-1] ** -0.5
             return (torch.randn(*shape, generator=gen, device=device) * scale).to(dtype)
 

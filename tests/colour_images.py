@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
+from media import write_video
 from PIL import Image
 
 
@@ -32,15 +32,8 @@ def write_image_folder(root: Path, count: int, height: int = 48, width: int = 64
     return paths
 
 
-def write_video(path: Path, seconds: float = 3.0, rate: int = 10, height: int = 48, width: int = 64) -> Path:
-    """An MPEG-4 video whose colours drift over time."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(round(seconds * rate)):
-            frame = np.roll(smooth_colour_image(0, height, width), shift=i, axis=1)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+def write_drifting_video(path: Path, seconds: float = 3.0, rate: int = 10, height: int = 48, width: int = 64) -> Path:
+    """An H.264 video whose colours drift over time."""
+    frames = (np.roll(smooth_colour_image(0, height, width), shift=i, axis=1) for i in range(round(seconds * rate)))
+    write_video(path, frames, fps=rate)
     return path

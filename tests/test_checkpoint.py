@@ -3,10 +3,12 @@
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from namespaces import with_tmpfs
 
 from sacolor.checkpoint import (
     CheckpointFiles,
@@ -76,9 +78,8 @@ def test_stale_files_of_a_killed_save_are_removed_and_modes_match(tmp_path):
     g = generator()
     save(tmp_path, g, step=1)
     files = CheckpointFiles.at(tmp_path)
-    # What a save killed before its commit leaves, and what older versions left.
+    # What a save killed before its commit leaves.
     files.staged(files.weights).write_bytes(b"half a file")
-    (tmp_path / ".latest.pt.123.abc.tmp").write_bytes(b"stale")
     assert load_checkpoint(tmp_path)[1]["step"] == 1  # uncommitted staged files are ignored
     save(tmp_path, g, step=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "latest.pt", "latest.safetensors"]
@@ -141,6 +142,12 @@ def test_checkpoint_dir_is_checked_before_training(tmp_path, monkeypatch):
     ({"generator": {**SPEC, "name": "unet_512"}}, "generator name must be one of"),
     ({"generator": {**SPEC, "kwargs": {"layers": 40}}}, "generator kwargs must be an object with keys from"),
     ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "norm": "group"}}}, "its generator entry cannot be built: norm must be one of"),
+    # Issue 18, items 10 and 24: accepted as truthy, blamed on the weights, or a message without the file.
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "dropout": "no"}}}, "generator dropout must be true or false; got 'no'"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "spectral_norm": "false"}}}, "generator spectral_norm must be true or false"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "sa_sizes": {"a": 1}}}}, "generator sa_sizes must be a list of whole numbers"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "sa_sizes": [16.7]}}}, "generator sa_sizes: expected a list of whole numbers"),
+    ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "ngf": 10**400}}}, "generator ngf must be between 1 and 1024; got 1000+\\.\\.\\.0+$"),
 ])
 def test_config_values_are_checked_and_named(tmp_path, change, message):
     # Issue 12, item 13: each of these was a traceback deep in the model, or (size <= 0) at inference.
@@ -180,3 +187,43 @@ def test_errors_name_the_file(tmp_path):
     files.config.write_text(json.dumps({"step": 7}))
     with pytest.raises(ValueError, match="no 'generator' entry"):
         load_generator(tmp_path)
+
+
+# Saves step 1, then tries step 2 on a file system with room for one save and a half.
+SAVE_TWICE = """
+import os, sys, torch
+from sacolor.checkpoint import load_checkpoint, save_checkpoint
+
+folder = sys.argv[1] + "/run"
+state = {"step": 1, "moments": torch.zeros(100_000)}
+save_checkpoint(folder, {"w": torch.zeros(100_000)}, {"step": 1}, state)
+try:
+    save_checkpoint(folder, {"w": torch.ones(100_000)}, {"step": 2}, {**state, "step": 2})
+except OSError as error:
+    print("error:", error)
+tensors, config = load_checkpoint(folder)
+print("kept:", config["step"], float(tensors["w"].sum()), sorted(os.listdir(folder)))
+"""
+
+
+def test_a_full_disk_during_a_save_says_so_and_keeps_the_previous_save(tmp_path):
+    # Issue 18, item 13: torch.save's "RuntimeError: [enforce fail at inline_container.cc:672]".
+    result = with_tmpfs(tmp_path / "small", "size=1200k", f'exec "{sys.executable}" -c "$2" "$1"', SAVE_TWICE)
+    assert result.returncode == 0, result.stderr
+    error, kept = result.stdout.splitlines()
+    assert "error: cannot save the checkpoint in " in error and "/run: no space left on the device" in error
+    assert "--checkpoints-dir" in error and "previous save" in error and "enforce fail" not in error
+    assert kept == "kept: 1 0.0 ['latest.json', 'latest.pt', 'latest.safetensors']"
+
+
+def test_sacolor_train_reports_a_full_disk_in_one_line(tmp_path):
+    from colour_images import write_image_folder
+
+    write_image_folder(tmp_path / "photos", 12)
+    train = (f'exec "{sys.executable}" -m sacolor.cli.train --data "$2" --checkpoints-dir "$1" --name full --netG unet_64 '
+             "--size 64 --ngf 4 --ndf 4 --batch-size 4 --max-steps 1 --eval-every 10 --n-samples 0 --num-workers 0 "
+             "--no-progress")
+    result = with_tmpfs(tmp_path / "small", "size=64k", train, tmp_path / "photos")
+    assert result.returncode == 1, result.stderr
+    assert "sacolor-train: error: cannot save the checkpoint in" in result.stderr and "no space left" in result.stderr
+    assert "Traceback" not in result.stderr

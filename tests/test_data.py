@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from colour_images import smooth_colour_image, write_image_folder, write_video
+from colour_images import smooth_colour_image, write_drifting_video, write_image_folder
 from sacolor.training.data.dataset import ColorizationDataset, PairTransform
 from sacolor.training.data.frame_cache import cached_frames
 from sacolor.colour import normalized_lab_to_rgb
@@ -123,7 +123,7 @@ def test_sampler_resumes_mid_epoch_and_shards():
 
 
 def test_video_frames_are_sampled_cached_and_split_by_time(tmp_path, monkeypatch):
-    video = write_video(tmp_path / "film.mp4", seconds=3.0, rate=10)
+    video = write_drifting_video(tmp_path / "film.mp4", seconds=3.0, rate=10)
     frames, duration = cached_frames(video, tmp_path / "cache", fps=2.0, cover=(32, 64))
     assert duration == pytest.approx(3.0, abs=0.15)
     assert [round(f.time, 1) for f in frames] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
@@ -140,7 +140,7 @@ def test_video_frames_are_sampled_cached_and_split_by_time(tmp_path, monkeypatch
 
 
 def test_video_through_collect_splits(tmp_path):
-    video = write_video(tmp_path / "film.mp4", seconds=2.0, rate=10)
+    video = write_drifting_video(tmp_path / "film.mp4", seconds=2.0, rate=10)
     train, test = collect_splits([video], val_fraction=0.25, fps=4.0, frame_cache=tmp_path / "cache", frame_cover=(32, 32))
     assert len(train) == 6 and len(test) == 2
     with pytest.raises(ValueError, match="could not decode video"):

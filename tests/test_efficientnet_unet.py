@@ -19,8 +19,7 @@ from sacolor.models import build_generator
 from sacolor.models import efficientnet
 from sacolor.models.efficientnet import VARIANTS, EfficientNetLite, pretrained_state_dict
 from sacolor.models.efficientnet_unet import pool_hints, propagate_hints
-from sacolor.cli.train import fit
-from sacolor.training import build_run
+from sacolor.training import build_run, fit
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = (967, 968)  # espresso, cup

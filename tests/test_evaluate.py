@@ -4,6 +4,7 @@ scikit-image computation, video CDC rows, and bad inputs."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,13 @@ def test_bad_input_is_named_but_the_rest_is_reported(checkpoint, tmp_path, capsy
     captured = capsys.readouterr()
     assert status == 1 and "bad.jpg" in captured.err
     assert json.loads(captured.out)["n"] == 1
+
+
+def test_a_gray_truth_is_scored_without_numpy_warnings(checkpoint, tmp_path, capfd):
+    # Issue 18, item 24: a gray ground truth equals the gray baseline: PSNR's 1/0 printed divide-by-zero warnings.
+    Image.fromarray(photo("chelsea", 40, 64)).convert("L").convert("RGB").save(tmp_path / "gray.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([str(tmp_path / "gray.png"), "--checkpoint", checkpoint, "--json", "--quiet"]) == 0
+    captured = capfd.readouterr()
+    assert json.loads(captured.out)["gray"]["psnr"] == 100.0 and "Warning" not in captured.err

@@ -15,12 +15,13 @@ from skimage import color, data
 from torch import nn
 
 from hint_spy import spy_on_hints
+from media import panning_frames, write_timed_clip, write_video
 from sacolor.checkpoint import save_checkpoint
 from sacolor.inference.colorizer import Colorizer
-from sacolor.inference.film import FilmColorizer, FilmHint, HintTracker, load_film_hints, schedule
+from sacolor.inference.film import FilmColorizer, FilmHint, HintTracker, displayed_point, load_film_hints, schedule, stored_point
 from sacolor.inference.hints import Hint
 from sacolor.cli.infer import main as infer
-from sacolor.io.video import iter_rgb_batches, recolor_video, write_video
+from sacolor.io.video import VideoInfo, frame_times, iter_rgb_batches, recolor_video
 from sacolor.models import build_generator
 from sacolor.inference.temporal import ChromaStabilizer
 
@@ -103,6 +104,10 @@ def test_a_cut_clears_points_even_where_the_picture_around_them_stays():
     assert len(points[1]) == 1 and points[2] == []
 
 
+def video_info(width: int, height: int, frames: int | None, rotation: int = 0) -> VideoInfo:
+    return VideoInfo(width, height, frames, Fraction(24), Fraction(1, 24), False, rotation)
+
+
 def entries_file(tmp_path, entries) -> str:
     path = tmp_path / "hints.json"
     path.write_text(json.dumps(entries))
@@ -118,7 +123,7 @@ def test_hints_file_frames_times_and_ids(tmp_path):
     hints = load_film_hints(path)
     assert [(h.frame, h.time, h.key) for h in hints] == [(3, None, "coat"), (None, 2.5, None), (0, None, "7")]
     assert hints[0].hint == Hint(1.0, 2.0, (1, 2, 3)) and hints[1].source.endswith("entry 1")
-    starts = schedule(hints, width=10, height=10, fps=Fraction(24), frames=100, video="v.mp4")
+    starts = schedule(hints, video_info(10, 10, 100), "v.mp4", times=[t / 24 for t in range(100)])
     assert sorted(starts) == [0, 3, 60]  # 2.5 s at 24 fps is frame 60
 
 
@@ -130,6 +135,10 @@ def test_hints_file_frames_times_and_ids(tmp_path):
     ({"id": [1], "x": 1, "y": 1, "color": "#ffffff"}, '"id" must be a name or a number'),
     ({"x": 1, "y": 1, "color": "red"}, "is not a colour"),
     ({"x": 1, "color": "#ffffff"}, 'expected {"x"'),
+    # Issue 18, items 10 and 11: read as #123456; collided with "True"; an OverflowError traceback.
+    ({"x": 1, "y": 1, "color": 123456}, '"color" must be a string such as "#3366cc"; got 123456'),
+    ({"id": True, "x": 1, "y": 1, "color": "#ffffff"}, '"id" must be a name or a number; got True'),
+    ({"x": 10**400, "y": 1, "color": "#ffffff"}, "x is far outside any image; got a 401-digit number"),
 ])
 def test_bad_hints_files_name_the_entry(tmp_path, entry, message):
     path = entries_file(tmp_path, [{"x": 0, "y": 0, "color": "#000000"}, entry])
@@ -141,12 +150,12 @@ def test_bad_hints_files_name_the_entry(tmp_path, entry, message):
 @pytest.mark.parametrize("entry, message", [
     ({"x": 10, "y": 3, "color": "#ffffff"}, "is outside the 10x10 image"),
     ({"frame": 100, "x": 1, "y": 1, "color": "#ffffff"}, "starts at frame 100, but the video has 100 frames"),
-    ({"time": 5, "x": 1, "y": 1, "color": "#ffffff"}, "starts at time 5 s (frame 120)"),
+    ({"time": 5, "x": 1, "y": 1, "color": "#ffffff"}, "starts at time 5 s, but the video has 100 frames"),
 ])
 def test_hints_that_do_not_fit_the_video_are_refused(tmp_path, entry, message):
     hints = load_film_hints(entries_file(tmp_path, [entry]))
     with pytest.raises(ValueError, match="entry 0") as error:
-        schedule(hints, width=10, height=10, fps=Fraction(24), frames=100, video="v.mp4")
+        schedule(hints, video_info(10, 10, 100), "v.mp4", times=[t / 24 for t in range(100)])
     assert message in str(error.value) and "v.mp4" in str(error.value)
 
 
@@ -260,3 +269,70 @@ def test_cli_refuses_frame_hints_for_images(hint_checkpoint, tmp_path, capsys):
     code = infer([str(tmp_path / "photo.png"), "-o", str(tmp_path / "out.png"), "--checkpoint", str(hint_checkpoint), "--hints", hints])
     assert code == 2 and "only videos have" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
+
+
+# Frames 0-7 a second apart at first, then ten a second: the average rate (14 frames in 3.6 s) puts
+# 3.0 s at frame 10, the timestamps at frame 8.
+VFR_TIMES = [0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.1, 3.2, 3.3, 3.4, 3.5]
+
+
+def hinted_frames(seen: list) -> list[int]:
+    """The frames whose hint channels hold a point, from ``spy_on_hints``."""
+    masks = torch.cat(seen)[:, 2]
+    return [t for t in range(len(masks)) if masks[t].sum() > 0]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_hint_by_time_starts_at_the_frame_of_that_time_in_a_variable_rate_film(hint_checkpoint, tmp_path, monkeypatch, suffix):
+    # Issue 18, item 3: converted with the average fps, a hint at 3.0 s started at frame 11 (3.12 s)
+    # in an mp4, and in an mkv (no frame count) never, with exit status 0.
+    frames = [panning_frames(14)[0]] * 14  # one shot throughout: the point is never cleared
+    film = write_timed_clip(tmp_path / f"vfr{suffix}", VFR_TIMES, frames)
+    assert frame_times(film) == pytest.approx(VFR_TIMES, abs=1e-3)
+    seen = spy_on_hints(monkeypatch)
+    hints = entries_file(tmp_path, [{"time": 3.0, "x": 40, "y": 30, "color": HINT_COLOUR}])
+    status = infer([str(film), "-o", str(tmp_path / f"out{suffix}"), "--checkpoint", str(hint_checkpoint),
+                    "--hints", hints, "--batch-size", "4", "--quiet"])
+    assert status == 0
+    assert hinted_frames(seen) == list(range(8, 14))
+
+
+def test_a_hint_past_the_end_of_a_film_without_a_frame_count_is_reported(hint_checkpoint, tmp_path, capsys):
+    # Issue 18, item 4: Matroska states no frame count, and the hint was silently ignored (exit 0).
+    film = write_timed_clip(tmp_path / "film.mkv", [t / 12 for t in range(14)])
+    hints = entries_file(tmp_path, [{"frame": 20, "x": 1, "y": 1, "color": HINT_COLOUR}])
+    status = infer([str(film), "-o", str(tmp_path / "out.mkv"), "--checkpoint", str(hint_checkpoint),
+                    "--hints", hints, "--quiet"])
+    error = capsys.readouterr().err
+    assert status == 1 and "entry 0: starts at frame 20, but the video has 14 frames (0 to 13)" in error
+    assert not (tmp_path / "out.mkv").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_a_displayed_point_is_the_same_pixel_of_the_stored_frame(rotation):
+    stored = np.arange(5 * 7).reshape(5, 7)  # height 5, width 7
+    displayed = np.rot90(stored, rotation // 90)  # what players show: turned counter-clockwise
+    for y, x in np.ndindex(displayed.shape):
+        point = stored_point(Hint(x, y, (0, 0, 0)), rotation, width=7, height=5)
+        assert stored[int(point.y), int(point.x)] == displayed[y, x]
+        back = displayed_point(point, rotation, width=7, height=5)  # what the studio, showing stored frames, saves
+        assert (back.x, back.y) == (x, y)
+
+
+def test_film_hints_are_in_the_displayed_pixels_of_a_rotated_film(hint_checkpoint, tmp_path, monkeypatch, capsys):
+    # Issue 18, item 5: on a film with display rotation 90 (stored 96x64, shown 64x96) a point inside
+    # the displayed frame was refused as outside the 96x64 image, and another landed elsewhere.
+    film = write_timed_clip(tmp_path / "phone.mp4", [t / 12 for t in range(4)], [panning_frames(1)[0]] * 4, rotation=90)
+    seen = spy_on_hints(monkeypatch)
+    hints = entries_file(tmp_path, [{"x": 50, "y": 80, "color": HINT_COLOUR}])  # inside 64 wide x 96 tall
+    status = infer([str(film), "-o", str(tmp_path / "out.mp4"), "--checkpoint", str(hint_checkpoint),
+                    "--hints", hints, "--quiet"])
+    assert status == 0, capsys.readouterr().err
+    rows, cols = torch.nonzero(torch.cat(seen)[0, 2], as_tuple=True)
+    # Displayed (x 50, y 80) is stored (x 96 - 1 - 80, y 50): players turn the stored frame 90 degrees
+    # counter-clockwise, so the stored frame's right edge is the displayed top.
+    assert (cols.float().mean().item(), rows.float().mean().item()) == pytest.approx((15, 50), abs=1)
+    hints = entries_file(tmp_path, [{"x": 70, "y": 10, "color": HINT_COLOUR}])
+    assert infer([str(film), "-o", str(tmp_path / "out2.mp4"), "--checkpoint", str(hint_checkpoint),
+                  "--hints", hints, "--quiet"]) == 1
+    assert "hint at (70, 10) is outside the 64x96 image" in capsys.readouterr().err

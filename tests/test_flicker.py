@@ -119,6 +119,57 @@ def test_cli_no_truth_table_and_several_plots(film, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.glob("f_*.png")) == ["f_clip.png", "f_other.png"]
 
 
+def test_films_of_the_same_name_get_plots_of_their_own(film, tmp_path, capsys):
+    # Issue 18, item 6: a/clip.mp4 and b/clip.mp4 both drew f_clip.png, so the first was lost.
+    clip, checkpoint = film
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clip.mp4").write_bytes(clip.read_bytes())
+    status = evaluate(["--no-truth", str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4"),
+                       "--checkpoint", str(checkpoint), "--max-frames", "3", "--plot", str(tmp_path / "f.png"), "--quiet"])
+    assert status == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.glob("f_*.png")) == ["f_a_clip.png", "f_b_clip.png"]
+
+
+@pytest.mark.parametrize("plot, message", [
+    ("flicker", "the plot is a PNG; pass a file name ending in .png, such as"),
+    ("folder/", "is a folder; pass a file name such as"),
+    ("missing/f.png", "the folder {tmp}/missing does not exist; create it first"),
+    ("no-matplotlib.png", "--plot needs matplotlib: pip install matplotlib"),
+])
+def test_plot_is_checked_before_any_work(film, tmp_path, capsys, monkeypatch, plot, message):
+    # Issue 18, item 17: checked only after the whole evaluation, which was then thrown away.
+    import importlib.util
+
+    from sacolor.cli import evaluate as evaluate_module
+
+    clip, checkpoint = film
+    (tmp_path / "folder").mkdir()
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" and "no-matplotlib" in plot else find_spec(name, *a))
+    monkeypatch.setattr(evaluate_module.Colorizer, "from_checkpoint", lambda *a: pytest.fail("work began"))
+    assert evaluate(["--no-truth", str(clip), "--checkpoint", str(checkpoint), "--plot", str(tmp_path / plot)]) == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_a_failed_plot_keeps_the_report(film, tmp_path, capsys, monkeypatch):
+    from sacolor.cli import evaluate as evaluate_module
+
+    clip, checkpoint = film
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluate_module, "plot_report", disk_full)
+    status = evaluate(["--no-truth", str(clip), "--checkpoint", str(checkpoint), "--max-frames", "3", "--json",
+                       "--plot", str(tmp_path / "f.png"), "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 1 and "cannot draw the plot" in captured.err and "No space left" in captured.err
+    assert len(json.loads(captured.out)["videos"]) == 1
+
+
 def test_cli_no_truth_refusals(film, tmp_path, capsys):
     clip, checkpoint = film
     Image.fromarray(panning_frames(1)[0]).save(tmp_path / "photo.png")

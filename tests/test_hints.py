@@ -44,3 +44,21 @@ def test_sample_hints_share_and_true_colours():
     assert (mask.flatten(1).sum(1) > 0).all()  # every image has a hint at share 1
     # Single-pixel patches carry that pixel's true colour; all values stay in range.
     assert hints[:, :2].abs().max() <= 1 and set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda path: path.write_text("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+    (lambda path: path.write_text("[" + "9" * 5000 + "]"), "is not valid JSON"),
+    (lambda path: path.mkdir(), "is a folder; pass a JSON file of hints"),
+])
+def test_a_hints_file_that_python_cannot_hold_is_a_named_usage_error(tmp_path, capsys, write, message):
+    # Issue 18, items 11 and 24: RecursionError or ValueError tracebacks; a folder "does not exist".
+    from sacolor.cli.infer import main
+
+    hints = tmp_path / "h.json"
+    write(hints)
+    with pytest.raises(ValueError, match=message):
+        load_hints(hints)
+    (tmp_path / "in.png").write_bytes(b"")
+    assert main([str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--hints", str(hints)]) == 2
+    assert f"--hints {hints}" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -17,17 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from media import FPS, audio_packets, frame_times, make_clip, photo, tiny_checkpoint
+from media import FPS, audio_packets, frame_times, make_clip, panning_frames, photo, tiny_checkpoint, truncated_copy, write_video
+from namespaces import skip_without_pid_namespaces, with_tmpfs
 from PIL import Image
 from skimage import color
 
 import sacolor
 from sacolor.cli import infer
-from sacolor.training.config import parse_size
 from sacolor.cli.infer import main
 from sacolor.io.images import load_rgb
-from sacolor.io.paths import collect_sources
+from sacolor.io.paths import collect_sources, locked_partial
 from sacolor.io.video import probe
+from sacolor.options import parse_size
 
 # 8-bit rounding of R, G and B moves L by at most about 0.3 (0..100 scale).
 L_TOLERANCE = 0.5
@@ -101,6 +103,34 @@ def test_existing_output_needs_overwrite(checkpoint, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert run(checkpoint, tmp_path / "in.png", "-o", target, "--overwrite") == 0
     assert Image.open(target).size == (100, 72)
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_an_output_that_is_its_input_is_refused(checkpoint, tmp_path, capsys, overwrite):
+    # Issue 18, item 7: "pass --overwrite to replace it", and --overwrite then replaced the originals.
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.fromarray(photo()).save(folder / "same.png")
+    original = (folder / "same.png").read_bytes()
+    os.link(folder / "same.png", tmp_path / "hardlink.png")
+    for args in ([folder / "same.png", "-o", folder / "same.png"], [folder, "-o", folder],
+                 [f"{folder}/../d/same.png", "-o", folder / "same.png"], [folder / "same.png", "-o", tmp_path / "hardlink.png"]):
+        assert run(checkpoint, *args, *overwrite) == 1
+        err = capsys.readouterr().err
+        assert "is the input itself, which is never replaced (not even with --overwrite); pass another -o" in err
+        assert (folder / "same.png").read_bytes() == original
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("value", ["bogus", "triton"])
+def test_a_bad_sacolor_backend_is_one_usage_error(checkpoint, tmp_path, capsys, monkeypatch, value):
+    # Issue 18, item 19: reported once per input, without naming the variable.
+    monkeypatch.setenv("SACOLOR_BACKEND", value)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo()).save(tmp_path / name)
+    assert run(checkpoint, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out", "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert err.count("SACOLOR_BACKEND") >= 1 and err.count("sacolor-infer: error:") == 1 and "unset" in err
 
 
 def test_bad_inputs_are_named_and_the_rest_is_done(checkpoint, tmp_path, capsys):
@@ -189,16 +219,126 @@ def test_glob_over_symlink_loops_ends(tmp_path, monkeypatch):
 
 def test_a_killed_runs_partial_file_is_no_input_and_is_cleaned_up(checkpoint, tmp_path):
     # Item 17: a re-run over the folder failed on the hidden partial file a killed run left.
-    (tmp_path / "album").mkdir()
-    Image.fromarray(photo()).save(tmp_path / "album" / "a.png")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    stale = tmp_path / "album" / f".a.{dead}-0123abcd.partial.png"
-    stale.write_bytes(b"half a PNG")
-    live = tmp_path / "album" / f".a.{os.getpid()}-0123abcd.partial.png"  # a running writer's: kept
-    live.write_bytes(b"being written")
-    assert run(checkpoint, tmp_path / "album", "-o", tmp_path / "album", "--overwrite") == 0
-    assert not stale.exists() and live.exists()
-    assert sorted(p.name for p in (tmp_path / "album").iterdir()) == [live.name, "a.png"]
+    # Issue 18, item 9: a partial file is live while its writer holds a lock on it, whatever its PID says.
+    album, out = tmp_path / "album", tmp_path / "coloured"
+    album.mkdir()
+    out.mkdir()
+    Image.fromarray(photo()).save(album / "a.png")
+    (album / ".a.0123abcd.partial.png").write_bytes(b"half a PNG")  # in the input folder: not an input
+    stale = [out / ".a.0123abcd.partial.png", out / f".a.{os.getpid()}-0123abcd.partial.png"]  # this and older versions'
+    for path in stale:
+        path.write_bytes(b"half a PNG")
+    with locked_partial(out / "b.png") as live:  # a running writer's: kept
+        live.write_bytes(b"being written")
+        assert run(checkpoint, album, "-o", out) == 0
+        assert not any(path.exists() for path in stale) and live.exists()
+        assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "a.png"])
+
+
+# Holds a partial file of TARGET open as a writer does, until the file RELEASE appears.
+FIRST_WRITER = """
+import sys, time
+from pathlib import Path
+from sacolor.cli.infer import atomic_output
+
+target, started, release = map(Path, sys.argv[1:])
+with atomic_output(target, overwrite=True) as temporary:
+    temporary.write_bytes(b"first")
+    started.touch()
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+"""
+SECOND_WRITER = """
+import sys
+from pathlib import Path
+from sacolor.cli.infer import atomic_output
+
+with atomic_output(Path(sys.argv[1]), overwrite=True) as temporary:
+    temporary.write_bytes(b"second")
+"""
+
+
+def test_a_second_writer_in_another_pid_namespace_leaves_the_first_ones_partial_alone(tmp_path):
+    # Issue 18, item 9: the second writer could not see the first's PID, deleted its live partial
+    # file, and the first failed after the whole film with a wrong message.
+    skip_without_pid_namespaces()
+    target, started, release = tmp_path / "out.mp4", tmp_path / "started", tmp_path / "release"
+    # sh stays PID 1 of the first namespace, so the first writer's PID (2) does not exist in the second's.
+    first = subprocess.Popen(["unshare", "--pid", "--fork", "sh", "-c", '"$0" -c "$1" "$2" "$3" "$4"; exit $?',
+                              sys.executable, FIRST_WRITER, target, started, release], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if started.exists() or first.poll() is not None:
+                break
+            threading.Event().wait(0.1)
+        assert started.exists(), first.stderr.read() if first.poll() is not None else "the first writer did not start"
+        second = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c", SECOND_WRITER, target],
+                                capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr
+        assert target.read_bytes() == b"second"
+    finally:
+        release.touch()
+        _, errors = first.communicate(timeout=60)
+    assert first.returncode == 0, errors
+    assert target.read_bytes() == b"first" and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.7])
+def test_a_truncated_film_fails_by_its_name_and_writes_nothing(checkpoint, tmp_path, capsys, fraction):
+    # Issue 18, items 8 and 18: written with a quarter of its frames and exit 0, or blamed on the
+    # output ("cannot write o.mkv (No such file or directory); check the folder's permissions").
+    whole = tmp_path / "whole.mkv"
+    write_video(whole, panning_frames(12), fps=FPS)
+    cut = truncated_copy(whole, tmp_path / "cut.mkv", fraction)
+    assert run(checkpoint, cut, "-o", tmp_path / "o.mkv") == 1
+    err = capsys.readouterr().err
+    assert f"sacolor-infer: error: {cut}: " in err and ("ended early" in err or "no video frames" in err)
+    assert "cannot write" not in err and "Traceback" not in err
+    assert not (tmp_path / "o.mkv").exists() and leftovers(tmp_path) == []
+
+
+def test_ctrl_c_during_a_film_is_one_line_and_exit_130(checkpoint, tmp_path):
+    # Issue 18, item 16: a full KeyboardInterrupt traceback. No partial file and an intact input held already.
+    film = make_clip(tmp_path / "film.mp4", count=96, audio=False)
+    original = film.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sacolor.cli.infer", str(film), "-o", str(out / "film.mp4"), "--checkpoint", checkpoint,
+         "--batch-size", "1", "--quiet"], stderr=subprocess.PIPE, text=True,
+    )
+    for _ in range(1200):  # interrupt once the film is being written
+        if leftovers(out) or process.poll() is not None:
+            break
+        threading.Event().wait(0.05)
+    writing = bool(leftovers(out))
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert writing, f"the film was not being written when interrupted: {err}"
+    assert process.returncode == 130, err
+    assert err == "sacolor-infer: interrupted; nothing written for the input in progress\n"
+    assert list(out.iterdir()) == [] and film.read_bytes() == original
+
+
+def test_a_long_input_name_gets_a_temporary_name_that_fits(checkpoint, tmp_path):
+    # Issue 18, item 22: a 240-character name failed with "File name too long" on the hidden temporary name.
+    name = "p" * 236 + ".png"
+    Image.fromarray(photo()).save(tmp_path / name)
+    assert run(checkpoint, tmp_path / name, "-o", tmp_path / "out") == 0
+    assert Image.open(tmp_path / "out" / name).size == (100, 72) and leftovers(tmp_path) == []
+
+
+def test_a_read_only_output_names_the_output_and_the_cause(checkpoint, tmp_path):
+    # Issue 18, item 23: the error named the hidden .partial file, gave no fix, and the clean-up's
+    # own EROFS hid the real message.
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+    command = f'exec "{sys.executable}" -m sacolor.cli.infer "$2" -o "$1/out.png" --checkpoint "$3" --quiet'
+    result = with_tmpfs(tmp_path / "ro", "ro", command, tmp_path / "in.png", checkpoint)
+    assert result.returncode == 1
+    assert (f"cannot write {tmp_path / 'ro' / 'out.png'}: the file system is read-only; pass an output on a "
+            "writable one") in result.stderr
+    assert ".partial" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_an_unwritable_output_folder_is_not_called_a_format_problem(checkpoint, tmp_path, capsys, monkeypatch):
@@ -211,7 +351,8 @@ def test_an_unwritable_output_folder_is_not_called_a_format_problem(checkpoint, 
     monkeypatch.setattr(Image.Image, "save", denied)
     assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "out.png") == 1
     err = capsys.readouterr().err
-    assert f"cannot write {tmp_path / 'out.png'} (Permission denied)" in err and "format" not in err
+    assert f"cannot write {tmp_path / 'out.png'}: permission denied; check the folder's permissions" in err
+    assert "format" not in err and "Errno" not in err
 
 
 def test_video_keeps_frames_timing_and_audio(checkpoint, tmp_path, capsys):

@@ -120,8 +120,23 @@ def test_environment_variable_overrides_auto_but_not_a_named_backend(monkeypatch
     assert registry.select(_inputs(), None).name == "reference"
     monkeypatch.setenv(registry.ENV_VAR, "no-such-backend")
     assert registry.select(_inputs(), "reference").name == "reference"
-    with pytest.raises(ValueError, match="unknown backend 'no-such-backend'"):
+    with pytest.raises(ValueError, match=f"{registry.ENV_VAR}='no-such-backend' is not a backend; set it to one of"):
         _call(_x(), backend="auto")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("bogus", "SACOLOR_BACKEND='bogus' is not a backend; set it to one of auto, cpu, reference, triton"),
+    ("CPU", "SACOLOR_BACKEND='CPU' is not a backend"),
+    (" cpu", "SACOLOR_BACKEND=' cpu' is not a backend"),
+    ("triton", "SACOLOR_BACKEND=triton cannot run these inputs: .*Unset SACOLOR_BACKEND \\(or set it to auto\\)"),
+])
+def test_a_bad_environment_backend_names_the_variable(monkeypatch, value, message) -> None:
+    # Issue 18, item 19: these errors advised "use backend='auto'", which the caller already did.
+    monkeypatch.setenv(registry.ENV_VAR, value)
+    monkeypatch.setattr(registry.TritonBackend, "unavailable_reason", lambda self: None)  # as on a GPU machine
+    with pytest.raises(ValueError, match=message) as error:
+        _call(_x(), backend="auto")
+    assert "backend='auto'" not in str(error.value)
 
 
 def test_available_backends_lists_runnable_names_reference_last() -> None:
@@ -285,3 +300,27 @@ def test_double_backward_is_a_clear_error() -> None:
     (dx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match=r"no double backward.*R1 or gradient penalty"):
         dx.square().sum().backward()
+
+
+def test_an_empty_batch_gives_an_empty_output_as_conv2d_does() -> None:
+    # Issue 18, item 24: SelfAttention refused batch 0, which nn.Conv2d accepts.
+    module = SelfAttention(C, backend="reference")
+    x = torch.zeros(0, C, 6, 5, requires_grad=True)
+    y = module(x)
+    assert y.shape == (0, C, 6, 5) and y.dtype == x.dtype
+    y.sum().backward()
+    assert module.gamma.grad is not None and module.gamma.grad.abs().sum() == 0
+    assert torch.nn.Conv2d(C, C, 1)(x).shape == (0, C, 6, 5)  # the behaviour matched
+    with pytest.raises(ValueError, match="non-zero batch"):  # the raw op still refuses it
+        torch.ops.sacolor.self_attention(x.detach(), *[None if t is None else t.detach() for t in (
+            module.query.weight.flatten(1), module.query.bias, module.key.weight.flatten(1), module.key.bias,
+            module.value.weight.flatten(1), module.value.bias, None, None, module.gamma)], 1, 1.0, "reference")
+
+
+def test_module_explain_speaks_of_the_module() -> None:
+    # Issue 18, item 24: explain() with the wrong channel count blamed "wq"; a numpy array gave a raw TypeError.
+    module = SelfAttention(C)
+    with pytest.raises(ValueError, match=f"x has {C + 1} channels .* built with in_channels={C}"):
+        module.explain(_x(2, C + 1, 4, 4))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got ndarray; convert it with torch.as_tensor"):
+        module.explain(_x().numpy())

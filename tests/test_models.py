@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import sacolor
-from sacolor.models import UNET_DEPTHS, build_discriminator, build_generator
 from sacolor.attention.module import SelfAttention
+from sacolor.models import UNET_DEPTHS, build_discriminator, build_generator
 
 
 def attention_channels(module: nn.Module) -> list[int]:

@@ -43,8 +43,47 @@ def test_an_animated_image_warns_that_only_its_first_frame_is_used(colorizer, tm
 def test_a_photo_larger_than_memory_is_refused_clearly(colorizer, tmp_path, monkeypatch):
     Image.fromarray(photo()).save(tmp_path / "in.png")
     monkeypatch.setattr(photo_module, "available_memory", lambda: 1000)
-    with pytest.raises(MemoryError, match=r"in.png: a 100x72 photo .* needs about .* GiB is available"):
+    with pytest.raises(MemoryError, match=r"in.png: a 100x72 photo \(0 MP\) needs about 0.086 MB and 0.001 MB is available"):
         colorize_photo(colorizer, tmp_path / "in.png")
+
+
+def test_pillows_bomb_guard_gives_way_to_the_memory_check(colorizer, tmp_path, monkeypatch):
+    # Issue 18, item 20: a 182 MP scan (2.2 GB needed, 22 GB free) was refused as a decompression bomb.
+    # Here Pillow's limit is lowered so that a small photo stands for it.
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 100x72 is past twice that: Pillow refuses
+    # Pillow 12 checks crops too; real strips (STRIP_PIXELS) are far below its real limit, as these are below 2000.
+    monkeypatch.setattr(photo_module, "STRIP_PIXELS", 1000)
+    assert colorize_photo(colorizer, tmp_path / "in.png").shape == (72, 100, 3)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored for everyone else
+    monkeypatch.setattr(photo_module, "available_memory", lambda: None)  # nothing else bounds it: Pillow's guard holds
+    with pytest.raises(ValueError, match="in.png: cannot read image .*decompression bomb"):
+        colorize_photo(colorizer, tmp_path / "in.png")
+
+
+MB = 10**6
+
+
+@pytest.mark.parametrize("membership, mounts, files, headroom", [
+    # cgroup v1, as on this project's machine: the memory hierarchy on its own mount.
+    ("4:memory:/jobs/a\n0::/\n", "35 31 0:32 / {root}/memory rw - cgroup cgroup rw,memory\n",
+     {"memory/jobs/a/memory.limit_in_bytes": 300 * MB, "memory/jobs/a/memory.usage_in_bytes": 100 * MB,
+      "memory/memory.limit_in_bytes": 9223372036854771712, "memory/memory.usage_in_bytes": 5000 * MB}, 200 * MB),
+    # cgroup v2, nested: the parent's limit is the tighter one.
+    ("0::/user/job\n", "41 31 0:38 / {root}/unified rw - cgroup2 cgroup2 rw\n",
+     {"unified/user/job/memory.max": "max", "unified/user/job/memory.current": 50 * MB,
+      "unified/user/memory.max": 120 * MB, "unified/user/memory.current": 80 * MB}, 40 * MB),
+    # A container: its own cgroup is what is mounted.
+    ("0::/job\n", "41 31 0:38 /job {root}/unified rw - cgroup2 cgroup2 rw\n",
+     {"unified/memory.max": 64 * MB, "unified/memory.current": 60 * MB}, 4 * MB),
+    ("0::/\n", "41 31 0:38 / {root}/unified rw - cgroup2 cgroup2 rw\n", {"unified/memory.max": "max"}, None),
+])
+def test_cgroup_memory_limits_are_read_in_v1_and_nested_v2(tmp_path, membership, mounts, files, headroom):
+    # Issue 18, item 21: only /sys/fs/cgroup/memory.max was read, so v1 and nested v2 limits were missed.
+    for name, value in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"{value}\n")
+    assert photo_module.cgroup_headroom(membership, mounts.format(root=tmp_path)) == headroom
 
 
 def test_one_call_colourises_a_file_an_image_or_an_array(tmp_path):
@@ -60,6 +99,67 @@ def test_one_call_colourises_a_file_an_image_or_an_array(tmp_path):
     np.testing.assert_array_equal(sacolor.colorize(gray / 255.0, device="cpu"), from_file)
     with pytest.raises(ValueError, match="image must be gray"):
         sacolor.colorize(np.zeros((4, 4, 2), np.uint8))
+
+
+
+def tiny_checkpoint_path(tmp_path) -> str:
+    return str(tiny_checkpoint(tmp_path / "tiny.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (np.where(np.arange(48)[None, :] < 24, np.nan, 0.5) * np.ones((32, 1)), "NaN or infinite"),
+        (np.full((32, 48), np.inf), "NaN or infinite"),
+        (np.full((32, 48), -np.inf), "NaN or infinite"),
+        (np.linspace(0, 255, 32 * 48).reshape(32, 48), r"in \[0, 1\]; got 0 to 255 \(for 0..255 pass uint8"),
+    ],
+)
+def test_a_float_array_outside_0_1_is_refused_not_clipped(values, message):
+    # Issue 18, item 1: NaN gave an all-black picture, 0-255 floats or inf an all-white one.
+    import sacolor
+
+    with pytest.raises(ValueError, match=message):
+        sacolor.colorize(values.astype(np.float32), device="cpu")
+
+
+def test_an_empty_image_is_refused_and_render_size_takes_the_cli_forms(tmp_path):
+    # Issue 18, item 14: an empty image gave ZeroDivisionError; render_size=128 or [128, 128] a TypeError.
+    import sacolor
+
+    checkpoint = tiny_checkpoint_path(tmp_path)
+    for empty in (np.zeros((0, 5), np.uint8), np.zeros((4, 0, 3), np.float32), Image.new("L", (0, 0))):
+        with pytest.raises(ValueError, match="image is empty"):
+            sacolor.colorize(empty, checkpoint=checkpoint, device="cpu")
+    gray = np.asarray(Image.fromarray(photo("chelsea", 40, 60)).convert("L"))
+    expected = sacolor.colorize(gray, checkpoint=checkpoint, device="cpu", render_size=(64, 64))
+    for size in (64, "64", [64, 64], "64x64"):
+        np.testing.assert_array_equal(sacolor.colorize(gray, checkpoint=checkpoint, device="cpu", render_size=size), expected)
+    with pytest.raises(ValueError, match="render_size: .* give N, 'HxW' or"):
+        sacolor.colorize(gray, checkpoint=checkpoint, device="cpu", render_size="big")
+
+
+def test_a_pil_image_is_turned_upright_and_a_bytes_path_is_a_path(tmp_path):
+    # Issue 18, item 24: colorize(PIL image) ignored EXIF orientation, which a path honours;
+    # colorize(b"path") said "got shape ()".
+    import io
+
+    import sacolor
+
+    checkpoint = tiny_checkpoint_path(tmp_path)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate 90 degrees clockwise
+    buffer = io.BytesIO()
+    Image.fromarray(photo("coffee", 40, 64)).save(buffer, format="JPEG", exif=exif)
+    (tmp_path / "turned.jpg").write_bytes(buffer.getvalue())
+    from_path = sacolor.colorize(tmp_path / "turned.jpg", checkpoint=checkpoint, device="cpu")
+    assert from_path.shape == (64, 40, 3)
+    with Image.open(tmp_path / "turned.jpg") as image:
+        np.testing.assert_array_equal(sacolor.colorize(image, checkpoint=checkpoint, device="cpu"), from_path)
+    from_bytes = sacolor.colorize(str(tmp_path / "turned.jpg").encode(), checkpoint=checkpoint, device="cpu")
+    np.testing.assert_array_equal(from_bytes, from_path)
+    with pytest.raises(TypeError, match="image must be a file path, a PIL image or a numpy array; got int"):
+        sacolor.colorize(7, checkpoint=checkpoint, device="cpu")
 
 
 # Colourises a small photo (so the model, torch's allocator and the libraries are

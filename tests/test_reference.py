@@ -1,34 +1,29 @@
 """The reference backend (the oracle) against a plain autograd implementation,
 and the op's registration (opcheck through it; torch.compile through it and cpu)."""
 
+import dataclasses
 import zlib
 
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_cases import Case
 
 import sacolor
 
 LAYOUTS = {
-    # name: (C, qk, v, out_proj, pool, bias)
-    "heykeetae": (16, 2, 16, False, 1, True),
-    "biggan": (16, 2, 8, True, 2, False),
-    "out_proj_bias": (12, 3, 6, True, 1, True),
+    "heykeetae": Case(channels=16, qk=2, v=16, height=6, width=10, batch=3),
+    "biggan": Case(channels=16, qk=2, v=8, height=6, width=10, pool=2, out_proj=True, bias=False, batch=3),
+    "out_proj_bias": Case(channels=12, qk=3, v=6, height=6, width=10, out_proj=True, batch=3),
 }
+# Weights, biases and x all ~ N(0, 0.5^2): scores of a few units, far from a one-hot softmax.
+STD = 0.5
 
 
-def _params(c, qk, v, out_proj, bias, dtype, gen):
-    def r(*shape):
-        return torch.randn(*shape, dtype=dtype, generator=gen) * 0.5
-
-    p = {"wq": r(qk, c), "wk": r(qk, c), "wv": r(v, c), "gamma": r(1)}
-    if bias:
-        p.update(bq=r(qk), bk=r(qk), bv=r(v))
-    if out_proj:
-        p["wo"] = r(c, v)
-        if bias:
-            p["bo"] = r(c)
-    return p
+def _params(case: Case, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, dict]:
+    """x and the present weights of ``case`` (absent ones left out, as a user would)."""
+    t = case.tensors(dtype, seed=seed, std=STD)
+    return t.pop("x"), {name: value for name, value in t.items() if value is not None}
 
 
 def _autograd_attention(x, p, pool, scale):
@@ -58,14 +53,14 @@ def _call(x, p, pool, scale, backend="reference"):
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("scale", [1.0, 0.3])
 def test_reference_matches_autograd(layout, scale):
-    gen = torch.Generator().manual_seed(zlib.crc32(f"{layout}{scale}".encode()))
-    c, qk, v, out_proj, pool, bias = LAYOUTS[layout]
-    x = torch.randn(3, c, 6, 10, dtype=torch.float64, generator=gen)
-    p = _params(c, qk, v, out_proj, bias, torch.float64, gen)
+    seed = zlib.crc32(f"{layout}{scale}".encode())
+    case = LAYOUTS[layout]
+    pool = case.pool
+    x, p = _params(case, torch.float64, seed)
     leaves = [x] + list(p.values())
     for t in leaves:
         t.requires_grad_(True)
-    dy = torch.randn(x.shape, dtype=torch.float64, generator=gen)
+    dy = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
     y = _call(x, p, pool, scale)
     y_ref = _autograd_attention(x, p, pool, scale)
@@ -77,10 +72,11 @@ def test_reference_matches_autograd(layout, scale):
 
 
 def test_reference_gradcheck():
-    gen = torch.Generator().manual_seed(0)
-    c, qk, v, out_proj, pool, bias = LAYOUTS["biggan"]
-    x = torch.randn(2, c, 4, 6, dtype=torch.float64, generator=gen, requires_grad=True)
-    p = {k: t.requires_grad_(True) for k, t in _params(c, qk, v, out_proj, True, torch.float64, gen).items()}
+    case = dataclasses.replace(LAYOUTS["biggan"], height=4, width=6, batch=2, bias=True)
+    pool = case.pool
+    x, p = _params(case, torch.float64, 0)
+    x.requires_grad_(True)
+    p = {k: t.requires_grad_(True) for k, t in p.items()}
     names = list(p)
 
     def f(x, *ts):
@@ -90,18 +86,15 @@ def test_reference_gradcheck():
 
 
 def test_opcheck_reference():
-    gen = torch.Generator().manual_seed(1)
-    c, qk, v, out_proj, pool, bias = LAYOUTS["biggan"]
-    p = _params(c, qk, v, out_proj, True, torch.float32, gen)
-    x = torch.randn(2, c, 4, 6, generator=gen)
+    case = dataclasses.replace(LAYOUTS["biggan"], height=4, width=6, batch=2, bias=True)
+    pool = case.pool
+    x, p = _params(case, torch.float32, 1)
     args = (x, p["wq"], p["bq"], p["wk"], p["bk"], p["wv"], p["bv"], p["wo"], p["bo"], p["gamma"], pool, 1.0, "reference")
     torch.library.opcheck(torch.ops.sacolor.self_attention.default, args)
 
 
 def test_channels_last_keeps_layout_and_values():
-    gen = torch.Generator().manual_seed(2)
-    p = _params(16, 2, 16, False, True, torch.float32, gen)
-    x = torch.randn(2, 16, 5, 7, generator=gen)
+    x, p = _params(dataclasses.replace(LAYOUTS["heykeetae"], height=5, width=7, batch=2), torch.float32, 2)
     y = _call(x.to(memory_format=torch.channels_last), p, 1, 1.0)
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, _call(x, p, 1, 1.0))
@@ -127,3 +120,32 @@ def test_torch_compile_fullgraph(backend):
     y_eager.square().sum().backward()
     torch.testing.assert_close(y, y_eager)
     torch.testing.assert_close(g_compiled, x.grad)
+
+
+@pytest.mark.parametrize("magnitude", [1e2, 2e4, 2e6, 1e8])
+def test_reference_is_stable_at_large_scores(magnitude):
+    # Issue 18, item 2: the oracle's error against float64 was 0.086 at |score| ~ 2e4 (cpu: 0.004)
+    # and 75 at 2e6, outside the values' range: its weights no longer summed to 1.
+    from attention_cases import Case
+
+    from sacolor.attention.backends import registry
+    from sacolor.attention.inputs import AttentionInputs
+
+    if "cpu" not in sacolor.available_backends():
+        pytest.skip("the cpu backend is not built")
+    case = Case(channels=8, qk=4, v=8, height=7, width=9, bias=False)
+    t = {**case.tensors(torch.float32, seed=4), "gamma": torch.ones(1)}
+    x = t["x"].flatten(2)
+    largest = ((t["wq"] @ x).transpose(1, 2) @ (t["wk"] @ x)).abs().max().item()
+    factor = (magnitude / largest) ** 0.5  # the largest |score| is about `magnitude`
+    t.update(wq=t["wq"] * factor, wk=t["wk"] * factor)
+    exact = registry.get("reference").forward(case.oracle(t)).o
+    values = (t["wv"].double() @ x.double()).transpose(1, 2)  # (B, M, v)
+    errors = {}
+    for name in ("reference", "cpu"):
+        o = registry.get(name).forward(AttentionInputs.create(**t, pool=1, scale=1.0)).o.double()
+        slack = 1e-5 * values.abs().amax()
+        assert (o >= values.amin(dim=1, keepdim=True) - slack).all(), f"{name}: below the values' range"
+        assert (o <= values.amax(dim=1, keepdim=True) + slack).all(), f"{name}: above the values' range"
+        errors[name] = (o - exact).abs().max().item()
+    assert errors["reference"] <= max(2 * errors["cpu"], 1e-5), errors

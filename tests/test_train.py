@@ -1,7 +1,9 @@
 """The trainer end to end on tiny synthetic photos: losses, checkpoints, metrics, exact resume, CLI."""
 
+import dataclasses
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -12,17 +14,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from colour_images import write_image_folder, write_video
-from sacolor.cli import train as train_module
+from colour_images import write_drifting_video, write_image_folder
 from PIL import Image
 
-from sacolor.cli import infer
 from sacolor.checkpoint import load_checkpoint, load_generator, load_training_state
-from sacolor.training.config import PRESETS, TrainConfig, merge_config
-from sacolor.cli.evaluate import evaluate_images
+from sacolor.cli import infer
+from sacolor.cli import train as train_module
+from sacolor.cli.train import main
+from sacolor.evaluation.scoring import evaluate_images
 from sacolor.inference.colorizer import Colorizer
-from sacolor.cli.train import fit, main
-from sacolor.training import build_run
+from sacolor.training import build_run, fit
+from sacolor.training.config import PRESETS, TrainConfig, flag, merge_config
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +100,7 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 from test_train import tiny
 from pathlib import Path
-from sacolor.cli.train import fit
-from sacolor.training import build_run
+from sacolor.training import build_run, fit
 
 limit, done = int(sys.argv[4]), 0
 
@@ -154,7 +155,7 @@ def test_a_save_killed_at_any_point_leaves_a_whole_checkpoint(photos, tmp_path):
 
 
 def test_cli_runs_on_photos_and_a_video(photos, tmp_path):
-    video = write_video(tmp_path / "film.mp4", seconds=2.0, rate=10, height=64, width=96)
+    video = write_drifting_video(tmp_path / "film.mp4", seconds=2.0, rate=10, height=64, width=96)
     status = main([
         "--data", str(photos), str(video), "--frame-cache", str(tmp_path / "frames"),
         "--checkpoints-dir", str(tmp_path), "--name", "cli", "--netG", "unet_64",
@@ -197,6 +198,11 @@ def test_cli_errors_are_clear(photos, tmp_path, capsys, args, message):
     ({"size": -64}, "size sides must be positive"),
     ({"lr_g": ".0002"}, "--lr-g must be a number"),
     ({"ema": "yes"}, "--ema must be true or false"),
+    # Issue 18, items 10 and 24: truncated to 64 and 16, or errors that named neither file nor option.
+    ({"size": [64.5, 64]}, "config.json: --size: size must be one whole number of pixels or \\[height, width\\]; got \\[64.5, 64\\]"),
+    ({"sa_sizes": [16.7]}, "config.json: --sa-sizes: expected a list of whole numbers such as \\[32, 64\\]; got \\[16.7\\]"),
+    ({"sa_sizes": {"a": 1}}, "config.json: --sa-sizes: expected a list of whole numbers"),
+    ({"lr_g": 10**401}, "config.json: --lr-g must be a finite number; got a 402-digit integer"),
 ])
 def test_config_file_values_are_checked_with_exit_2(photos, tmp_path, capsys, values, message):
     # Issue 12, item 13: these were tracebacks (exit 1) from deep inside the model.
@@ -204,6 +210,64 @@ def test_config_file_values_are_checked_with_exit_2(photos, tmp_path, capsys, va
     config.write_text(json.dumps({"data": [str(photos)], "netG": "unet_64", "size": 64, **values}))
     assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path), "--num-workers", "0"]) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_expanded(tmp_path, capsys):
+    # Issue 18, item 15: nested aliases in `data` (9**9 entries) ran out of memory. Seven levels here,
+    # 9**7 entries: harmless if expanded, and refused by type either way.
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 7)]
+    config = tmp_path / "bomb.yaml"
+    config.write_text(f"data: [{', '.join(levels)}]\n")
+    assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bomb.yaml: --data must be a folder or file path, or a list of them" in err and len(err) < 1000
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"size: 64\nname: \xff\xfe\n", "is not valid YAML"),
+    (None, "is a folder; pass a YAML or JSON file of options"),
+])
+def test_a_config_that_is_no_text_file_is_named(tmp_path, capsys, content, message):
+    # Issue 18, item 24: a non-UTF-8 config gave an error without the file; a folder "does not exist".
+    config = tmp_path / "run.yaml"
+    config.mkdir() if content is None else config.write_bytes(content)
+    assert main(["--config", str(config), "--checkpoints-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {config}" in err and message in err
+
+
+@pytest.fixture(scope="module")
+def two_step_run(photos, tmp_path_factory):
+    """A finished 2-step run (ndf 8) to resume."""
+    out = tmp_path_factory.mktemp("two_steps")
+    fit(build_run(tiny(photos, out, max_steps=2, eval_every=100, save_every=2, n_samples=0)))
+    return out
+
+
+def resume_args(photos, out) -> list[str]:
+    return ["--data", str(photos), "--checkpoints-dir", str(out), "--name", "tiny", "--netG", "unet_64", "--size", "64",
+            "--ngf", "8", "--sa-sizes", "16", "--sa-sizes-D", "16", "--batch-size", "4", "--max-steps", "3",
+            "--num-workers", "0", "--no-progress", "--resume"]
+
+
+@pytest.mark.parametrize("change, damage, message", [
+    (["--ndf", "16"], None, "tiny/latest.json was trained with --ndf 8, but the options give --ndf 16"),
+    (["--n-layers-D", "2"], None, "was trained with --n-layers-D 3, but the options give --n-layers-D 2"),
+    (["--sa-sizes-D"], None, "was trained with --sa-sizes-D 16, but the options give --sa-sizes-D \\(none\\)"),
+    ([], lambda state: state.pop("optimizer_D"), "tiny/latest.pt lacks optimizer_D: it is damaged"),
+    ([], lambda state: state.update(rng=[{"torch": "garbage"}]), "tiny/latest.pt is damaged \\(TypeError"),
+])
+def test_a_resume_that_cannot_fit_the_run_names_the_option_or_file(photos, two_step_run, tmp_path, capsys, change, damage, message):
+    # Issue 18, item 12: RuntimeError, KeyError or TypeError tracebacks; only the generator's options were compared.
+    shutil.copytree(two_step_run, tmp_path, dirs_exist_ok=True)
+    if damage is not None:
+        state_file = tmp_path / "tiny" / "latest.pt"
+        state = torch.load(state_file, weights_only=True)
+        damage(state)
+        torch.save(state, state_file)
+    assert main(resume_args(photos, tmp_path) + ["--ndf", "8"] + change) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err, err
 
 
 def test_empty_data_folder_is_an_error(tmp_path, capsys):
@@ -236,3 +300,18 @@ def test_config_precedence_and_presets(tmp_path):
     assert len(PRESETS) == 8 and PRESETS["expt5"]["sa_sizes"] == (64,) and PRESETS["expt5"]["gan_mode"] == "vanilla"
     assert {p["gan_mode"] for p in PRESETS.values()} == {"vanilla", "lsgan"}
     assert {p["sa_sizes"] for p in PRESETS.values()} == {(), (32,), (64,), (128,)}
+
+
+def test_every_config_field_is_one_flag_with_its_rules():
+    # The parser and the validation are generated from TrainConfig's field metadata (issue 17).
+    actions = {action.dest: action for action in train_module.build_parser()._actions}
+    for f in dataclasses.fields(TrainConfig):
+        rules = f.metadata["option"]
+        action = actions.pop(f.name)
+        assert action.option_strings[0] == flag(f.name)
+        assert action.help.startswith(rules.help)
+        assert tuple(action.choices or ()) == tuple(rules.choices or ())
+        if rules.choices:
+            with pytest.raises(ValueError, match=f"{flag(f.name)} must be one of"):
+                rules.check(flag(f.name), "no such choice")
+    assert set(actions) == {"help", "config", "preset"}

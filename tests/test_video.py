@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from media import FPS, audio_packets, frame_times, make_clip, panning_frames
+from media import FPS, audio_packets, frame_times, make_clip, panning_frames, truncated_copy, write_timed_clip, write_video
 
 from sacolor.io.paths import VIDEO_SUFFIXES
 from sacolor.io.video import iter_rgb_batches, probe, recolor_video
@@ -94,18 +94,26 @@ def test_odd_frame_size_is_kept(tmp_path):
 
 def test_display_rotation_is_kept(tmp_path):
     # Issue 12, item 7: a phone video stored landscape with "rotate 90" played sideways after colourising.
-    portrait = tmp_path / "phone.mp4"
-    with av.open(str(portrait), "w") as sink:
-        stream = sink.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        stream.set_display_rotation(90)
-        for pixels in panning_frames(4):
-            sink.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")))
-        sink.mux(stream.encode(None))
+    portrait = write_timed_clip(tmp_path / "phone.mp4", [t / 10 for t in range(4)], panning_frames(4), rotation=90)
+    assert probe(portrait).rotation == 90 and probe(portrait).display_size == (64, 96)
     out = tmp_path / "out.mp4"
     assert recolor_video(portrait, out, lambda f: f) == 4
     with av.open(str(out)) as container:
         assert next(container.decode(video=0)).rotation == 90
+
+
+@pytest.mark.parametrize("fraction, message", [
+    (0.7, r"the input ended early: 6 frames decoded \(0.50 s\) of the 12 frames \(1.00 s\) it states"),
+    (0.3, "has no video frames that can be decoded"),
+])
+def test_a_truncated_film_is_an_error_not_a_short_film(tmp_path, fraction, message):
+    # Issue 18, item 8: a truncated mkv was written with 3 of its 12 frames, exit 0, no word.
+    whole = tmp_path / "whole.mkv"
+    write_video(whole, panning_frames(12), fps=12)
+    cut = truncated_copy(whole, tmp_path / "cut.mkv", fraction)
+    with pytest.raises(ValueError, match=f"cut.mkv: {message}"):
+        recolor_video(cut, tmp_path / "out.mkv", lambda f: f)
+    assert recolor_video(whole, tmp_path / "out.mkv", lambda f: f) == 12
 
 
 @pytest.mark.parametrize("suffix", sorted(VIDEO_SUFFIXES))

@@ -58,7 +58,7 @@ def self_attention(
             The environment variable SACOLOR_BACKEND overrides "auto".
 
     Returns:
-        y: (B, C, H, W), same dtype and memory layout as x.
+        y: (B, C, H, W), same dtype and memory layout as x (B = 0 gives an empty y, as convolutions do).
 
     Raises:
         ValueError / TypeError: bad shapes, dtypes, devices, an unknown backend or one
@@ -73,6 +73,9 @@ def self_attention(
     chosen = registry.select(inputs, backend)
     if _is_identity(inputs):
         return x
+    if inputs.batch == 0:  # nothing to attend over; the weights get zero gradients, as in nn.Conv2d
+        weights = [t for name, t in inputs.named_tensors().items() if t is not None and name != "x"]
+        return x + 0 * sum(t.sum() for t in weights)
     y, *_ = ops.self_attention(
         *inputs.named_tensors().values(), inputs.pool, float(inputs.scale), chosen.name
     )

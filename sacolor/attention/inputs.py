@@ -25,6 +25,20 @@ SUPPORTED_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 SUPPORTED_POOLS = (1, 2)
 
 
+def check_pool(pool: int, height: int | None = None, width: int | None = None) -> None:
+    """ValueError unless ``pool`` is a supported pool and, given the map's size, divides both sides.
+
+    The one check of ``pool``: the op, ``SelfAttention`` and the backends' declarations use it.
+    """
+    if not isinstance(pool, int) or pool not in SUPPORTED_POOLS:
+        raise ValueError(f"pool must be {' or '.join(map(str, SUPPORTED_POOLS))}; got {pool!r}")
+    if height is not None and (height % pool or width % pool):
+        raise ValueError(
+            f"pool={pool} needs H and W divisible by {pool}; x has H={height}, W={width}. "
+            "Pad or resize the input, or use pool=1."
+        )
+
+
 def _weight_2d(name: str, w: Tensor) -> Tensor:
     """Accepts (out, in) or a 1x1 conv weight (out, in, 1, 1) / conv1d (out, in, 1)."""
     if not isinstance(w, Tensor):
@@ -95,7 +109,7 @@ class AttentionInputs:
             pool=pool,
             scale=scale,
         )
-        inputs.validate()
+        inputs.validate(empty_batch=True)
         return inputs
 
     # -- derived sizes -------------------------------------------------------
@@ -144,7 +158,9 @@ class AttentionInputs:
 
     # -- validation ----------------------------------------------------------
 
-    def validate(self) -> None:
+    def validate(self, empty_batch: bool = False) -> None:
+        """Raises ValueError/TypeError naming the bad input. ``empty_batch``: accept B = 0
+        (the functional form returns such an x at once; the op and its kernels never see it)."""
         x = self.x
         if x.dim() != 4:
             raise ValueError(f"x must be 4-D (B, C, H, W); got {x.dim()}-D shape {tuple(x.shape)}")
@@ -152,15 +168,9 @@ class AttentionInputs:
             raise TypeError(
                 f"x has dtype {x.dtype}; supported: " + ", ".join(str(d) for d in SUPPORTED_DTYPES)
             )
-        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        if (x.shape[0] == 0 and not empty_batch) or x.shape[2] == 0 or x.shape[3] == 0:
             raise ValueError(f"x must have non-zero batch and spatial size; got {tuple(x.shape)}")
-        if not isinstance(self.pool, int) or self.pool not in SUPPORTED_POOLS:
-            raise ValueError(f"pool must be 1 or 2; got {self.pool!r}")
-        if self.pool > 1 and (x.shape[2] % self.pool or x.shape[3] % self.pool):
-            raise ValueError(
-                f"pool={self.pool} needs H and W divisible by {self.pool}; x has H={x.shape[2]}, "
-                f"W={x.shape[3]}. Pad or resize the input, or use pool=1."
-            )
+        check_pool(self.pool, x.shape[2], x.shape[3])
         if not isinstance(self.scale, (int, float)) or isinstance(self.scale, bool):
             raise TypeError(f"scale must be a float; got {type(self.scale).__name__}")
         if not math.isfinite(self.scale):

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional import explain, self_attention
+from .inputs import check_pool
 
 
 def _query_positions(
@@ -72,8 +73,7 @@ class SelfAttention(nn.Module):
                 f"v_channels={v_channels} differs from in_channels={in_channels}: "
                 "set out_proj=True to project values back to in_channels"
             )
-        if pool not in (1, 2):
-            raise ValueError(f"pool must be 1 or 2; got {pool!r}")
+        check_pool(pool)
         self.in_channels = in_channels
         self.qk_channels = qk_channels
         self.v_channels = v_channels
@@ -113,16 +113,20 @@ class SelfAttention(nn.Module):
             weights[f"b{short}"] = None if conv is None else cast(conv.bias)
         return weights
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, C, H, W) -> (B, C, H, W). Weights follow x's dtype (as autocast would)."""
+    def _check_input(self, x: Tensor) -> None:
+        """Refusals said in the module's terms; the op alone would blame its weight wq."""
         if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}; convert it with torch.as_tensor(x)")
         if x.dim() == 4 and x.shape[1] != self.in_channels:
-            # Said in the module's terms; the op alone would blame its weight wq.
             raise ValueError(
                 f"x has {x.shape[1]} channels (shape {tuple(x.shape)}) but this SelfAttention "
                 f"was built with in_channels={self.in_channels}"
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, C, H, W) -> (B, C, H, W). Weights follow x's dtype (as autocast would).
+        An empty batch (B = 0) gives an empty output, as ``nn.Conv2d`` does."""
+        self._check_input(x)
         w = self.projection_weights(x.dtype)
         return self_attention(
             x, w["wq"], w["wk"], w["wv"], self.gamma.to(x.dtype),
@@ -133,6 +137,7 @@ class SelfAttention(nn.Module):
     @torch.no_grad()
     def explain(self, x: Tensor) -> str:
         """Which backend ``backend="auto"`` picks for this module on x (B, C, H, W), and why each other refuses."""
+        self._check_input(x)
         w = self.projection_weights(x.dtype)
         return explain(
             x, w["wq"], w["wk"], w["wv"], self.gamma.to(x.dtype),
@@ -161,10 +166,7 @@ class SelfAttention(nn.Module):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must be (B, {self.in_channels}, H, W); got {shape}")
         height, width = x.shape[2:]
-        if height % self.pool or width % self.pool:
-            raise ValueError(
-                f"pool={self.pool} needs H and W divisible by {self.pool}; x has H={height}, W={width}"
-            )
+        check_pool(self.pool, height, width)
         pos = _query_positions(positions, height, width, x.device)
         rows, cols = pos[:, 0], pos[:, 1]
         # Conv weights are (out, in, 1, 1); the einsums take (out, in).

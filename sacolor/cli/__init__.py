@@ -1,3 +1,3 @@
-"""The command lines: ``sacolor-train`` (``train``), ``sacolor-infer`` (``infer``)
-and ``sacolor-eval`` (``evaluate``). Each parses its options and calls the
-library; no library module imports this package."""
+"""The command lines: ``sacolor-train`` (``train``), ``sacolor-infer`` (``infer``),
+``sacolor-eval`` (``evaluate``) and ``sacolor-studio`` (``studio``). Each parses its
+options and calls the library; no library module imports this package."""

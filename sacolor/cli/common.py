@@ -7,11 +7,12 @@ import argparse
 import sys
 import warnings
 
-from ..training.config import parse_size
+from ..options import DEVICES, parse_size
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for Ctrl-C
 
 
 def positive_int(text: str) -> int:
@@ -50,7 +51,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the checkpoint's training size)",
     )
     parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto",
+        "--device", choices=DEVICES, default="auto",
         help="where the model runs; auto (the default) picks CUDA when present; on CUDA the model runs in bf16",
     )
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..attention.backends.registry import environment_backend
+from ..inference.colorizer import Colorizer
+from ..inference.film import FilmHint, colorize_film, load_film_hints
+from ..inference.hints import parse_hint
+from ..inference.photo import colorize_photo
+from ..inference.temporal import DEFAULT_STRENGTH, ChromaStabilizer, color_distribution_consistency, color_histograms
+from ..io.images import save_rgb
+from ..io.paths import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Source,
+    atomic_output,
+    collect_sources,
+    is_media,
+    suffix_help,
+)
+from ..io.video import probe
 from .common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
@@ -34,23 +51,6 @@ from .common import (
     show_warnings_as_messages,
     strength,
 )
-from ..inference.colorizer import Colorizer
-from ..inference.film import FilmColorizer, FilmHint, load_film_hints, schedule
-from ..inference.hints import parse_hint
-from ..io.images import save_rgb
-from ..io.paths import (
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    Source,
-    collect_sources,
-    is_media,
-    partial_path,
-    remove_stale_partials,
-    suffix_help,
-)
-from ..io.video import probe, recolor_video
-from ..inference.photo import colorize_photo
-from ..inference.temporal import ChromaStabilizer, color_distribution_consistency, color_histograms
 
 @dataclass(frozen=True)
 class Job:
@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Colourise black-and-white photos and films. The model predicts colour at "
         "--render-size; each output keeps its input's own resolution, detail and luminance.",
         epilog=f"{suffix_help()} Exit status: {EXIT_OK} when every input was colourised, {EXIT_SOME_FAILED} when "
-        f"some failed (each is reported by name), {EXIT_USAGE} for bad options or an unusable checkpoint or device.",
+        f"some failed (each is reported by name), {EXIT_USAGE} for bad options or an unusable checkpoint or device, "
+        f"{EXIT_INTERRUPTED} when interrupted (Ctrl-C; the output in progress is not written).",
     )
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
@@ -91,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "flow (default on; --no-temporal turns it off)",
     )
     parser.add_argument(
-        "--temporal-strength", type=strength, default=0.7, metavar="S",
-        help="with --temporal, weight of the previous frame's colour in [0, 1) (default 0.7); higher is steadier "
+        "--temporal-strength", type=strength, default=DEFAULT_STRENGTH, metavar="S",
+        help=f"with --temporal, weight of the previous frame's colour in [0, 1) (default {DEFAULT_STRENGTH:g}); higher is steadier "
         "but slower to follow real changes",
     )
     parser.add_argument(
@@ -138,8 +139,9 @@ def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list
     existing folder; otherwise ``output`` is a folder.
 
     Returns:
-        (jobs, problems): problems name sources whose output exists (without
-        ``overwrite``), clashes with another's, or has the wrong kind of suffix.
+        (jobs, problems): problems name sources whose output is the source itself,
+        exists (without ``overwrite``), clashes with another's, or has the wrong
+        kind of suffix.
     """
     out = Path(output)
     single_file = (
@@ -161,6 +163,11 @@ def plan_jobs(sources: list[Source], output: str, overwrite: bool) -> tuple[list
         elif target.suffix.lower() not in allowed:
             kind = "video" if source.is_video else "image"
             problems.append(f"{source.path}: output {target} needs a {kind} suffix such as {'.mp4' if source.is_video else '.png'}")
+        elif key == source.path.resolve() or (target.exists() and os.path.samefile(target, source.path)):
+            problems.append(
+                f"{source.path}: output {target} is the input itself, which is never replaced (not even with "
+                "--overwrite); pass another -o"
+            )
         elif key in taken:
             problems.append(f"{source.path}: output {target} would also be written by {taken[key]}; rename one input")
         elif target.exists() and not overwrite:
@@ -180,33 +187,6 @@ def file_target_problem(sources: list[Source], output: str) -> str | None:
         return None
     what = f"{len(sources)} inputs need" if len(sources) != 1 else "an input found in a folder needs"
     return f"-o {output} names a file, but {what} a folder; pass a folder such as -o {out.with_suffix('')}/"
-
-
-@contextmanager
-def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it to ``target`` on success.
-
-    The temporary name keeps the suffix (it picks the file format). On any
-    error, or if ``target`` appeared meanwhile and ``overwrite`` is off, the
-    temporary file is removed and nothing is left behind.
-
-    Raises:
-        FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
-    """
-    temporary = partial_path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(target)
-        yield temporary
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
-        os.replace(temporary, target)
-    except OSError as error:
-        if error.errno is None or isinstance(error, FileExistsError):
-            raise
-        raise OSError(error.errno, f"cannot write {target} ({error.strerror}); check the folder's permissions and free space") from error
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 # What colourising one input can raise without the others being affected: unreadable or
@@ -255,20 +235,14 @@ class Runner:
         """Colourise one video, frame batches through the model, audio copied."""
         stabilizer = ChromaStabilizer(strength=self.args.temporal_strength) if self.args.temporal else None
         histograms = []
-
-        def process(frames: np.ndarray) -> np.ndarray:
-            colored = film(frames)
-            histograms.append(color_histograms(colored))
-            return colored
-
         try:
-            info = probe(job.source.path)
-            total = info.frames
-            starts = schedule(self.film_hints, info.width, info.height, info.fps, total, str(job.source.path))
-            film = FilmColorizer(self.colorizer, stabilizer, starts)
+            total = probe(job.source.path).frames
             with tqdm(total=total, unit="frame", disable=self.args.quiet, desc=job.source.path.name) as bar:
                 with atomic_output(job.output, self.args.overwrite) as temporary:
-                    frames = recolor_video(job.source.path, temporary, process, self.args.batch_size, on_frames=bar.update)
+                    frames = colorize_film(
+                        self.colorizer, job.source.path, temporary, self.film_hints, stabilizer, self.args.batch_size,
+                        on_frames=bar.update, on_colored=lambda _, colored: histograms.append(color_histograms(colored)),
+                    )
         except INPUT_ERRORS as error:
             self.fail(describe(error, job.source.path))
             return
@@ -294,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         hints = read_hints(args)
         colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
+        environment_backend(colorizer.device)
         if hints and not colorizer.accepts_hints:
             raise ValueError("--hint/--hints: this model takes no colour hints; use a checkpoint of --netG "
                              "efficientnet_unet (the built-in model is one)")
@@ -307,10 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = Runner(colorizer, args, hints)
     for problem in problems + output_problems:
         runner.fail(problem)
-    runner.run_images([job for job in jobs if not job.source.is_video])
-    for job in jobs:
-        if job.source.is_video:
-            runner.run_video(job)
+    try:
+        runner.run_images([job for job in jobs if not job.source.is_video])
+        for job in jobs:
+            if job.source.is_video:
+                runner.run_video(job)
+    except KeyboardInterrupt:  # the output in progress is removed on the way out (atomic_output)
+        finished = f" ({runner.done} output(s) finished before it are kept)" if runner.done else ""
+        print(f"sacolor-infer: interrupted; nothing written for the input in progress{finished}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     total = runner.done + runner.failures
     if not args.quiet:
         print(f"sacolor-infer: colourised {runner.done} of {total} inputs", file=sys.stderr)

@@ -19,12 +19,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from ..colour import rgb_to_lab
-from .metrics import colorfulness
+from ..colour import channel_histograms, rgb_to_lab
 from ..inference.temporal import CDC_DILATIONS, FlowSettings, Motion, color_distribution_consistency
+from ..io.paths import atomic_output
+from .metrics import colorfulness
 
 # One bin per Lab unit, centred on the integers -128..127, so that gray (ab within float
 # error of 0) always falls in one bin.
@@ -43,11 +43,7 @@ def ab_histograms(ab: Tensor) -> np.ndarray:
     Returns:
         float64 (T, 2, AB_BINS); each row sums to 1 (values outside the range go to the end bins).
     """
-    count = ab.shape[0]
-    codes = ((ab.float().cpu().clamp(*AB_RANGE) - AB_RANGE[0]) * (AB_BINS / (AB_RANGE[1] - AB_RANGE[0]))).long().clamp(max=AB_BINS - 1)
-    codes = codes.flatten(2) + AB_BINS * torch.arange(2 * count).view(count, 2, 1)
-    histograms = torch.bincount(codes.flatten(), minlength=2 * count * AB_BINS).view(count, 2, AB_BINS)
-    return (histograms.double() / codes.shape[-1]).numpy()
+    return channel_histograms(ab, AB_BINS, *AB_RANGE)
 
 
 def warp_error(motion: Motion, ab: Tensor, ab_next: Tensor) -> float:
@@ -184,8 +180,6 @@ def plot_report(report: dict, rows: list[str], worst_row: str, target: Path, tit
         raise ImportError("--plot needs matplotlib: pip install matplotlib") from error
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-
-    from ..cli.infer import atomic_output
 
     figure, axes = plt.subplots(figsize=(9, 3.6), dpi=110, layout="constrained")
     frames = np.arange(report["frames"])

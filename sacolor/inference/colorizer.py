@@ -1,11 +1,12 @@
 """Colour transfer: the generator predicts chroma at its render size, the input keeps its own L.
 
 ``Colorizer`` resizes the input's lightness to the render size, runs the
-generator there (bf16 autocast on CUDA, eval mode, no grad), upsamples the
-predicted ab to the input's full resolution and joins it with the input's own
-L. Where that Lab colour falls outside sRGB, its chroma is reduced until it
-fits instead of clipping RGB, so the output's L equals the input's L (up to
-8-bit rounding) and detail and tone are the input's.
+generator there (eval mode, no grad; bf16 autocast on CUDA, as
+``options.autocast_dtype`` decides), upsamples the predicted ab to the
+input's full resolution and joins it with the input's own L. Where that Lab
+colour falls outside sRGB, its chroma is reduced until it fits instead of
+clipping RGB, so the output's L equals the input's L (up to 8-bit rounding)
+and detail and tone are the input's.
 """
 
 from __future__ import annotations
@@ -21,30 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import load_generator
-from ..colour import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from ..colour import denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_lab, to_float, to_uint8
+from ..options import autocast, autocast_dtype, check_multiple, resolve_device
 from .hints import Hint, hint_map
 
 BUILTIN_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "builtin.safetensors"
-# Lab round-trip error above which a colour counts as out of the sRGB gamut.
-GAMUT_TOLERANCE = 0.05
-GAMUT_BISECTION_STEPS = 8  # chroma scale to 1/256: finer than 8-bit output shows
 # (L (T, 1, h, w), ab (T, 2, h, w)) -> ab, applied to consecutive frames.
 Stabilize = Callable[[Tensor, Tensor], Tensor]
-
-
-def resolve_device(name: str) -> torch.device:
-    """"cpu", "cuda" or "auto" (CUDA when available) -> a torch.device.
-
-    Raises:
-        ValueError: an unknown name, or "cuda" without a CUDA device.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu, cuda or auto; got {name!r}")
-    return torch.device(name)
 
 
 class Colorizer:
@@ -66,11 +50,7 @@ class Colorizer:
 
     def __init__(self, generator: nn.Module, render_size: tuple[int, int], device: torch.device) -> None:
         multiple = getattr(generator, "multiple", 1)
-        if render_size[0] % multiple or render_size[1] % multiple:
-            raise ValueError(
-                f"render size {render_size[0]}x{render_size[1]} is not a multiple of {multiple}, "
-                f"which this generator needs; use e.g. {multiple}x{2 * multiple}"
-            )
+        check_multiple("render size", render_size, multiple, "this generator", f"use e.g. {multiple}x{2 * multiple}")
         self.generator = generator.to(device).eval()
         self.render_size = render_size
         self.multiple = multiple
@@ -130,12 +110,26 @@ class Colorizer:
         return hint_map(hints, input_size, self.model_size(input_size), self.device)
 
     @torch.inference_mode()
-    def predict_ab(self, lightness: Tensor, hints: Tensor | None = None) -> Tensor:
+    def encode(self, lightness: Tensor) -> list[Tensor] | None:
+        """What ``predict_ab`` can reuse while only the hints change (the generator's ``encode``:
+        the features of L), or None for a generator without that split.
+
+        Args:
+            lightness: L in 0..100, (B, 1, H, W), any H and W.
+        """
+        if not hasattr(self.generator, "encode"):
+            return None
+        with autocast(self.device, autocast_dtype(self.device)):
+            return self.generator.encode(normalize_l(self.to_render_size(lightness)))
+
+    @torch.inference_mode()
+    def predict_ab(self, lightness: Tensor, hints: Tensor | None = None, encoded: list[Tensor] | None = None) -> Tensor:
         """The generator's ab at the render size.
 
         Args:
             lightness: L in 0..100, (B, 1, H, W), any H and W.
             hints: optional hint channels (B or 1, 3, h, w) at the model size (see ``hint_channels``).
+            encoded: optional ``encode(lightness)``, kept from an earlier call (the same result, sooner).
 
         Returns:
             ab in Lab units, float32 (B, 2, h, w) with (h, w) the model size (``model_size``).
@@ -143,7 +137,9 @@ class Colorizer:
         extra = {}
         if hints is not None:
             extra["hints"] = hints.to(self.device).expand(lightness.shape[0], -1, -1, -1)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        if encoded is not None:
+            extra["features"] = encoded
+        with autocast(self.device, autocast_dtype(self.device)):
             ab = self.generator(normalize_l(self.to_render_size(lightness)), **extra)
         return denormalize_ab(ab.float())
 
@@ -185,8 +181,7 @@ class Colorizer:
         Raises:
             ValueError: hints for a model that takes none.
         """
-        rgb = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        return to_uint8(self.colorize_float(rgb, stabilize, hints))
+        return to_uint8(self.colorize_float(to_float(frames, self.device), stabilize, hints))
 
     def colorize_float(self, rgb: Tensor, stabilize: Stabilize | None = None, hints: Sequence[Hint] = ()) -> Tensor:
         """``colorize`` on float RGB (B, 3, H, W) in [0, 1]; returns float RGB (B, 3, H, W)."""
@@ -201,57 +196,3 @@ class Colorizer:
         if stabilize is not None:
             ab = stabilize(self.to_render_size(lightness), ab)
         return self.compose(lightness, ab)
-
-
-def to_uint8(rgb: Tensor) -> np.ndarray:
-    """Float RGB (B, 3, H, W) in [0, 1] -> uint8 (B, H, W, 3), rounded."""
-    return (rgb.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
-    """Lab -> sRGB, shrinking the chroma of out-of-gamut colours instead of clipping RGB.
-
-    Clipping RGB changes a colour's lightness; scaling its ab towards 0 (gray,
-    always in gamut) keeps L. The largest in-gamut scale is found by bisection,
-    only for the pixels that need it.
-
-    Args:
-        lab: (B, 3, H, W) float, L in 0..100.
-
-    Returns:
-        (B, 3, H, W) RGB in [0, 1].
-    """
-    rgb = lab_to_rgb(lab)
-    # Only a colour that ``lab_to_rgb`` clipped can be out of gamut, and a
-    # clipped colour has a channel at 0 or 1: check just those pixels.
-    clipped = ((rgb <= 0.0) | (rgb >= 1.0)).any(dim=-3)  # (B, H, W)
-    if not clipped.any():
-        return rgb
-    outside = clipped.clone()
-    outside[clipped] = _gamut_error(_as_image(lab.permute(0, 2, 3, 1)[clipped]), _as_image(rgb.permute(0, 2, 3, 1)[clipped]))[0, 0] > GAMUT_TOLERANCE
-    if not outside.any():
-        return rgb
-    pixels = lab.permute(0, 2, 3, 1)[outside]  # (N, 3)
-    lightness, chroma = pixels[:, :1], pixels[:, 1:]
-    low = torch.zeros_like(lightness)
-    high = torch.ones_like(lightness)
-    for _ in range(GAMUT_BISECTION_STEPS):
-        middle = 0.5 * (low + high)
-        trial = _as_image(torch.cat([lightness, middle * chroma], dim=1))
-        fits = (_gamut_error(trial, lab_to_rgb(trial)) <= GAMUT_TOLERANCE).reshape(-1, 1)
-        low = torch.where(fits, middle, low)
-        high = torch.where(fits, high, middle)
-    fitted = lab_to_rgb(_as_image(torch.cat([lightness, low * chroma], dim=1)))
-    rgb = rgb.permute(0, 2, 3, 1).clone()
-    rgb[outside] = fitted[0, :, 0].T
-    return rgb.permute(0, 3, 1, 2)
-
-
-def _as_image(pixels: Tensor) -> Tensor:
-    """(N, 3) -> (1, 3, 1, N), the (..., 3, H, W) layout the Lab functions take."""
-    return pixels.T.unsqueeze(0).unsqueeze(2)
-
-
-def _gamut_error(lab: Tensor, rgb: Tensor) -> Tensor:
-    """Largest Lab change (over the channels, dim -3) made by the clipping in ``lab_to_rgb``."""
-    return (rgb_to_lab(rgb) - lab).abs().amax(dim=-3)

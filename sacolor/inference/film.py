@@ -18,12 +18,11 @@ when each hint starts and, optionally, a name::
 
 from __future__ import annotations
 
-import json
+import bisect
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +30,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .colorizer import Colorizer, to_uint8
-from .hints import Hint, check_inside, load_hints
+from ..colour import to_float, to_uint8
+from ..io.video import VideoInfo, frame_times, probe, recolor_video
+from ..messages import brief
+from .colorizer import Colorizer
+from .hints import Hint, check_inside, hint_entries
 from .temporal import ChromaStabilizer, FlowSettings, Motion
 
 # A point survives a frame when at least KEEP_FRACTION of the KEEP_WINDOW x KEEP_WINDOW
 # pixels around it pass the flow's occlusion check: one pixel alone is too noisy a witness.
 KEEP_WINDOW = 3
 KEEP_FRACTION = 0.5
-# Slack, in frames, for converting a time to a frame: 2.5 s at 24 fps is frame 60, not 59.
+# Slack, in seconds, for converting a time to a frame: a hint at 2.5 s starts at a frame
+# stamped 2.4999999 s (timestamps are rounded to the stream's unit).
 TIME_SLACK = 1e-6
 
 Schedule = Mapping[int, Sequence["FilmHint"]]
@@ -52,7 +55,7 @@ class FilmHint:
     Attributes:
         hint: the point, in the video's pixels, and its colour.
         frame: the first frame (0-based) it applies to; or None when ``time`` says.
-        time: the time in seconds it starts; converted to a frame with the video's frame rate.
+        time: the time in seconds it starts: the first frame whose timestamp reaches it.
         key: a name ("id" in the file); a later hint with the same name replaces this one.
         source: where it came from, for error messages (e.g. "--hints h.json, entry 2").
     """
@@ -63,11 +66,13 @@ class FilmHint:
     key: str | None = None
     source: str = "--hint"
 
-    def start(self, fps: Fraction) -> int:
-        """The first frame it applies to, at ``fps`` frames per second."""
+    def start(self, times: Sequence[float]) -> int:
+        """The first frame it applies to, given every frame's time in seconds from the first
+        (``io.video.frame_times``; only read for a hint given by time). ``len(times)`` when the
+        film ends before it."""
         if self.frame is not None:
             return self.frame
-        return math.floor(self.time * fps + TIME_SLACK)
+        return bisect.bisect_left(times, self.time - TIME_SLACK)
 
 
 def load_film_hints(path: str | Path) -> list[FilmHint]:
@@ -78,10 +83,7 @@ def load_film_hints(path: str | Path) -> list[FilmHint]:
         FileNotFoundError: no such file.
         ValueError: a bad entry; the message names the file and the entry.
     """
-    points = load_hints(path)  # checks the file, x, y and colour
-    entries = json.loads(Path(path).read_text())
-    entries = entries["hints"] if isinstance(entries, dict) else entries
-    return [_film_hint(point, entry, f"--hints {path}, entry {index}") for index, (point, entry) in enumerate(zip(points, entries))]
+    return [_film_hint(point, entry, where) for point, entry, where in hint_entries(path)]
 
 
 def _film_hint(point: Hint, entry: dict, where: str) -> FilmHint:
@@ -89,36 +91,84 @@ def _film_hint(point: Hint, entry: dict, where: str) -> FilmHint:
     if frame is not None and time is not None:
         raise ValueError(f'{where}: give "frame" or "time", not both')
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 0):
-        raise ValueError(f'{where}: "frame" must be a frame number >= 0 (the first frame is 0); got {frame!r}')
+        raise ValueError(f'{where}: "frame" must be a frame number >= 0 (the first frame is 0); got {brief(frame)}')
     if time is not None and (isinstance(time, bool) or not isinstance(time, (int, float)) or not 0 <= time < math.inf):
-        raise ValueError(f'{where}: "time" must be seconds >= 0 from the start of the video; got {time!r}')
-    if key is not None and not isinstance(key, (str, int)):
-        raise ValueError(f'{where}: "id" must be a name or a number; got {key!r}')
+        raise ValueError(f'{where}: "time" must be seconds >= 0 from the start of the video; got {brief(time)}')
+    if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
+        raise ValueError(f'{where}: "id" must be a name or a number; got {brief(key)}')
     if frame is None and time is None:
         frame = 0
     return FilmHint(point, frame, time, None if key is None else str(key), where)
 
 
-def schedule(hints: Sequence[FilmHint], width: int, height: int, fps: Fraction, frames: int | None, video: str) -> dict[int, list[FilmHint]]:
-    """Hints grouped by the frame they start at, checked against a video.
+def schedule(
+    hints: Sequence[FilmHint],
+    info: VideoInfo,
+    video: str,
+    times: Sequence[float] = (),
+) -> dict[int, list[FilmHint]]:
+    """Hints grouped by the frame they start at, checked against a video, their points in its stored frames.
+
+    Points are given in displayed pixels, as players show the film (after its display rotation), the
+    way a photo's are after its EXIF rotation; the frames the model sees are the stored ones, so each
+    point is turned into those.
 
     Args:
-        width, height, fps, frames: the video's (``io.video.probe``); ``frames`` None when unknown.
+        info: the video's (``io.video.probe``); ``info.frames`` None when the container does not say.
         video: its name, for error messages.
+        times: every frame's time in seconds (``io.video.frame_times``), needed for hints given by
+            time: a variable frame rate makes a time's frame unknowable from the average rate.
 
     Raises:
-        ValueError: a hint outside the frame, or starting after the last frame; the message
+        ValueError: a hint outside the displayed frame, or starting after the last frame; the message
             names the video and the hint.
     """
+    frames = len(times) if any(h.time is not None for h in hints) else info.frames
+    width, height = info.display_size
     starts: dict[int, list[FilmHint]] = defaultdict(list)
     for film_hint in hints:
         check_inside([film_hint.hint], width, height, f"{video}: {film_hint.source}")
-        start = film_hint.start(fps)
-        if frames is not None and start >= frames:
-            when = f"frame {start}" if film_hint.time is None else f"time {film_hint.time:g} s (frame {start})"
-            raise ValueError(f"{video}: {film_hint.source}: starts at {when}, but the video has {frames} frames (0 to {frames - 1})")
-        starts[start].append(film_hint)
+        start = film_hint.start(times)
+        if frames is not None:
+            check_start(film_hint, start, frames, video)
+        stored = stored_point(film_hint.hint, info.rotation, info.width, info.height)
+        starts[start].append(replace(film_hint, hint=stored))
     return dict(starts)
+
+
+def check_start(film_hint: FilmHint, start: int, frames: int, video: str) -> None:
+    """Raises ValueError when ``film_hint`` starts at frame ``start`` of a video of ``frames`` frames, or after it."""
+    if start >= frames:
+        when = f"frame {start}" if film_hint.time is None else f"time {film_hint.time:g} s"
+        raise ValueError(f"{video}: {film_hint.source}: starts at {when}, but the video has {frames} frames (0 to {frames - 1})")
+
+
+def check_starts(starts: Schedule, frames: int, video: str) -> None:
+    """``check_start`` for every hint, once decoding has counted a film's frames (its container did not say)."""
+    for start, hints in starts.items():
+        for film_hint in hints:
+            check_start(film_hint, start, frames, video)
+
+
+def displayed_point(hint: Hint, rotation: int, width: int, height: int) -> Hint:
+    """The inverse of ``stored_point``: a point of the stored frame (``width`` x ``height``) where
+    players show it."""
+    shown_width, shown_height = (height, width) if rotation % 180 else (width, height)
+    return stored_point(hint, -rotation % 360, shown_width, shown_height)
+
+
+def stored_point(hint: Hint, rotation: int, width: int, height: int) -> Hint:
+    """A point in displayed pixels -> the same point in the stored frame (``width`` x ``height``),
+    which players turn ``rotation`` degrees counter-clockwise (``np.rot90``'s sense)."""
+    x, y = hint.x, hint.y
+    turns = (rotation // 90) % 4
+    if turns == 1:
+        x, y = width - 1 - y, x
+    elif turns == 2:
+        x, y = width - 1 - x, height - 1 - y
+    elif turns == 3:
+        x, y = y, height - 1 - x
+    return replace(hint, x=x, y=y)
 
 
 class HintTracker:
@@ -157,6 +207,21 @@ class HintTracker:
         self._previous = lightness
         self.frame += 1
         return list(self.points.values())
+
+
+def shot_starts(lightness: Iterable[Tensor], settings: FlowSettings = FlowSettings()) -> list[int]:
+    """The first frame of each shot: 0, and every frame at which ``HintTracker`` clears its points.
+
+    Args:
+        lightness: each frame's L in Lab units, (1, H, W) float32 on the CPU, in order.
+    """
+    starts, previous = [], None
+    for index, current in enumerate(lightness):
+        # The tracker's estimate, in its direction (from this frame onto the previous one).
+        if previous is None or settings.motion(previous, current).cut:
+            starts.append(index)
+        previous = current
+    return starts
 
 
 def carry(points: dict[object, Hint], motion: Motion) -> dict[object, Hint]:
@@ -202,8 +267,52 @@ class FilmColorizer:
         """uint8 RGB frames (B, H, W, 3), the next ones of the film -> colourised uint8 (B, H, W, 3)."""
         if self.tracker is None:
             return self.colorizer.colorize(frames, self.stabilizer)
-        rgb = torch.from_numpy(frames).to(self.colorizer.device).permute(0, 3, 1, 2).float() / 255.0
+        rgb = to_float(frames, self.colorizer.device)
         lightness = self.colorizer.lightness(rgb)
         size = tuple(frames.shape[1:3])
         channels = torch.cat([self.colorizer.hint_channels(points, size) for points in self.tracker(lightness)])
         return to_uint8(self.colorizer.colorize_lightness(lightness, channels, self.stabilizer))
+
+
+def colorize_film(
+    colorizer: Colorizer,
+    src: str | Path,
+    dst: str | Path,
+    hints: Sequence[FilmHint] = (),
+    stabilizer: ChromaStabilizer | None = None,
+    batch_size: int = 8,
+    on_frames: Callable[[int], None] | None = None,
+    on_colored: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> int:
+    """Colourise the film ``src`` into ``dst`` (``io.video.recolor_video``: frame count, timing and
+    audio kept), with ``hints`` carried through their shots: the one film path of ``sacolor-infer``
+    and ``sacolor-studio``.
+
+    Args:
+        stabilizer: optional temporal stabilisation (a fresh one per film).
+        batch_size: frames per model call.
+        on_frames: called with the number of frames after each batch is written (progress).
+        on_colored: called with each batch's input and colourised uint8 frames (B, H, W, 3), in
+            order, before they are written; an exception it raises stops the film.
+
+    Returns:
+        The number of frames written.
+
+    Raises:
+        ValueError: an unreadable video, a hint outside it or past its end, or hints for a model
+            that takes none.
+    """
+    info = probe(src)
+    timed = any(film_hint.time is not None for film_hint in hints)
+    starts = schedule(hints, info, str(src), frame_times(src) if timed else ())
+    film = FilmColorizer(colorizer, stabilizer, starts)
+
+    def process(frames: np.ndarray) -> np.ndarray:
+        colored = film(frames)
+        if on_colored is not None:
+            on_colored(frames, colored)
+        return colored
+
+    frames = recolor_video(src, dst, process, batch_size, on_frames=on_frames)
+    check_starts(starts, frames, str(src))  # where the container states no frame count
+    return frames

@@ -20,8 +20,9 @@ import torch
 from torch import Tensor
 
 from ..colour import normalize_ab, rgb_to_lab
+from ..messages import brief
+from ..models.efficientnet_unet import HINT_CHANNELS
 
-HINT_CHANNELS = 3  # normalised a, b and a 0/1 mask
 # Side, in render pixels, of the patch a user's point paints. Training samples
 # patches of these sides, so a user's patch is one the model has seen.
 USER_PATCH = 3
@@ -75,30 +76,54 @@ def load_hints(path: str | Path) -> list[Hint]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not valid JSON, or an entry without numeric x, y and a #RRGGBB color
-            (the message names the file and the entry).
+        ValueError: not a file, not valid JSON, or an entry without numeric x, y and a
+            "#RRGGBB" string color (the message names the file and the entry).
+    """
+    return [hint for hint, _, _ in hint_entries(path)]
+
+
+def hint_entries(path: str | Path) -> list[tuple[Hint, dict, str]]:
+    """The entries of a hints file, each checked as ``load_hints`` does: (its point, the raw
+    entry for readers of further keys such as film hints' "frame", where it is for messages).
+
+    Raises:
+        FileNotFoundError, ValueError: as ``load_hints``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--hints {path} is a folder; pass a JSON file of hints")
     if not path.is_file():
         raise FileNotFoundError(f"--hints {path} does not exist")
     try:
-        entries = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        entries = json.loads(path.read_bytes())
+    except ValueError as err:  # JSON syntax, UTF-8, or an integer past Python's 4300 digits
         raise ValueError(f"--hints {path} is not valid JSON: {err}") from err
+    except RecursionError:
+        raise ValueError(f"--hints {path}: nested too deeply; a hints file is a list of flat objects") from None
     if isinstance(entries, dict):
         entries = entries.get("hints")
     if not isinstance(entries, list):
         raise ValueError(f'--hints {path}: expected a list of {{"x": .., "y": .., "color": "#RRGGBB"}} objects')
-    hints = []
+    checked = []
     for index, entry in enumerate(entries):
         where = f"--hints {path}, entry {index}"
         if not isinstance(entry, dict) or not {"x", "y", "color"} <= set(entry):
-            raise ValueError(f'{where}: expected {{"x": .., "y": .., "color": "#RRGGBB"}}; got {entry!r}')
-        x, y = entry["x"], entry["y"]
-        if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
-            raise ValueError(f"{where}: x and y must be numbers; got {x!r}, {y!r}")
-        hints.append(Hint(float(x), float(y), parse_colour(str(entry["color"]), where)))
-    return hints
+            raise ValueError(f'{where}: expected {{"x": .., "y": .., "color": "#RRGGBB"}}; got {brief(entry)}')
+        x, y, colour = _coordinate(entry["x"], "x", where), _coordinate(entry["y"], "y", where), entry["color"]
+        if not isinstance(colour, str):
+            raise ValueError(f'{where}: "color" must be a string such as "#3366cc"; got {brief(colour)}')
+        checked.append((Hint(x, y, parse_colour(colour, where)), entry, where))
+    return checked
+
+
+def _coordinate(value: object, axis: str, where: str) -> float:
+    """An entry's x or y as a float; ValueError naming ``where`` for anything but a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: x and y must be numbers (pixels from the top-left); got {axis} = {brief(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{where}: {axis} is far outside any image; got a {len(str(abs(value)))}-digit number") from None
 
 
 def check_inside(hints: Sequence[Hint], width: int, height: int, source: str) -> None:

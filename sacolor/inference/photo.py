@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
-from .colorizer import Colorizer, lab_to_rgb_in_gamut, to_uint8
-from ..colour import rgb_to_lab
-from .hints import Hint, check_inside
+from ..colour import lab_to_rgb_in_gamut, rgb_to_lab, to_uint8
 from ..io.images import READ_ERRORS, open_image, rgb_array
+from ..options import parse_size
+from .colorizer import Colorizer
+from .hints import Hint, check_inside
 
 # Peak memory of ``colorize_photo`` per input pixel, measured on a 6000x4000
 # RGB JPEG (tests/test_photo.py), rounded up; the constant part (the model,
@@ -40,7 +41,7 @@ def colorize(
     image: str | os.PathLike | Image.Image | np.ndarray,
     checkpoint: str | os.PathLike | None = None,
     device: str = "auto",
-    render_size: tuple[int, int] | None = None,
+    render_size: int | str | Sequence[int] | None = None,
 ) -> np.ndarray:
     """Colourise one photo: ``sacolor.colorize("old.jpg")`` -> uint8 RGB (H, W, 3).
 
@@ -50,25 +51,49 @@ def colorize(
     (checkpoint, device, render_size) and kept.
 
     Args:
-        image: an image file, a PIL image (any mode), or an array: uint8 or
-            float in [0, 1], gray (H, W) or RGB (H, W, 3); colour is treated as gray.
+        image: an image file (str, bytes or path), a PIL image (any mode; turned upright
+            by its EXIF orientation, as a file is), or an array: uint8, or float with
+            finite values in [0, 1], gray (H, W) or RGB (H, W, 3); colour is treated as gray.
         checkpoint: a ``sacolor-train`` checkpoint (directory or .safetensors);
             None for the built-in model.
         device: "auto", "cpu" or "cuda".
-        render_size: (h, w) the model runs at; the checkpoint's training size when None.
+        render_size: the size the model runs at, as in the CLI's --render-size: N (keeps the
+            aspect ratio), "HxW" or (h, w); the checkpoint's training size when None.
 
     Returns:
         uint8 RGB (H, W, 3).
 
     Raises:
-        ValueError: an unreadable file, an array of the wrong shape or dtype, or a bad checkpoint.
+        ValueError: an unreadable file, an empty image, an array of the wrong shape, dtype or
+            range, a bad render size, or a bad checkpoint.
+        TypeError: ``image`` is none of the above.
         FileNotFoundError: a missing checkpoint.
     """
-    colorizer = _colorizer(None if checkpoint is None else str(checkpoint), device, render_size)
-    if isinstance(image, (str, os.PathLike)):
-        return colorize_photo(colorizer, image)
-    rgb = rgb_array(image) if isinstance(image, Image.Image) else _float_rgb(np.asarray(image))
+    if isinstance(image, (str, bytes, os.PathLike)):
+        rgb = None
+    elif isinstance(image, Image.Image):
+        rgb = rgb_array(ImageOps.exif_transpose(image))
+    elif isinstance(image, np.ndarray):
+        rgb = _float_rgb(image)
+    else:
+        raise TypeError(
+            f"image must be a file path, a PIL image or a numpy array; got {type(image).__name__}"
+        )
+    if rgb is not None and 0 in rgb.shape[:2]:
+        raise ValueError(f"image is empty ({rgb.shape[0]}x{rgb.shape[1]} pixels); give a photo of at least 1x1")
+    size = None if render_size is None else _render_size(render_size)
+    colorizer = _colorizer(None if checkpoint is None else str(checkpoint), device, size)
+    if rgb is None:
+        return colorize_photo(colorizer, os.fsdecode(image))
     return to_uint8(colorizer.colorize_float(torch.from_numpy(rgb).permute(2, 0, 1)[None]))[0]
+
+
+def _render_size(value: int | str | Sequence[int]) -> tuple[int, int]:
+    """``render_size`` as the CLI's --render-size reads it (128, "256x512", (256, 512))."""
+    try:
+        return parse_size(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"render_size: {error}; give N, 'HxW' or (h, w)") from None
 
 
 @lru_cache(maxsize=2)
@@ -77,7 +102,12 @@ def _colorizer(checkpoint: str | None, device: str, render_size: tuple[int, int]
 
 
 def _float_rgb(array: np.ndarray) -> np.ndarray:
-    """uint8 or float [0, 1] gray (H, W) or RGB (H, W, 3) -> float32 RGB (H, W, 3)."""
+    """uint8 or float [0, 1] gray (H, W) or RGB (H, W, 3) -> float32 RGB (H, W, 3).
+
+    Raises:
+        ValueError: another shape or dtype, or floats that are not finite values in [0, 1]
+            (clipping them would colourise a black or white picture without a word).
+    """
     if array.ndim == 2:
         array = array[..., None].repeat(3, axis=-1)
     if array.ndim != 3 or array.shape[-1] != 3:
@@ -85,7 +115,17 @@ def _float_rgb(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if np.issubdtype(array.dtype, np.floating):
-        return np.clip(array, 0.0, 1.0).astype(np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError(
+                f"image holds {np.count_nonzero(~np.isfinite(array))} NaN or infinite values; "
+                "a float image must hold finite values in [0, 1]"
+            )
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError(
+                f"float image values must be in [0, 1]; got {array.min():g} to {array.max():g} "
+                "(for 0..255 pass uint8, or divide by 255)"
+            )
+        return array.astype(np.float32)
     raise ValueError(f"image must be uint8 or float in [0, 1]; got {array.dtype}")
 
 
@@ -108,19 +148,46 @@ def colorize_photo(colorizer: Colorizer, path: str | Path, hints: Sequence[Hint]
         ValueError: the file is not a readable image, or a hint is outside it.
         MemoryError: the photo needs more memory than is available (the message gives sizes).
     """
-    lightness = _lightness(path)
+    return colorize_lightness(colorizer, read_lightness(path), hints, str(path))
+
+
+def colorize_lightness(
+    colorizer: Colorizer, lightness: np.ndarray, hints: Sequence[Hint] = (), source: str = "photo", encoded: list[Tensor] | None = None
+) -> np.ndarray:
+    """``colorize_photo`` on a photo's L already read (``read_lightness``), so that an editor
+    can colourise one photo again and again with other hints without decoding it each time.
+
+    Args:
+        lightness: float32 (H, W), L in 0..100.
+        hints: colour hints in the photo's pixels.
+        source: the photo's name, for error messages.
+        encoded: optional ``colorizer.encode`` of this L, kept from an earlier call.
+
+    Returns:
+        uint8 RGB (H, W, 3).
+
+    Raises:
+        ValueError: a hint is outside the photo, or the model takes no hints.
+    """
     channels = None
     if hints:
-        check_inside(hints, lightness.shape[1], lightness.shape[0], str(path))
+        check_inside(hints, lightness.shape[1], lightness.shape[0], source)
         channels = colorizer.hint_channels(hints, lightness.shape)
-    ab = colorizer.predict_ab(torch.from_numpy(lightness)[None, None], channels)
+    ab = colorizer.predict_ab(torch.from_numpy(lightness)[None, None], channels, encoded)
     return _compose_in_strips(lightness, ab[0].float())
 
 
-def _lightness(path: str | Path) -> np.ndarray:
-    """L (0..100) of an image file as float32 (H, W), converted a strip at a time."""
+def read_lightness(path: str | Path) -> np.ndarray:
+    """L (0..100) of an image file as float32 (H, W), converted a strip at a time.
+
+    Raises:
+        ValueError: the file is not a readable image.
+        MemoryError: the photo would not fit in the memory available.
+    """
     try:
-        with open_image(path) as image:
+        # Where the memory available is known, it decides (a real bomb claims more than there is);
+        # Pillow's fixed 179 MP guard refused scans that fit easily.
+        with open_image(path, bomb_guard=available_memory() is None) as image:
             if getattr(image, "n_frames", 1) > 1:
                 warnings.warn(f"{path}: has {image.n_frames} frames; only the first is colourised", stacklevel=3)
             check_memory(image.width, image.height, path)
@@ -171,27 +238,84 @@ def check_memory(width: int, height: int, path: str | Path) -> None:
     if available is not None and needed > available:
         raise MemoryError(
             f"{path}: a {width}x{height} photo ({width * height / 1e6:.0f} MP) needs about "
-            f"{needed / 2**30:.1f} GiB and {available / 2**30:.1f} GiB is available; free memory or "
+            f"{megabytes(needed)} and {megabytes(max(available, 0))} is available; free memory or "
             "scale the photo down first"
         )
 
 
+def megabytes(size: int) -> str:
+    """A byte count for a message: "2,184 MB", "96 MB", "0.086 MB"."""
+    return f"{size / 1e6:,.0f} MB" if size >= 10e6 else f"{size / 1e6:.2g} MB"
+
+
 def available_memory() -> int | None:
-    """Bytes this process can still allocate: the least of the system's available memory and its
-    cgroup's remaining limit (Linux); None where neither is known."""
+    """Bytes this process can still allocate: the least of the system's available memory and the
+    headroom under every memory limit of its cgroups (v1 and v2, its own and their ancestors'; Linux);
+    None where none is known."""
     limits = []
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
                     limits.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    try:
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit != "max":
-            limits.append(int(limit) - int((cgroup / "memory.current").read_text()))
     except (OSError, ValueError):
         pass
+    try:
+        membership, mounts = Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        membership = mounts = ""
+    headroom = cgroup_headroom(membership, mounts)
+    if headroom is not None:
+        limits.append(headroom)
     return min(limits) if limits else None
+
+
+# (limit file, usage file) of the memory controller in cgroup v2 and v1.
+_CGROUP_FILES = {"cgroup2": ("memory.max", "memory.current"), "cgroup": ("memory.limit_in_bytes", "memory.usage_in_bytes")}
+# cgroup v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages).
+_UNLIMITED = 2**62
+
+
+def cgroup_headroom(membership: str, mountinfo: str) -> int | None:
+    """The least (limit - usage) over the memory cgroups a process belongs to and their ancestors.
+
+    Args:
+        membership: the text of /proc/self/cgroup ("0::/a/b" for v2, "4:memory:/a/b" for v1).
+        mountinfo: the text of /proc/self/mountinfo, which says where each hierarchy is mounted.
+
+    Returns:
+        Bytes, or None where no limit applies or none can be read.
+    """
+    paths = {}
+    for line in membership.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            paths["cgroup2"] = path
+        elif "memory" in controllers.split(","):
+            paths["cgroup"] = path
+    headrooms = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        kind, _, options = line.split(" - ", 1)[1].partition(" ")
+        root, mount_point = fields[3], Path(fields[4])
+        if kind not in paths or (kind == "cgroup" and "memory" not in options.split()[-1].split(",")):
+            continue
+        relative = os.path.relpath(paths[kind], root)
+        if relative.startswith(".."):
+            continue  # the process's cgroup is outside what is mounted here
+        folder = Path(os.path.normpath(mount_point / relative))
+        limit_name, usage_name = _CGROUP_FILES[kind]
+        while True:
+            try:
+                limit = (folder / limit_name).read_text().strip()
+                if limit != "max" and int(limit) < _UNLIMITED:
+                    headrooms.append(int(limit) - int((folder / usage_name).read_text()))
+            except (OSError, ValueError):
+                pass
+            if folder == mount_point or mount_point not in folder.parents:
+                break
+            folder = folder.parent
+    return min(headrooms) if headrooms else None

@@ -24,8 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..colour import channel_histograms
+
 CDC_DILATIONS = (1, 2, 4)
 HISTOGRAM_BINS = 256
+# The stabiliser's default weight of the previous frame's colour (--temporal-strength).
+DEFAULT_STRENGTH = 0.7
 
 
 @dataclass(frozen=True)
@@ -108,28 +112,17 @@ class ChromaStabilizer:
     Args:
         strength: weight of the previous frame's colour, in [0, 1); 0 turns the
             stabiliser off. Higher is steadier but lags real colour changes.
-        occlusion_threshold, scene_cut_fraction, flow_size: as ``FlowSettings``.
+        settings: how motion, occlusions and scene cuts are found.
     """
 
-    def __init__(
-        self,
-        strength: float = 0.7,
-        occlusion_threshold: float = 6.0,
-        scene_cut_fraction: float = 0.5,
-        flow_size: int = 256,
-    ) -> None:
+    def __init__(self, strength: float = DEFAULT_STRENGTH, settings: FlowSettings = FlowSettings()) -> None:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1); got {strength!r}")
         self.strength = strength
-        self.settings = FlowSettings(occlusion_threshold, scene_cut_fraction, flow_size)
+        self.settings = settings
         self._previous_l: Tensor | None = None
         self._previous_ab: Tensor | None = None
         self.scene_cuts = 0
-
-    def reset(self) -> None:
-        """Forget the previous frame (call between unrelated clips)."""
-        self._previous_l = None
-        self._previous_ab = None
 
     def __call__(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Stabilise a batch of consecutive frames, continuing from the last call.
@@ -201,12 +194,8 @@ def color_histograms(frames: np.ndarray) -> np.ndarray:
     """
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be a uint8 array (T, H, W, 3); got {getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
-    count, height, width, _ = frames.shape
-    # One bincount over (frame, channel, value) codes: no Python loop over frames.
-    codes = frames.reshape(count, -1, 3).astype(np.int64)
-    codes = codes + HISTOGRAM_BINS * np.arange(3) + 3 * HISTOGRAM_BINS * np.arange(count)[:, None, None]
-    histograms = np.bincount(codes.ravel(), minlength=count * 3 * HISTOGRAM_BINS).reshape(count, 3, HISTOGRAM_BINS)
-    return histograms / float(height * width)
+    # One bin per 8-bit value: bin edges halfway between the integers.
+    return channel_histograms(torch.from_numpy(frames).permute(0, 3, 1, 2), HISTOGRAM_BINS, -0.5, HISTOGRAM_BINS - 0.5)
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ rest of the inference pipeline sees a single format.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +23,11 @@ READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.D
 # Modes whose samples are wider than 8 bits, and the value that means white.
 _WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 JPEG_QUALITY = 95
+_BOMB_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def open_image(path: str | Path) -> Iterator[Image.Image]:
+def open_image(path: str | Path, bomb_guard: bool = True) -> Iterator[Image.Image]:
     """Open an image file with Pillow, turned upright by its EXIF orientation.
 
     An image that needs no turning is yielded still undecoded (``draft`` works
@@ -33,6 +35,8 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
 
     Args:
         path: the image file.
+        bomb_guard: keep Pillow's decompression-bomb limit (about 179 MP); a caller that
+            checks the size against the memory it has itself (``photo.check_memory``) turns it off.
 
     Yields:
         The upright PIL image, in the file's own mode.
@@ -40,10 +44,26 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
     Raises:
         One of ``READ_ERRORS``: Pillow cannot read the file.
     """
-    with Image.open(path) as image:
+    with _opened(path, bomb_guard) as image:
         # exif_transpose always decodes; reading the tag first keeps the common case lazy.
         upright = image.getexif().get(ExifTags.Base.Orientation, 1) == 1
         yield image if upright else ImageOps.exif_transpose(image)
+
+
+@contextmanager
+def _opened(path: str | Path, bomb_guard: bool) -> Iterator[Image.Image]:
+    if bomb_guard:
+        with Image.open(path) as image:
+            yield image
+        return
+    with _BOMB_LIMIT_LOCK:  # Pillow reads the limit from a module global when it opens a file
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    with image:
+        yield image
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

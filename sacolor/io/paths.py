@@ -11,11 +11,14 @@ input's name.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import glob
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +30,20 @@ VIDEO_SUFFIXES = frozenset(
 )
 
 
-# Outputs are written as ".<stem>.<pid>-<random>.partial<suffix>" beside their target and
-# renamed when complete; a killed run can leave one behind.
-_PARTIAL = re.compile(r"\.(?P<stem>.*)\.(?P<pid>\d+)-[0-9a-f]+\.partial(?P<suffix>\.[^.]*)?")
+# Outputs are written as ".<stem>.<random>.partial<suffix>" beside their target and renamed
+# when complete; a killed run can leave one behind. Older versions put "<pid>-" before the
+# random part. The stem is shortened where the name would pass the file system's limit.
+_PARTIAL = re.compile(r"\..*\.(?:\d+-)?[0-9a-f]+\.partial(?:\.[^.]*)?")
+NAME_MAX_BYTES = 255
 
 
 def partial_path(target: Path) -> Path:
-    """A unique temporary name beside ``target`` that keeps its suffix (it picks the format)."""
-    return target.with_name(f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{target.suffix}")
+    """A unique temporary name beside ``target`` that keeps its suffix (it picks the format)
+    and fits in a file name wherever ``target``'s own name does."""
+    tail = f".{secrets.token_hex(4)}.partial{target.suffix}"
+    room = NAME_MAX_BYTES - len(tail.encode()) - 1
+    stem = target.stem.encode()[:room].decode(errors="ignore")
+    return target.with_name(f".{stem}{tail}")
 
 
 def is_partial(path: Path) -> bool:
@@ -42,22 +51,100 @@ def is_partial(path: Path) -> bool:
     return _PARTIAL.fullmatch(path.name) is not None
 
 
-def remove_stale_partials(target: Path) -> None:
-    """Removes partial files of ``target`` whose writing process no longer runs (a killed run's)."""
-    for path in target.parent.glob(f".{glob.escape(target.stem)}.*.partial{glob.escape(target.suffix)}"):
-        match = _PARTIAL.fullmatch(path.name)
-        if match is not None and match["stem"] == target.stem and not _process_exists(int(match["pid"])):
-            path.unlink(missing_ok=True)
+@contextmanager
+def locked_partial(target: Path) -> Iterator[Path]:
+    """Creates a new partial file for ``target`` and holds an exclusive ``flock`` on it while the
+    context lasts: the lock, not a process id (which another PID namespace cannot see), is what
+    tells a live partial file from a killed run's. Writers open the path again (same inode).
 
-
-def _process_exists(pid: int) -> bool:
+    Raises:
+        OSError: the file cannot be created (naming it).
+    """
+    while True:
+        temporary = partial_path(target)
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            # Another run's cleanup may have taken the file between its creation and the lock.
+            if os.path.exists(temporary) and os.path.samestat(os.fstat(fd), os.stat(temporary)):
+                break
+        except OSError:
+            pass
+        os.close(fd)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        yield temporary
+    finally:
+        os.close(fd)
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Removes the partial files in ``folder`` that no process holds locked (killed runs')."""
+    for path in folder.glob(".*.partial*"):
+        if not is_partial(path):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: someone is writing it
+            os.close(fd)
+            continue
+        try:
+            if os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path)):
+                path.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def atomic_output(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it to ``target`` on success.
+
+    The temporary name keeps the suffix (it picks the file format) and is
+    locked while it is written (see ``io.paths.locked_partial``). On any error,
+    or if ``target`` appeared meanwhile and ``overwrite`` is off, the temporary
+    file is removed and nothing is left behind.
+
+    Raises:
+        FileExistsError: ``target`` appeared while writing and ``overwrite`` is off.
+        OSError: the file system refused the output; the message names ``target`` and the cause.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(target.parent)
+        with locked_partial(target) as temporary:
+            try:
+                yield temporary
+                if target.exists() and not overwrite:
+                    raise FileExistsError(f"output {target} appeared while writing; pass --overwrite to replace it")
+                os.replace(temporary, target)
+            finally:
+                with suppress(OSError):  # a failed clean-up must not hide why the write failed
+                    temporary.unlink(missing_ok=True)
+    except OSError as error:
+        if error.errno is None or isinstance(error, FileExistsError):
+            raise
+        raise OSError(f"cannot write {target}: {write_failure(error.errno, error.strerror)}") from error
+
+
+# Why a file system refuses an output, and what to do about it.
+WRITE_FAILURES = {
+    errno.EROFS: "the file system is read-only; pass an output on a writable one",
+    errno.ENOSPC: "no space left on the device; free some space or pass an output on another drive",
+    errno.EDQUOT: "the disk quota is used up; free some space or pass an output on another drive",
+    errno.EACCES: "permission denied; check the folder's permissions or pass another output",
+    errno.EPERM: "permission denied; check the folder's permissions or pass another output",
+    errno.ENAMETOOLONG: "the name is too long for the file system; pass a shorter output name",
+}
+
+
+def write_failure(code: int, strerror: str | None) -> str:
+    """The cause of a failed write (``errno`` ``code``) and its fix, in words."""
+    return WRITE_FAILURES.get(code, f"{strerror or os.strerror(code)}; check the folder's permissions and free space")
 
 
 @dataclass(frozen=True)

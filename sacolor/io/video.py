@@ -12,7 +12,8 @@ the training data takes from a film, a few per second. Nothing here knows about 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +35,8 @@ class VideoInfo:
         fps: average frame rate.
         time_base: unit of the stream's timestamps.
         has_audio: whether the file has an audio stream (the first is kept).
+        rotation: degrees counter-clockwise players turn the frames (phone videos);
+            ``width`` and ``height`` are the stored (coded) frame's.
     """
 
     width: int
@@ -42,6 +45,12 @@ class VideoInfo:
     fps: Fraction
     time_base: Fraction
     has_audio: bool
+    rotation: int = 0
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as players show the frames, after ``rotation``."""
+        return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -56,10 +65,39 @@ def probe(path: str | Path) -> VideoInfo:
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             frames=stream.frames or None,
-            fps=Fraction(stream.average_rate or stream.guessed_rate or 25),
+            fps=nominal_rate(stream),
             time_base=Fraction(stream.time_base),
             has_audio=bool(container.streams.audio),
+            rotation=_display_rotation(path),
         )
+
+
+def nominal_rate(stream: av.VideoStream) -> Fraction:
+    """The stream's average frame rate, or FFmpeg's guess, or 25: what timestamps are spaced by
+    where a stream gives none (AVI) and what output encoders are told."""
+    return Fraction(stream.average_rate or stream.guessed_rate or 25)
+
+
+def frame_times(path: str | Path) -> list[float]:
+    """Every video frame's presentation time in seconds from the first frame, in order.
+
+    Read from the packets alone (nothing is decoded), so a variable-frame-rate
+    film's times are its own, not the average rate's. Packets without a
+    timestamp are placed one average frame after the one before.
+
+    Raises:
+        ValueError: the file is not a readable video.
+    """
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        step = 1 / float(nominal_rate(stream))
+        times: list[float] = []
+        for packet in _demux(container, [stream], path):
+            if packet.size == 0:  # the demuxer's end-of-stream packet
+                continue
+            times.append(float(packet.pts * packet.time_base) if packet.pts is not None else (times[-1] + step if times else 0.0))
+    times.sort()
+    return [t - times[0] for t in times] if times else []
 
 
 def iter_rgb_batches(path: str | Path, batch_size: int) -> Iterator[np.ndarray]:
@@ -82,6 +120,51 @@ def iter_rgb_batches(path: str | Path, batch_size: int) -> Iterator[np.ndarray]:
                 batch = []
         if batch:
             yield np.stack(batch)
+
+
+def iter_timed_frames(path: str | Path) -> Iterator[tuple[int | None, np.ndarray]]:
+    """Decode a video's frames in order as (timestamp in the stream's time base or None, uint8 RGB (H, W, 3)).
+
+    Raises:
+        ValueError: the file is not a readable video.
+    """
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        for frame in _decode(container, stream, path):
+            yield frame.pts, frame.to_ndarray(format="rgb24")
+
+
+def read_frames(path: str | Path, timestamps: Sequence[int | None], first: int, count: int) -> np.ndarray:
+    """Frames ``first`` to ``first + count - 1`` of a video, seeking to the key frame before ``first``.
+
+    Args:
+        timestamps: every frame's timestamp, in order, as ``iter_timed_frames`` gives them; where
+            ``first``'s is None the video is decoded from its start.
+
+    Returns:
+        uint8 RGB (count', H, W, 3), count' < count only where the video ends first.
+
+    Raises:
+        ValueError: the file is not a readable video.
+    """
+    target = timestamps[first]
+    frames: list[np.ndarray] = []
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        index = 0
+        if target is not None:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        for frame in _decode(container, stream, path):
+            if target is None:
+                keep = index >= first
+                index += 1
+            else:
+                keep = frame.pts is not None and frame.pts >= target
+            if keep:
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) == count:
+                    break
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
 
 
 def sample_frames(path: str | Path, fps: float, keep: Callable[[float, np.ndarray], None]) -> float:
@@ -272,7 +355,7 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
         width, height = video_in.codec_context.width, video_in.codec_context.height
         plan = plan_output(dst, width, height, audio_in)
         with av.open(str(dst), mode="w") as sink:
-            rate = Fraction(video_in.average_rate or video_in.guessed_rate or 25)
+            rate = nominal_rate(video_in)
             video_out = _add_video(sink, plan.video, width, height, rate, crf)
             # AVI counts frames instead of storing timestamps: its unit must be one frame.
             time_base = 1 / rate if sink.format.name in FRAME_COUNTING else Fraction(video_in.time_base)
@@ -304,6 +387,7 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
                     on_frames(len(frames))
 
             pending: list[av.VideoFrame] = []
+            first_time = last_time = 0.0  # seconds
             streams = [video_in] + ([audio_in] if audio_in is not None else [])
             # Sources whose frames carry no timestamps get evenly spaced ones.
             next_pts, frame_step = 0, max(1, round(1 / (rate * Fraction(video_in.time_base))))
@@ -315,16 +399,49 @@ def _recolor(src, dst, process, batch_size, on_frames, crf) -> int:
                     if frame.pts is None:
                         frame.pts = next_pts
                     next_pts = frame.pts + frame_step
+                    last_time = float(frame.pts * video_in.time_base)
+                    first_time = last_time if written == 0 and not pending else first_time
                     pending.append(frame)
                     if len(pending) == batch_size:
                         encode(pending)
                         pending = []
             if pending:
                 encode(pending)
+            _check_complete(source, video_in, written, last_time - first_time, src)
             sink.mux(video_out.encode(None))
             if audio_out is not None and plan.audio != COPY_AUDIO:
                 sink.mux(audio_out.encode(None))
     return written
+
+
+def _check_complete(container, stream: av.VideoStream, decoded: int, span: float, path) -> None:
+    """Raises ValueError when the frames decoded (``span`` seconds from the first to the last) end well
+    before the video's stated duration: a truncated or damaged file, where FFmpeg stops without an error."""
+    if decoded == 0:
+        raise ValueError(f"{path}: has no video frames that can be decoded; is the file complete?")
+    duration = _stated_duration(container, stream)
+    # The frames' own spacing: some containers state no usable rate (Ogg gives its time unit).
+    step = span / (decoded - 1) if decoded > 1 and span > 0 else 1 / float(nominal_rate(stream))
+    covered = span + step  # the last frame lasts about one frame
+    # Slack for what a stated duration may also hold: a still held longer at the end, audio.
+    if duration is not None and covered < 0.9 * duration - 2 * step:
+        expected = stream.frames if stream.frames > decoded else round(duration / step)
+        raise ValueError(
+            f"{path}: the input ended early: {decoded} frames decoded ({covered:.2f} s) of the {expected} frames "
+            f"({duration:.2f} s) it states; the file is truncated or damaged (re-copy or re-download it)"
+        )
+
+
+def _stated_duration(container, stream: av.VideoStream) -> float | None:
+    """The video's duration in seconds as its container states it: the stream's own (MP4; Matroska's
+    DURATION tag), or the container's when the stream has none."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION", "")
+    match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", tag)
+    if match:
+        return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    return container.duration / av.time_base if container.duration else None
 
 
 def _pass_audio(packet: av.Packet, audio_out, copy: bool, sink, path) -> None:
@@ -337,49 +454,6 @@ def _pass_audio(packet: av.Packet, audio_out, copy: bool, sink, path) -> None:
         return
     for frame in _decode_packet(packet, path):
         sink.mux(audio_out.encode(frame))
-
-
-def write_video(
-    path: str | Path,
-    frames: Iterable[np.ndarray],
-    fps: int | Fraction = 25,
-    audio: np.ndarray | None = None,
-    sample_rate: int = 44100,
-) -> None:
-    """Encode RGB frames (and optionally mono float audio) as H.264 + AAC.
-
-    Used to make test clips and benchmark clips without an ffmpeg binary.
-
-    Args:
-        path: output file; the suffix picks the container.
-        frames: uint8 arrays (H, W, 3), H and W even.
-        fps: frame rate.
-        audio: float32 samples (S,) in [-1, 1], or None for a silent file.
-        sample_rate: audio sample rate in Hz.
-    """
-    with av.open(str(path), mode="w") as sink:
-        video = sink.add_stream(VIDEO_CODEC, rate=Fraction(fps))
-        video.pix_fmt = PIXEL_FORMAT
-        sound = None
-        if audio is not None:
-            sound = sink.add_stream("aac", rate=sample_rate, layout="mono")
-        for index, pixels in enumerate(frames):
-            if index == 0:
-                video.height, video.width = pixels.shape[:2]
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
-            sink.mux(video.encode(frame.reformat(format=PIXEL_FORMAT)))
-        sink.mux(video.encode(None))
-        if sound is not None:
-            samples = np.asarray(audio, dtype=np.float32).reshape(1, -1)
-            chunk = sound.codec_context.frame_size or 1024
-            for start in range(0, samples.shape[1], chunk):
-                block = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(samples[:, start : start + chunk]), format="fltp", layout="mono"
-                )
-                block.sample_rate = sample_rate
-                block.pts = start
-                sink.mux(sound.encode(block))
-            sink.mux(sound.encode(None))
 
 
 def _check_batch_size(batch_size: int) -> None:

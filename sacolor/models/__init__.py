@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from ..options import check_multiple
 from .discriminator import PatchDiscriminator
 from .efficientnet_unet import EfficientNetUNet
 from .generator import UNetGenerator
@@ -59,13 +60,7 @@ def build_generator(
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; choose one of {sorted(GENERATORS)}")
     layer_options = LayerOptions(**options)
-    size = layer_options.input_size
-    multiple = GENERATORS[name]
-    if size[0] % multiple or size[1] % multiple:
-        raise ValueError(
-            f"input size {size[0]}x{size[1]} is not divisible by {multiple}, "
-            f"which {name} needs; use sides that are multiples of {multiple}"
-        )
+    check_multiple("input size", layer_options.input_size, GENERATORS[name], name)
     if name == PRETRAINED_GENERATOR:
         return EfficientNetUNet(layer_options, pretrained=pretrained, encoder=encoder)
     if encoder != "lite0":

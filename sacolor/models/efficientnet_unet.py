@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..inference.hints import HINT_CHANNELS
+from ..options import check_multiple
 from .efficientnet import VARIANTS, EfficientNetLite, pretrained_state_dict
 from .layers import LayerOptions, apply_spectral_norm
 
@@ -38,6 +38,7 @@ PROPAGATION_LIGHTNESS = 0.16
 DECODER_CHANNELS = (128, 96, 64, 32, 16)
 CENTER_CHANNELS = 256
 STRIDE = 32
+HINT_CHANNELS = 3  # normalised a, b and a 0/1 mask
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -157,22 +158,26 @@ class EfficientNetUNet(nn.Module):
                 module.eval()
         return self
 
-    def forward(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
+    def encode(self, l_norm: Tensor) -> list[Tensor]:
+        """The encoder's features of normalised L (B, 1, H, W): they depend on L alone, so an editor
+        that changes only the hints passes them back to ``forward`` instead of recomputing them."""
+        gray = ((l_norm + 1.0) * 0.5).expand(-1, 3, -1, -1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            return self.encoder.features(gray)
+
+    def forward(self, l_norm: Tensor, hints: Tensor | None = None, features: list[Tensor] | None = None) -> Tensor:
         """Normalised L (B, 1, H, W) in [-1, 1] -> normalised ab (B, 2, H, W) in [-1, 1].
 
         Args:
             l_norm: lightness, L / 50 - 1.
             hints: optional (B, 3, H, W): normalised ab where the mask (channel 2) is 1.
+            features: optional ``encode(l_norm)``, computed earlier.
 
         Raises:
             ValueError: H or W is not a multiple of 32, or hints of another shape.
         """
         batch, _, height, width = l_norm.shape
-        if height % STRIDE or width % STRIDE:
-            raise ValueError(
-                f"input size {height}x{width} is not divisible by {STRIDE}, which efficientnet_unet needs; "
-                f"resize or pad it to a multiple of {STRIDE}"
-            )
+        check_multiple("input size", (height, width), STRIDE, "efficientnet_unet", "resize or pad it")
         if hints is None:
             hints = l_norm.new_zeros(batch, HINT_CHANNELS, height, width)
         elif hints.shape != (batch, HINT_CHANNELS, height, width):
@@ -180,9 +185,8 @@ class EfficientNetUNet(nn.Module):
                 f"hints must have shape {(batch, HINT_CHANNELS, height, width)} (ab and a mask at the "
                 f"input's size); got {tuple(hints.shape)}"
             )
-        gray = ((l_norm + 1.0) * 0.5).expand(-1, 3, -1, -1)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
-            features = self.encoder.features(gray)
+        if features is None:
+            features = self.encode(l_norm)
         guide = propagate_hints(l_norm, hints)  # dense hinted colour and confidence
         x = self.center(features[-1])
         skips = features[-2::-1] + [l_norm]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..options import check_multiple
 from .layers import LayerOptions
 
 
@@ -101,11 +102,7 @@ class UNetGenerator(nn.Module):
             ValueError: H or W is not a multiple of 2**depth.
         """
         height, width = l_norm.shape[-2:]
-        if height % self.multiple or width % self.multiple:
-            raise ValueError(
-                f"input size {height}x{width} is not divisible by 2**depth = {self.multiple}; "
-                f"resize or pad it to a multiple of {self.multiple}"
-            )
+        check_multiple("input size", (height, width), self.multiple, "this UNet", "resize or pad it", name="2**depth")
         skips = []
         x = l_norm
         for stage in self.encoder:

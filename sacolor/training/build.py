@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import random
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,121 +11,33 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..checkpoint import check_checkpoint_dir
+from ..models import PRETRAINED_GENERATOR, build_discriminator, build_generator
+from ..options import autocast_dtype, resolve_device
 from .config import TrainConfig
 from .data.dataset import ColorizationDataset, PairTransform
 from .data.sampler import ResumableSampler
 from .data.splits import collect_splits
 from .losses import ColourRebalance, FeatureLoss, GANLoss, ab_histogram
-from ..models import PRETRAINED_GENERATOR, build_discriminator, build_generator
+from .run import EMA, TrainingRun, log_line
+from .state import resume_run
 
 # Random training crops whose ab histogram is the colour prior of ``--rebalance``.
 PRIOR_SAMPLES = 64
 PRIOR_BINS = 32
 
 
-class EMA:
-    """An exponential moving average of a model's parameters (buffers are copied).
-
-    The decay ramps up as min(decay, (1 + n) / (10 + n)) over the first
-    updates, so a short run's average is not dominated by the initial weights.
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay = decay
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for averaged, current in zip(self.model.parameters(), model.parameters()):
-            averaged.lerp_(current, 1.0 - decay)
-        for averaged, current in zip(self.model.buffers(), model.buffers()):
-            averaged.copy_(current)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-@dataclass
-class TrainingRun:
-    """Everything one training process holds; ``step`` counts optimisation steps done."""
-
-    config: TrainConfig
-    rank: int
-    world_size: int
-    device: torch.device
-    run_dir: Path
-    train_set: ColorizationDataset
-    test_paths: list[Path]
-    sampler: ResumableSampler
-    loader: DataLoader
-    steps_per_epoch: int
-    max_steps: int
-    G: nn.Module
-    D: nn.Module
-    opt_G: torch.optim.Optimizer
-    opt_D: torch.optim.Optimizer
-    gan_loss: GANLoss
-    scaler: torch.amp.GradScaler
-    autocast_dtype: torch.dtype | None
-    ema: EMA | None = None
-    rebalance: ColourRebalance | None = None
-    feature_loss: FeatureLoss | None = None
-    step: int = 0
-
-    def log(self, message: str) -> None:
-        """A line on stderr from rank 0 that leaves the progress bar intact."""
-        log_line(self.rank, message)
-
-    def autocast(self):
-        """Mixed precision on CUDA when ``--amp``; a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
-
-    @property
-    def eval_model(self) -> nn.Module:
-        """The generator that evaluation and inference use: the EMA when kept."""
-        return self.ema.model if self.ema is not None else unwrap(self.G)
-
-
-def log_line(rank: int, message: str) -> None:
-    """``message`` on stderr from rank 0 only, without breaking a tqdm progress bar."""
-    if rank == 0:
-        tqdm.write(message, file=sys.stderr)
-
-
-def training_device(wanted: str) -> torch.device:
-    """--device -> this process's device (torchrun's LOCAL_RANK picks the GPU).
-
-    Raises:
-        ValueError: cuda without a CUDA device.
-    """
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
-    if wanted == "cpu" or (wanted == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
-
-
-def autocast_dtype(config: TrainConfig, device: torch.device, rank: int) -> torch.dtype | None:
+def training_precision(config: TrainConfig, device: torch.device, rank: int) -> torch.dtype | None:
     """The mixed-precision type of ``--amp`` on ``device`` (None: float32), saying why when it differs."""
     if not config.amp:
         return None
-    if device.type != "cuda":
+    dtype = autocast_dtype(device, config.amp_dtype)
+    if dtype is None:
         log_line(rank, "--amp applies to CUDA devices only; training in float32 on CPU")
-        return None
-    if config.amp_dtype == "bf16" and not torch.cuda.is_bf16_supported():
+    elif config.amp_dtype == "bf16" and dtype == torch.float16:
         log_line(rank, "this GPU has no bfloat16; --amp uses float16 with loss scaling")
-        return torch.float16
-    return torch.bfloat16 if config.amp_dtype == "bf16" else torch.float16
+    return dtype
 
 
 def data_splits(config: TrainConfig, rank: int, world_size: int) -> tuple[list[Path], list[Path]]:
@@ -175,9 +84,7 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
             training set, a missing pretrained-weights package, or ``resume``
             without a checkpoint.
     """
-    from .state import resume_run
-
-    device = training_device(config.device)
+    device = resolve_device(config.device)
     run_dir = Path(config.checkpoints_dir) / config.name
     if rank == 0:
         check_checkpoint_dir(run_dir)  # before any step is spent, not at the first save
@@ -214,7 +121,7 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
     ema = EMA(G, config.ema_decay) if config.ema else None
     opt_G = generator_optimizer(G, config)
     opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
-    dtype = autocast_dtype(config, device, rank)
+    dtype = training_precision(config, device, rank)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     rebalance = ColourRebalance(colour_prior(train_set, config.seed), config.rebalance) if config.rebalance else None
     if world_size > 1:

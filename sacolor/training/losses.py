@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GAN_MODES = ("vanilla", "lsgan", "hinge")
+from ..colour import histogram_bins
+from .config import GAN_MODES, RECON_LOSSES
 
 
 class GANLoss:
@@ -49,9 +50,6 @@ class GANLoss:
         if self.mode == "vanilla":
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.mse_loss(logits, target)
-
-
-RECON_LOSSES = ("l1", "l2")
 
 
 def reconstruction_loss(fake_ab: Tensor, real_ab: Tensor, kind: str = "l1", weights: Tensor | None = None) -> Tensor:
@@ -100,14 +98,13 @@ class ColourRebalance:
 
 def ab_bins(ab_norm: Tensor, bins: int) -> Tensor:
     """Flat histogram-bin index (B, H, W) of normalised ab (B, 2, H, W)."""
-    cells = ((ab_norm.float().clamp(-1, 1) + 1) * 0.5 * bins).long().clamp(0, bins - 1)
+    cells = histogram_bins(ab_norm, bins, -1.0, 1.0)
     return cells[:, 0] * bins + cells[:, 1]
 
 
 def ab_histogram(ab_norm: Tensor, bins: int) -> Tensor:
     """Counts (bins, bins) of normalised ab (B, 2, H, W) on ``ColourRebalance``'s grid."""
     return torch.bincount(ab_bins(ab_norm, bins).flatten(), minlength=bins * bins).view(bins, bins).double()
-
 
 
 class FeatureLoss(torch.nn.Module):

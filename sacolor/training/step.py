@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..inference.hints import sample_hints
 from .losses import reconstruction_loss
-from .build import TrainingRun, unwrap
+from .run import TrainingRun, unwrap
 
 
 def reconstruction_losses(run: TrainingRun, L: Tensor, fake: Tensor, ab: Tensor) -> dict[str, Tensor]:

@@ -13,7 +13,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
-from ..inputs import AttentionInputs
+from ..inputs import SUPPORTED_POOLS, AttentionInputs
 
 
 class ForwardResult(NamedTuple):
@@ -43,9 +43,6 @@ class Gradients(NamedTuple):
     dgamma: Tensor
 
 
-# exp(s) == exp2(s * LOG2E): every backend keeps the softmax and its
-# log-sum-exp in base 2, from the forward through the backward.
-LOG2E = 1.4426950408889634
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -59,7 +56,7 @@ class Backend:
     priority: ClassVar[int]
     devices: ClassVar[frozenset[str]]
     dtypes: ClassVar[frozenset[torch.dtype]]
-    pools: ClassVar[frozenset[int]] = frozenset({1, 2})
+    pools: ClassVar[frozenset[int]] = frozenset(SUPPORTED_POOLS)
     max_qk_channels: ClassVar[int | None] = None
     max_v_channels: ClassVar[int | None] = None
     supports_backward: ClassVar[bool] = True

@@ -15,8 +15,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ...kernels import LOG2E
 from ..inputs import AttentionInputs
-from .base import LOG2E, Backend, ForwardResult, Gradients, accumulation_dtype, pack_gradients
+from .base import Backend, ForwardResult, Gradients, accumulation_dtype, pack_gradients
 from .projection import max_pool_positions, project
 
 # The largest B x N x M score matrix ``auto`` lets the reference allocate; it
@@ -44,8 +45,14 @@ def _forward(inputs: AttentionInputs) -> _Forward:
     k, _ = max_pool_positions(project(t["wk"], t["bk"], x.flatten(2)), inputs.pool, height, width)
     v, _ = max_pool_positions(project(t["wv"], t["bv"], x.flatten(2)), inputs.pool, height, width)
     scores = q @ k.transpose(1, 2)  # base 2
-    lse = torch.logsumexp(scores / LOG2E, dim=-1) * LOG2E
-    p = torch.exp2(scores - lse.unsqueeze(-1))
+    # The row max is subtracted in the compute precision before exp2, and p is normalised by its
+    # own sum: at |score| ~ 1e4 and above, a log-sum-exp converted to base e and back loses enough
+    # bits that the weights no longer sum to 1. The max only shifts, so it needs no gradient.
+    row_max = scores.amax(dim=-1, keepdim=True).detach()
+    weights = torch.exp2(scores - row_max)
+    total = weights.sum(dim=-1, keepdim=True)
+    p = weights / total
+    lse = (row_max + torch.log2(total)).squeeze(-1)
     o = p @ v
     out = o if t["wo"] is None else project(t["wo"], t["bo"], o.transpose(1, 2))
     y = t["gamma"].reshape(()) * out.transpose(1, 2).reshape(batch, channels, height, width) + x

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from ..inputs import AttentionInputs
 from .base import Backend
 from .cpu import CpuBackend
@@ -62,6 +64,38 @@ def explain(inputs: AttentionInputs) -> str:
     return f"auto -> {chosen}{via}\n" + _refusal_report(inputs)
 
 
+def environment_backend(device: torch.device | str | None = None) -> Backend | None:
+    """The backend SACOLOR_BACKEND names (None when unset or "auto"), checked: command lines
+    call this once at start-up, so a bad value is one usage error, not one per input.
+
+    Args:
+        device: where the attention will run, when known: the backend must run there.
+
+    Raises:
+        ValueError: an unknown name, or one that cannot run here; the message names the variable.
+    """
+    value = os.environ.get(ENV_VAR)
+    if not value or value == "auto":
+        return None
+    choices = ", ".join(["auto", *sorted(_BACKENDS)])
+    if value not in _BACKENDS:
+        raise ValueError(
+            f"{ENV_VAR}={value!r} is not a backend; set it to one of {choices} (names are exact, "
+            f"lower case, without spaces), or unset it"
+        )
+    chosen = _BACKENDS[value]
+    reasons = [chosen.unavailable_reason()]
+    if device is not None and not chosen.supports_device(torch.device(device)):
+        reasons.append(f"it runs on {', '.join(sorted(chosen.devices))}, not {torch.device(device).type}")
+    reasons = [reason for reason in reasons if reason]
+    if reasons:
+        raise ValueError(
+            f"{ENV_VAR}={value}: {'; '.join(reasons)}; unset {ENV_VAR} (or set it to auto) to let sacolor choose, "
+            f"or set it to one of {available_backends()}"
+        )
+    return chosen
+
+
 def select(inputs: AttentionInputs, backend: str | None = None) -> Backend:
     """The named backend (checked), or the best one that accepts ``inputs``.
 
@@ -73,7 +107,16 @@ def select(inputs: AttentionInputs, backend: str | None = None) -> Backend:
         NotImplementedError: no backend accepts the inputs.
     """
     if backend is None or backend == "auto":
-        backend = os.environ.get(ENV_VAR) or "auto"
+        from_environment = environment_backend()
+        if from_environment is not None:
+            reasons = from_environment.refusals(inputs)
+            if reasons:
+                raise ValueError(
+                    f"{ENV_VAR}={from_environment.name} cannot run these inputs: {'; '.join(reasons)}. Unset "
+                    f"{ENV_VAR} (or set it to auto) to let sacolor choose.\n{_refusal_report(inputs)}"
+                )
+            return from_environment
+        backend = "auto"
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string; got {type(backend).__name__}")
     if backend != "auto":

@@ -15,25 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from types import ModuleType
 
 import torch
 from torch import Tensor
 
+from ...kernels import INTERPRET_ENV_VAR, interpreting
 from ..inputs import AttentionInputs
 from .base import ForwardResult
 from .chain import FusedBackend, KeysValues, keys_values
 
-INTERPRET_ENV_VAR = "TRITON_INTERPRET"
 ROW_ALIGNMENT = 16  # elements
 # The kernels index within one image with 32-bit offsets (the batch offset is
 # 64-bit): every per-image tensor must stay below 2**31 elements.
 MAX_IMAGE_ELEMENTS = 2**31 - 1
-
-
-def _interpreting() -> bool:
-    return os.environ.get(INTERPRET_ENV_VAR, "0") == "1"
 
 
 def _kernels(name: str) -> ModuleType:
@@ -75,12 +70,12 @@ class TritonBackend(FusedBackend):
             import triton  # noqa: F401
         except ImportError as err:
             return f"triton did not import ({err}); install it with `pip install triton`"
-        if not _interpreting() and not torch.cuda.is_available():
+        if not interpreting() and not torch.cuda.is_available():
             return f"no CUDA device ({INTERPRET_ENV_VAR}=1 runs the kernels on the CPU, for tests)"
         return None
 
     def supports_device(self, device: torch.device) -> bool:
-        return device.type == "cuda" or (device.type == "cpu" and _interpreting())
+        return device.type == "cuda" or (device.type == "cpu" and interpreting())
 
     def refusals(self, inputs: AttentionInputs) -> list[str]:
         reasons = super().refusals(inputs)
