@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from sacolor import SelfAttention
 from sacolor.inference.colorizer import Colorizer
-from sacolor.cli.evaluate import GRAY, MODEL, evaluate_images, true_colour_hints
+from sacolor.evaluation.scoring import GRAY, MODEL, evaluate_images, true_colour_hints
 from sacolor.io.images import load_rgb
 from sacolor.io.paths import is_image
 
