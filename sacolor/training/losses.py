@@ -122,9 +122,9 @@ class FeatureLoss(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from ..models.efficientnet import EfficientNetLite0, pretrained_state_dict
+        from ..models.efficientnet import EfficientNetLite, pretrained_state_dict
 
-        self.encoder = EfficientNetLite0()
+        self.encoder = EfficientNetLite("lite0")
         self.encoder.load_state_dict(pretrained_state_dict())
         self.encoder.eval().requires_grad_(False)
 
