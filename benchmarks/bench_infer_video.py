@@ -1,6 +1,6 @@
 """Frames per second of ``sacolor-infer`` on a 640x272 film clip, and its flicker (CDC).
 
-    python benchmarks/bench_infer_video.py [--frames 48] [--checkpoint DIR] [--render-size 128x256] [--plot flicker.png]
+    python -m benchmarks.bench_infer_video [--frames 48] [--checkpoint DIR] [--render-size 128x256] [--plot flicker.png]
 
 The clip is made here with PyAV from scikit-image photographs: a slow pan
 across one photo, a cut to another, 24 fps, with an AAC tone. The script
