@@ -23,7 +23,7 @@ from ..options import DEVICES, MAX_CHANNELS, check_int, check_multiple, check_si
 
 RESIZE_MODES = ("crop", "stretch", "random")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
-RECON_LOSSES = ("l1", "l2", "ce")
+RECON_LOSSES = ("l1", "l2", "delta-e", "ce")
 AMP_DTYPES = ("bf16", "fp16")
 # The discriminator's two last 4x4 convs (stride 1, padding 1) need at least this
 # many rows and columns left after its stride-2 layers.
@@ -154,7 +154,9 @@ class TrainConfig:
     lambda_l1: float = option(100.0, "weight of the reconstruction loss on ab (L1, or L2 with --recon-loss l2)",
         OPTIMISATION)
     recon_loss: str = option("l1", "reconstruction loss on ab: l1 (pix2pix; the median colour), l2 (the mean "
-        "colour: hedges towards gray where the colour is uncertain, as PSNR rewards) or ce (cross-entropy over ab "
+        "colour: hedges towards gray where the colour is uncertain, as PSNR rewards), delta-e (a perceptual colour "
+        "difference with CIEDE2000's chroma and hue weights, in ab units: a too vivid colour costs less than a too "
+        "dull one, as in the metric sacolor-eval reports) or ce (cross-entropy over ab "
         f"bins, Zhang et al. 2016: {PRETRAINED_GENERATOR} predicts a distribution of colours and outputs its annealed "
         "mean, vivid where it is sure; see --colour-bins and --temperature)", OPTIMISATION, choices=RECON_LOSSES)
     colour_bins: int = option(DEFAULT_BINS, "--recon-loss ce: ab bins per axis (an N x N grid over ab; 20 = cells "
