@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from .messages import brief
 from .models import GENERATORS, build_generator
+from .models.colour_bins import MAX_COLOUR_BINS
 from .options import MAX_CHANNELS, check_int, check_size, parse_int_list
 
 WEIGHTS_NAME = "latest.safetensors"
@@ -309,7 +310,9 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # What ``build_generator`` may be given from a checkpoint's config.
-GENERATOR_OPTIONS = frozenset({"ngf", "norm", "dropout", "sa_sizes", "spectral_norm", "input_size", "encoder"})
+GENERATOR_OPTIONS = frozenset(
+    {"ngf", "norm", "dropout", "sa_sizes", "spectral_norm", "input_size", "encoder", "colour_bins", "temperature"}
+)
 
 
 def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[str, Any]]:
@@ -340,6 +343,11 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
             parse_int_list(kwargs["sa_sizes"])
         except ValueError as err:
             raise ValueError(f"{source}: generator sa_sizes: {err}") from None
+    if "colour_bins" in kwargs:
+        check_int(f"{source}: generator colour_bins", kwargs["colour_bins"], 2, MAX_COLOUR_BINS)
+    temperature = kwargs.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature <= 1:
+        raise ValueError(f"{source}: generator temperature must be a number in (0, 1]; got {brief(temperature)}")
     if "input_size" in kwargs:
         check_size(f"{source}: generator input_size", kwargs["input_size"], multiple, f"generator {spec['name']}")
     check_size(f"{source}: size", config.get("size"), multiple, f"generator {spec['name']}")

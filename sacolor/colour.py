@@ -155,7 +155,8 @@ def normalized_lab_to_rgb(l_norm: Tensor, ab_norm: Tensor) -> Tensor:
 
 def to_float(frames: np.ndarray, device: torch.device | str | None = None) -> Tensor:
     """uint8 RGB (B, H, W, 3) -> float32 RGB (B, 3, H, W) in [0, 1], on ``device``."""
-    return torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255.0
+    # torch warns on read-only arrays (PIL's np.asarray gives them): copy only those.
+    return torch.from_numpy(np.require(frames, requirements="W")).to(device).permute(0, 3, 1, 2).float() / 255.0
 
 
 def to_uint8(rgb: Tensor) -> np.ndarray:

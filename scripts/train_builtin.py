@@ -14,15 +14,20 @@ and what the README's numbers and the contact sheet show. They are written to
 ``--work``/data/train/<category>/ and ``--work``/data/test/<category>/; training
 cuts random resized crops (10-100 % of the area) with flips.
 
-Model and recipe (``TRAIN_ARGS``; docs/TRAINING.md has the measurements
-that chose it): ``efficientnet_unet`` (ImageNet EfficientNet-Lite0 encoder,
-U-Net decoder, self-attention on the stride-4 decoder map, colour-hint
-inputs), trained at 128x128 with EMA and an L2 loss on ab, for ``STEPS``
-steps with the encoder frozen and no GAN: the fine-tuning and GAN phases of
-the earlier recipe lost on the 18-photo set and were not re-measured on
-this one (docs/TRAINING.md says what was). The EMA generator is exported as
-fp16 safetensors + JSON to ``sacolor/assets/builtin.*``, with the render
-size that scored best on the held-out photos.
+Model and recipe (``BASE_ARGS`` and ``FINE_TUNE_ARGS``; docs/TRAINING.md has the
+measurements that chose them): ``efficientnet_unet`` (ImageNet EfficientNet-Lite0
+encoder, frozen; U-Net decoder; self-attention on the stride-4 decoder map;
+colour-hint inputs), trained at 128x128 with EMA in two stages:
+
+1. ``BASE_STEPS`` steps of L2 on ab, no GAN: accurate, but muted where the
+   colour is uncertain (L2 is minimised by the mean colour). Its EMA weights
+   are exported in fp16 (``--work``/base.safetensors, the built-in model
+   before the fine-tuning).
+2. ``FINE_TUNE_STEPS`` steps from those weights (``sacolor-train --init-from``)
+   with ``FINE_TUNE_ARGS``: the loss and the GAN that bring colour back.
+
+The fine-tuned EMA generator is exported as fp16 safetensors + JSON to
+``sacolor/assets/builtin.*``, to render at ``RENDER_SIZE``.
 
 ``--resume`` continues the training run in ``--work`` from its last
 checkpoint (written every 100 steps), so the work may span sessions.
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -55,21 +59,21 @@ ASSETS = REPO / "sacolor" / "assets"
 DOCS = REPO / "docs"
 SEED = 0
 SIZE = 128
-STEPS = 500
-NEVER = 10**6  # a step no run reaches: the encoder stays ImageNet's and no GAN joins, whatever --steps
-RENDER_SIZES = (128, 192, 256)
+BASE_STEPS = 500
+FINE_TUNE_STEPS = 200
+RENDER_SIZE = 192  # measured best of 128 / 192 / 256 for the L2 model (docs/TRAINING.md)
+NEVER = 10**6  # a step no run reaches: the encoder stays ImageNet's, and stage 1 has no GAN
 FIGURE_GAP = 8
-TRAIN_ARGS = [
+COMMON_ARGS = [
     "--netG", "efficientnet_unet", "--size", str(SIZE), "--sa-sizes", str(SIZE // 4), "--resize", "random",
     "--batch-size", "16", "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.9", "--gan-mode", "vanilla",
-    "--recon-loss", "l2", "--lambda-l1", "100", "--rebalance", "0", "--lambda-feat", "0",
-    "--freeze-encoder-steps", str(NEVER), "--encoder-lr-scale", "0.1", "--gan-start-step", str(NEVER),
+    "--lambda-l1", "100", "--lambda-feat", "0", "--freeze-encoder-steps", str(NEVER), "--encoder-lr-scale", "0.1",
     "--hint-share", "0.5", "--ndf", "64", "--ema", "--ema-decay", "0.995", "--seed", str(SEED),
     "--num-workers", "1", "--device", "cpu", "--eval-every", "250", "--save-every", "100", "--n-samples", "6",
     "--no-progress",
 ]
-# Each phase's end is kept as a candidate: a phase must earn its place on the held-out photos.
-PHASES = (("frozen", STEPS),)
+BASE_ARGS = ["--recon-loss", "l2", "--rebalance", "0", "--gan-start-step", str(NEVER)]
+FINE_TUNE_ARGS = ["--recon-loss", "delta-e", "--rebalance", "0.3", "--gan-start-step", str(NEVER)]
 CONTACT_TILE = 200
 CONTACT_LABEL = 18
 CONTACT_PER_CATEGORY = 4  # 7 categories: 28 held-out photos on the sheet
@@ -97,17 +101,6 @@ def held_out_scores(folder: Path, checkpoint: Path | None = None, render_size: i
     """What ``sacolor-eval FOLDER --json`` reports: the library's summary of the folder's photos."""
     size = None if render_size is None else (render_size, render_size)
     return evaluate_images(Colorizer.from_checkpoint(checkpoint, "auto", size), find_images(folder), hint_points)
-
-
-def best_candidate(runs: dict[str, Path], held_out: Path) -> tuple[str, int, dict[str, dict]]:
-    """The (run, render size) with the lowest held-out mean CIEDE2000, and every pair's summary."""
-    scores = {
-        f"{name}@{size}": held_out_scores(held_out, run, size)["model"]
-        for name, run in runs.items() for size in RENDER_SIZES
-    }
-    best = min(scores, key=lambda key: scores[key]["ciede2000"])
-    name, size = best.split("@")
-    return name, int(size), scores
 
 
 def make_figure(target: Path) -> None:
@@ -154,45 +147,48 @@ def contact_sheet(held_out: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def train_until(work: Path, data_dir: Path, steps: int, resume: bool) -> int:
-    """Run (or continue) ``sacolor-train`` to ``steps``; returns its exit status."""
+def train_stage(work: Path, data_dir: Path, name: str, steps: int, args: list[str], resume: bool) -> int:
+    """Run (or, with ``resume`` and a checkpoint there, continue) ``sacolor-train`` run ``name`` to ``steps``;
+    returns its exit status."""
+    run_dir = work / "runs" / name
+    if (run_dir / "latest.json").is_file() and json.loads((run_dir / "latest.json").read_text())["step"] >= steps:
+        return 0
     started = time.time()
-    status = train(["--data", str(data_dir), "--checkpoints-dir", str(work / "runs"), "--name", "builtin",
-                    "--max-steps", str(steps), *TRAIN_ARGS, *(["--resume"] if resume else [])])
-    print(json.dumps({"train_status": status, "steps": steps, "wall_minutes": round((time.time() - started) / 60, 1)}), flush=True)
+    status = train(["--data", str(data_dir), "--checkpoints-dir", str(work / "runs"), "--name", name,
+                    "--max-steps", str(steps), *COMMON_ARGS, *args,
+                    *(["--resume"] if resume and (run_dir / "latest.json").is_file() else [])])
+    print(json.dumps({"stage": name, "train_status": status, "steps": steps,
+                      "wall_minutes": round((time.time() - started) / 60, 1)}), flush=True)
     return status
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the data and the training run")
-    parser.add_argument("--steps", type=int, default=STEPS, help=f"optimisation steps (default {STEPS}, the shipped model)")
-    parser.add_argument("--resume", action="store_true", help="continue the training run in --work from its last checkpoint")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the data and the training runs")
+    parser.add_argument("--resume", action="store_true", help="continue the training runs in --work from their last "
+                        "checkpoints (a finished stage is not re-run)")
     parser.add_argument("--skip-train", action="store_true", help="export and evaluate the runs already in --work")
     args = parser.parse_args(argv)
 
     data_dir = prepare(args.work)
-    run_dir = args.work / "runs" / "builtin"
-    snapshots = {name: run_dir.with_name(f"builtin_{name}") for name, _ in PHASES}
-    resume = args.resume
-    for name, until in PHASES:
-        if args.skip_train or (snapshots[name] / "latest.safetensors").is_file():
-            continue
-        if status := train_until(args.work, data_dir, args.steps if name == PHASES[-1][0] else until, resume):
+    base, base_weights, fine_tuned = args.work / "runs" / "builtin", args.work / "base.safetensors", args.work / "runs" / "builtin_fine_tuned"
+    if not args.skip_train:
+        if status := train_stage(args.work, data_dir, base.name, BASE_STEPS, BASE_ARGS, args.resume):
             return status
-        shutil.copytree(run_dir, snapshots[name], dirs_exist_ok=True)
-        resume = True
-    name, size, scores = best_candidate(snapshots, data_dir / "test")
-    print(json.dumps({"chosen": f"{name}@{size}", "held_out_by_candidate": scores}, indent=1), flush=True)
-    export(snapshots[name], ASSETS / "builtin.safetensors", size)
+        export(base, base_weights, SIZE)
+        fine_tune = [*FINE_TUNE_ARGS, "--init-from", str(base_weights)]
+        if status := train_stage(args.work, data_dir, fine_tuned.name, FINE_TUNE_STEPS, fine_tune, args.resume):
+            return status
+    export(fine_tuned, ASSETS / "builtin.safetensors", RENDER_SIZE)
     make_figure(DOCS / "sample_gray_colourised.png")
     contact_sheet(data_dir / "test", DOCS / "contact_sheet.png")
     summary = held_out_scores(data_dir / "test")
     hinted = held_out_scores(data_dir / "test", hint_points=10)
-    result = {"chosen": f"{name}@{size}", "held_out": {k: summary[k] for k in ("model", "gray", "truth", "n")},
-              "hinted_10": hinted["model"], "by_category": by_category(summary["images"]), "images": summary["images"]}
+    result = {"held_out": {k: summary[k] for k in ("model", "gray", "truth", "n")}, "hinted_10": hinted["model"],
+              "by_category": by_category(summary["images"]), "images": summary["images"],
+              "before_fine_tuning": held_out_scores(data_dir / "test", base_weights, RENDER_SIZE)["model"]}
     (args.work / "results.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("chosen", "held_out", "hinted_10", "by_category")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("held_out", "hinted_10", "by_category", "before_fine_tuning")}, indent=1))
     return 0
 
 

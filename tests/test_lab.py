@@ -1,5 +1,7 @@
 """sacolor.colour against scikit-image on real photos."""
 
+import warnings
+
 import numpy as np
 import pytest
 import skimage.data
@@ -15,6 +17,7 @@ from sacolor.colour import (
     normalized_lab_to_rgb,
     rgb_to_lab,
     rgb_to_normalized_lab,
+    to_float,
 )
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -93,3 +96,11 @@ def test_rejects_bad_layouts():
         rgb_to_lab(torch.rand(4, 4, 3))
     with pytest.raises(TypeError, match="lab must be a torch.Tensor"):
         lab_to_rgb(np.zeros((3, 4, 4)))
+
+
+def test_read_only_frames_convert_without_a_warning():
+    frames = np.full((1, 2, 2, 3), 255, np.uint8)
+    frames.setflags(write=False)  # as PIL's np.asarray gives them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert to_float(frames).min() == 1

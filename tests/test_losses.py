@@ -2,10 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from skimage.color import deltaE_ciede2000
 
-from sacolor.training.losses import GAN_MODES, ColourRebalance, GANLoss, ab_histogram, reconstruction_loss
+from sacolor.colour import AB_SCALE
+from sacolor.training.losses import (GAN_MODES, ColourRebalance, GANLoss, ab_histogram, colour_difference,
+                                     reconstruction_loss)
 
 REAL = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
 FAKE = torch.tensor([[-2.0, 0.0], [1.5, -0.5]])
@@ -75,3 +79,26 @@ def test_colour_rebalance_weights_rare_colours_up():
     assert w_red / w_gray == pytest.approx(3.0, rel=0.05)  # (1/9) ** -0.5
     assert (0.9 * w_gray + 0.1 * w_red) == pytest.approx(1.0, rel=0.05)  # mean 1 over the prior
     assert float(ColourRebalance(prior, strength=0.0)(red).mean()) == pytest.approx(1.0)
+
+
+def as_normalised_ab(ab: np.ndarray) -> torch.Tensor:
+    """(N, 2) ab in ab units -> (1, 2, N, 1) normalised."""
+    return torch.tensor(ab.T[None, :, :, None] / AB_SCALE, dtype=torch.float32)
+
+
+def test_colour_difference_follows_ciede2000_at_equal_lightness_and_spares_vivid_over_dull():
+    rng = np.random.default_rng(4)
+    real, fake = rng.uniform(-60, 60, (2, 500, 2))
+    lightness = np.full((500, 1), 55.0)
+    truth = deltaE_ciede2000(np.hstack([lightness, real]), np.hstack([lightness, fake]))
+    ours = colour_difference(as_normalised_ab(fake), as_normalised_ab(real)).flatten().numpy() * AB_SCALE
+    # CIEDE2000 also rotates blues and weights hue by angle: a close, not an exact, match.
+    assert np.corrcoef(ours, truth)[0, 1] > 0.9 and np.median(np.abs(ours / truth - 1)) < 0.15
+    # A red of chroma 40: 20 too vivid costs less than 20 too dull, in both.
+    red, vivid, dull = (as_normalised_ab(np.array([[a, 0.0]])) for a in (40.0, 60.0, 20.0))
+    assert colour_difference(vivid, red) < colour_difference(dull, red)
+    lab = lambda a: np.array([55.0, a, 0.0])
+    assert deltaE_ciede2000(lab(60.0), lab(40.0)) < deltaE_ciede2000(lab(20.0), lab(40.0))
+    gray = torch.zeros(1, 2, 1, 1, requires_grad=True)
+    reconstruction_loss(gray, torch.zeros(1, 2, 1, 1), "delta-e").backward()
+    assert torch.isfinite(gray.grad).all()

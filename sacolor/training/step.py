@@ -7,16 +7,20 @@ import torch
 from torch import Tensor
 
 from ..inference.hints import sample_hints
+from ..models.colour_bins import bin_cross_entropy
 from .losses import reconstruction_loss
 from .run import TrainingRun, unwrap
 
 
-def reconstruction_losses(run: TrainingRun, L: Tensor, fake: Tensor, ab: Tensor) -> dict[str, Tensor]:
-    """lambda_L1 x the L1 (or L2) loss on ab, class-rebalanced with ``--rebalance``, plus lambda_feat x the
-    feature loss."""
+def reconstruction_losses(run: TrainingRun, L: Tensor, fake: Tensor, ab: Tensor,
+                          bin_logits: Tensor | None) -> dict[str, Tensor]:
+    """lambda_L1 x the L1, L2 (on ab) or cross-entropy (on ``bin_logits``) loss, class-rebalanced with
+    ``--rebalance``, plus lambda_feat x the feature loss."""
     config = run.config
     weights = run.rebalance(ab) if run.rebalance is not None else None
-    losses = {"loss_G_L1": config.lambda_l1 * reconstruction_loss(fake, ab, config.recon_loss, weights)}
+    recon = (bin_cross_entropy(bin_logits, ab, weights) if config.recon_loss == "ce"
+             else reconstruction_loss(fake, ab, config.recon_loss, weights))
+    losses = {"loss_G_L1": config.lambda_l1 * recon}
     if run.feature_loss is not None:
         losses["loss_G_feat"] = config.lambda_feat * run.feature_loss(L, fake, ab)
     return losses
@@ -44,8 +48,10 @@ def train_step(run: TrainingRun, batch: dict[str, Tensor]) -> dict[str, float]:
     run.G.train()
     run.D.train()
     extra = {"hints": sample_hints(ab, config.hint_share)} if config.hint_share else {}
+    classify = config.recon_loss == "ce"  # the cross-entropy needs the classification head's logits
     with run.autocast():
-        fake = run.G(L, **extra)
+        output = run.G(L, **extra, **({"with_logits": True} if classify else {}))
+    fake, bin_logits = output if classify else (output, None)
 
     losses: dict[str, Tensor] = {}
     if adversarial:
@@ -58,7 +64,7 @@ def train_step(run: TrainingRun, batch: dict[str, Tensor]) -> dict[str, float]:
         run.scaler.scale(losses["loss_D"]).backward()
         run.scaler.step(run.opt_D)
 
-    generator_terms = reconstruction_losses(run, L, fake, ab)
+    generator_terms = reconstruction_losses(run, L, fake, ab, bin_logits)
     if adversarial:
         # D judges the fake, but only G learns from it: the unwrapped D with
         # frozen parameters computes no weight gradients and no DDP all-reduce.
