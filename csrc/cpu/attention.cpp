@@ -379,6 +379,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
 
 // ---- backward ------------------------------------------------------------
 
+// rowsum(dO (O - mean value)) (B, cols) from their transposes in panels (B,
+// cols / width, depth, width), by the kernels' row_dots (tiles.h: why).
+template <typename T>
+Tensor row_dots(const KernelTable<T>& kt, const Tensor& a, const Tensor& b, int64_t depth,
+                int64_t cols) {
+  Tensor out = at::empty({a.size(0), cols}, a.options());
+  const T *a_ptr = a.data_ptr<T>(), *b_ptr = b.data_ptr<T>();
+  T* out_ptr = out.data_ptr<T>();
+  at::parallel_for(0, a.size(0), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      kt.row_dots(a_ptr + i * depth * cols, b_ptr + i * depth * cols, depth, cols, out_ptr + i * cols);
+  });
+  return out;
+}
+
 // The attention core's gradients: dq (B, N, qk) w.r.t. the unscaled queries,
 // dk (B, M, qk) and dv (B, M, v), from q (B, N, qk) as the forward saved it
 // (times scale * log2(e)), k, v, dO (B, N, v), o and the base-2 lse (B, N).
@@ -406,7 +421,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, kt.width);
   // +inf log-sum-exp on padded queries gives them probability 0.
   const Tensor lse2 = padded(lse.unsqueeze(1), 1, s.n_pad, INFINITY);
-  const Tensor delta = padded((d_o * (o - v_mean)).sum(-1).unsqueeze(1), 1, s.n_pad);
+  const Tensor delta = row_dots(kt, panels((o - v_mean).transpose(1, 2), s.v, s.n_pad, kt.width),
+                                dout_t, s.v, s.n_pad);
   Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, options);
   Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, options);
 

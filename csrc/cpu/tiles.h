@@ -44,7 +44,7 @@ struct BackwardProblem {
   const T* dout;   // dO (n_pad x v_pad), the gradient of o, in panels
   const T* doutt;  // dO transposed (v_channels x n_pad), in panels
   const T* lse2;   // (n_pad,): log-sum-exp in base 2 (scaled scores), +inf on padding
-  const T* delta;  // (n_pad,): rowsum(dO * (O - mean value))
+  const T* delta;  // (n_pad,): rowsum(dO * (O - mean value)), from row_dots
   T* dq;           // (n_pad, qk_pad): accumulated into (+=)
   T* dk;           // (m_pad, qk_pad): written, one key block per call
   T* dv;           // (m_pad, v_pad): written, one key block per call
@@ -67,6 +67,12 @@ struct KernelTable {
   void (*backward_block)(const BackwardProblem<T>& p, int64_t block, T* scratch);
   // x[i] = exp2(x[i]) with the tiles' own exp2 (benchmarks/floor.py times it).
   void (*exp2_inplace)(T* x, int64_t n);
+  // out[i] = sum_d a[d, i] b[d, i] for i < cols (a multiple of the width), a and
+  // b (depth x cols) in panels, summed by the same FMA chain (d = 0, 1, ...) as
+  // the products: the backward's delta = rowsum(dO (O - mean value)) then equals
+  // dP = dO (V - mean value)^T bit for bit where the softmax is one-hot (O = a
+  // row of V), so dS = P (dP - delta) is exactly 0 there, as it should be.
+  void (*row_dots)(const T* a, const T* b, int64_t depth, int64_t cols, T* out);
 };
 
 // bfloat16 operands (raw bits), float32 products and softmax: the AVX512-BF16

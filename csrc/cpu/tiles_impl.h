@@ -257,6 +257,20 @@ void exp2_inplace(typename Vec::T* x, int64_t n) {
   for (; i < n; ++i) x[i] = Vec::exp2_scalar(x[i]);
 }
 
+template <class Vec>
+void row_dots(const typename Vec::T* a, const typename Vec::T* b, int64_t depth, int64_t cols,
+              typename Vec::T* out) {
+  constexpr int W = Vec::width;
+  for (int64_t i = 0; i < cols; i += W) {
+    const typename Vec::T* a_panel = a + i * depth;
+    const typename Vec::T* b_panel = b + i * depth;
+    Vec acc = Vec::zero();  // as gemm_tile's accumulators: zero, then fmadd over d
+    for (int64_t d = 0; d < depth; ++d)
+      acc = Vec::fmadd(Vec::load(a_panel + d * W), Vec::load(b_panel + d * W), acc);
+    acc.store(out + i);
+  }
+}
+
 template <class Vec, int64_t BM, int64_t BN>
 constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
   static_assert(BM % Vec::width == 0 && BN % Vec::width == 0, "blocks must hold whole vectors");
@@ -270,6 +284,7 @@ constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
       &forward_block<Vec, BM, BN>,
       &backward_block<Vec, BM, BN>,
       &exp2_inplace<Vec>,
+      &row_dots<Vec>,
   };
 }
 
