@@ -4,8 +4,8 @@
 // unit inside its own namespace, as tiles_impl.h is. The softmax, the
 // rounding to bfloat16 and the packing are AVX-512 code shared by both.
 //
-// Include only after Dot's unit has included tiles_impl.h (for row_max,
-// exp2_row, finite_or_zero_max on VecAvx512) in SACOLOR_TILES_NAMESPACE.
+// Include only after Dot's unit has included tiles_impl.h (for row_max and
+// SoftmaxRows on VecAvx512) in SACOLOR_TILES_NAMESPACE.
 
 #include "tiles.h"
 
@@ -38,17 +38,18 @@ inline __m512 exp2_bf16(__m512 x) {
   return _mm512_maskz_scalef_ps(normal, p, n);
 }
 
-// dst[j] = bfloat16(exp2(row[j] - shift)); returns the sum of the rounded
-// values, so the normalisation divides by the weights P V actually used.
-inline float exp2_round_row(const float* row, int64_t len, float shift, bf16_bits* dst) {
+// dst[j] = bfloat16(exp2(row[j] - shift)), the rounded values added lane by
+// lane into `sum` (one vector), so the normalisation divides by the weights
+// P V actually used.
+inline void exp2_round_row(const float* row, int64_t len, float shift, bf16_bits* dst, float* sum) {
   const __m512 s = _mm512_set1_ps(shift);
-  __m512 sum = _mm512_setzero_ps();
+  __m512 total = _mm512_loadu_ps(sum);
   for (int64_t j = 0; j < len; j += kLanes) {
     const __m256i rounded = to_bf16(exp2_bf16(_mm512_sub_ps(_mm512_loadu_ps(row + j), s)));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), rounded);
-    sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16)));
+    total = _mm512_add_ps(total, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16)));
   }
-  return _mm512_reduce_add_ps(sum);
+  _mm512_storeu_ps(sum, total);
 }
 
 // One row of P^T (a key against len queries): p = exp2(s - lse), in place in
@@ -86,42 +87,32 @@ inline void score_gradient_rows(const float* p_rows, const float* dp_rows, const
 
 template <int64_t BM, int64_t BN>
 int64_t forward_scratch_bf16(int64_t v_pad) {
-  // scores, unnormalised o, running max and sum, probabilities in bfloat16
-  return BM * BN + BM * v_pad + 2 * BM + BM * BN / 2;
+  // scores, the softmax state, probabilities in bfloat16
+  return BM * BN + SoftmaxRows<VecAvx512>::scratch(BM, v_pad) + BM * BN / 2;
 }
 
 template <class Dot, int64_t BM, int64_t BN>
 void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
   using Vec = VecAvx512;
   [[maybe_unused]] const typename Dot::Scope scope;  // AMX: this thread's tile configuration
-  const float neg_inf = -__builtin_inff();
-  float* s = scratch;                  // (BM, BN) scores, then probabilities
-  float* acc = s + BM * BN;            // (BM, v_pad) unnormalised o
-  float* run_max = acc + BM * p.v_pad;  // (BM,)
-  float* run_sum = run_max + BM;       // (BM,)
-  bf16_bits* prob = reinterpret_cast<bf16_bits*>(run_sum + BM);  // (BM, BN)
+  float* s = scratch;  // (BM, BN) scores
+  const SoftmaxRows<Vec> st = SoftmaxRows<Vec>::start(s + BM * BN, BM, p.v_pad);
+  bf16_bits* prob =  // (BM, BN)
+      reinterpret_cast<bf16_bits*>(s + BM * BN + SoftmaxRows<Vec>::scratch(BM, p.v_pad));
   const int64_t i0 = block * BM;
   const bf16_bits* q = p.q + i0 * p.qk2;
-  for (int64_t i = 0; i < BM * p.v_pad; ++i) acc[i] = 0.0f;
-  for (int64_t i = 0; i < BM; ++i) {
-    run_max[i] = neg_inf;
-    run_sum[i] = 0.0f;
-  }
   for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
     Dot::dot(BM, BN, p.qk2, q, p.qk2, p.kt + j0 * p.qk2, p.qk2 * kLanes, s, BN, false);
     const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
     for (int64_t i = 0; i < BM; ++i) {
       float* row = s + i * BN;
-      for (int64_t j = valid; j < BN; ++j) row[j] = neg_inf;
-      const float shift = advance_max<Vec>(row_max<Vec>(row, BN), run_max[i], run_sum[i],
-                                           acc + i * p.v_pad, p.v_pad);
-      run_sum[i] += exp2_round_row(row, BN, shift, prob + i * BN);
+      for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inff();
+      exp2_round_row(row, BN, st.advance(i, row_max<Vec>(row, BN)), prob + i * BN, st.sum(i));
     }
-    Dot::dot(BM, p.v_pad, BN, prob, BN, p.v + j0 * kLanes, p.m_pad * kLanes, acc, p.v_pad, true);
+    Dot::dot(BM, p.v_pad, BN, prob, BN, p.v + j0 * kLanes, p.m_pad * kLanes, st.acc, p.v_pad, true);
   }
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
-  write_output_rows<Vec>(acc, p.v_pad, run_max, run_sum, rows, p.o + i0 * p.v_channels,
-                         p.v_channels, p.lse + i0);
+  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
 }
 
 template <int64_t BM, int64_t BN>

@@ -101,16 +101,18 @@ typename Vec::T row_max(const typename Vec::T* row, int64_t len) {
   return m.reduce_max();
 }
 
-// row[j] = exp2(row[j] - shift); returns the sum of the new row.
+// row[j] = exp2(row[j] - shift), added lane by lane into the row's running sum
+// (`sum`, one vector: reduced once, when the output is written).
 template <class Vec>
-typename Vec::T exp2_row(typename Vec::T* row, int64_t len, typename Vec::T shift) {
-  Vec s = Vec::broadcast(shift), sum = Vec::zero();
+void exp2_row(typename Vec::T* row, int64_t len, typename Vec::T shift, typename Vec::T* sum) {
+  const Vec s = Vec::broadcast(shift);
+  Vec total = Vec::load(sum);
   for (int64_t j = 0; j < len; j += Vec::width) {
-    Vec p = Vec::exp2(Vec::load(row + j) - s);
+    const Vec p = Vec::exp2(Vec::load(row + j) - s);
     p.store(row + j);
-    sum = sum + p;
+    total = total + p;
   }
-  return sum.reduce_sum();
+  total.store(sum);
 }
 
 template <typename T>
@@ -120,49 +122,69 @@ inline T finite_or_zero_max(T m) {
   return m == -__builtin_inf() ? T(0) : m;
 }
 
-// The online softmax's bookkeeping for one query row meeting a key block whose
-// largest score is block_max: moves the running max, rescales the row's
-// running sum and unnormalised output (v_pad wide) when it moves, and returns
-// the shift the block's scores take before exp2.
+// The online softmax's state for `rows` query rows: running max (base 2), the
+// running sum as one vector of partial sums per row, the unnormalised output
+// (rows x v_pad).
 template <class Vec>
-typename Vec::T advance_max(typename Vec::T block_max, typename Vec::T& run_max,
-                            typename Vec::T& run_sum, typename Vec::T* acc_row, int64_t v_pad) {
+struct SoftmaxRows {
   using T = typename Vec::T;
-  const T old_max = run_max;
-  const T new_max = block_max > old_max ? block_max : old_max;
-  const T shift = finite_or_zero_max(new_max);
-  if (new_max != old_max) {
-    const T alpha = Vec::exp2_scalar(old_max - shift);
-    run_sum *= alpha;
-    const Vec scale = Vec::broadcast(alpha);
-    for (int64_t c = 0; c < v_pad; c += Vec::width) (Vec::load(acc_row + c) * scale).store(acc_row + c);
-  }
-  run_max = new_max;
-  return shift;
-}
+  T* run_max;  // (rows,)
+  T* run_sum;  // (rows, width)
+  T* acc;      // (rows, v_pad)
+  int64_t v_pad;
 
-// The forward's last step for `rows` query rows: o = acc / l (v_channels of
-// each v_pad-wide row, the tail by a masked store) and the base-2 log-sum-exp.
-template <class Vec>
-void write_output_rows(const typename Vec::T* acc, int64_t v_pad, const typename Vec::T* run_max,
-                       const typename Vec::T* run_sum, int64_t rows, typename Vec::T* o,
-                       int64_t v_channels, typename Vec::T* lse) {
-  using T = typename Vec::T;
-  constexpr int W = Vec::width;
-  for (int64_t i = 0; i < rows; ++i) {
-    const Vec inv_l = Vec::broadcast(T(1) / run_sum[i]);
-    const T* acc_row = acc + i * v_pad;
-    T* o_row = o + i * v_channels;
-    int64_t c = 0;
-    for (; c + W <= v_channels; c += W) (Vec::load(acc_row + c) * inv_l).store(o_row + c);
-    if (c < v_channels) (Vec::load(acc_row + c) * inv_l).store_first(o_row + c, v_channels - c);
-    lse[i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(run_sum[i]);
+  static int64_t scratch(int64_t rows, int64_t v_pad) { return rows * (1 + Vec::width + v_pad); }
+  static SoftmaxRows start(T* scratch, int64_t rows, int64_t v_pad) {
+    SoftmaxRows st{scratch, scratch + rows, scratch + rows * (1 + Vec::width), v_pad};
+    for (int64_t i = 0; i < rows; ++i) st.run_max[i] = -__builtin_inf();
+    for (int64_t i = 0; i < rows * (Vec::width + v_pad); ++i) st.run_sum[i] = T(0);
+    return st;
   }
-}
+  T* sum(int64_t i) const { return run_sum + i * Vec::width; }
+
+  // Row i meets a key block whose largest score is block_max: moves the
+  // running max, rescales the row's sum and output when it moves, and returns
+  // the shift the block's scores take before exp2.
+  T advance(int64_t i, T block_max) const {
+    const T old_max = run_max[i];
+    const T new_max = block_max > old_max ? block_max : old_max;
+    const T shift = finite_or_zero_max(new_max);
+    if (new_max != old_max) {
+      const Vec scale = Vec::broadcast(Vec::exp2_scalar(old_max - shift));
+      (Vec::load(sum(i)) * scale).store(sum(i));
+      T* acc_row = acc + i * v_pad;
+      for (int64_t c = 0; c < v_pad; c += Vec::width) (Vec::load(acc_row + c) * scale).store(acc_row + c);
+    }
+    run_max[i] = new_max;
+    return shift;
+  }
+
+  // The last step for the first `rows`: o = acc / l (v_channels of each
+  // v_pad-wide row, the tail by a masked store) and the base-2 log-sum-exp.
+  void write(int64_t rows, T* o, int64_t v_channels, T* lse) const {
+    constexpr int W = Vec::width;
+    for (int64_t i = 0; i < rows; ++i) {
+      const T l = Vec::load(sum(i)).reduce_sum();
+      const Vec inv_l = Vec::broadcast(T(1) / l);
+      const T* acc_row = acc + i * v_pad;
+      T* o_row = o + i * v_channels;
+      int64_t c = 0;
+      for (; c + W <= v_channels; c += W) (Vec::load(acc_row + c) * inv_l).store(o_row + c);
+      if (c < v_channels) (Vec::load(acc_row + c) * inv_l).store_first(o_row + c, v_channels - c);
+      lse[i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(l);
+    }
+  }
+};
+
+// The forward works on strips of one register tile's height: a strip's scores
+// (strip x BN) stay in L1 from the product that writes them through the
+// softmax to the product that reads them as probabilities.
+template <class Vec>
+constexpr int64_t kStrip = max_rows<Vec>(2);
 
 template <class Vec, int64_t BM, int64_t BN>
 int64_t forward_scratch(int64_t /*qk_pad*/, int64_t v_pad) {
-  return BM * BN + BM * v_pad + 2 * BM;
+  return kStrip<Vec> * BN + SoftmaxRows<Vec>::scratch(BM, v_pad);
 }
 
 template <class Vec, int64_t BM, int64_t BN>
@@ -170,33 +192,27 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
                    typename Vec::T* scratch) {
   using T = typename Vec::T;
   constexpr int W = Vec::width;
-  const T neg_inf = -__builtin_inf();
-  T* s = scratch;                 // (BM, BN) scores, then probabilities
-  T* acc = s + BM * BN;           // (BM, v_pad) unnormalised o
-  T* run_max = acc + BM * p.v_pad;  // (BM,) base-2 running max
-  T* run_sum = run_max + BM;      // (BM,)
+  constexpr int64_t SR = kStrip<Vec>;
+  T* s = scratch;  // (SR, BN) scores, then probabilities
+  const SoftmaxRows<Vec> st = SoftmaxRows<Vec>::start(s + SR * BN, BM, p.v_pad);
   const int64_t i0 = block * BM;
-  const T* q = p.q + i0 * p.qk_pad;
-  for (int64_t i = 0; i < BM * p.v_pad; ++i) acc[i] = T(0);
-  for (int64_t i = 0; i < BM; ++i) {
-    run_max[i] = neg_inf;
-    run_sum[i] = T(0);
-  }
   for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
-    gemm<Vec>(BM, BN, p.qk, q, p.qk_pad, 1, p.kt + j0 * p.qk, p.qk * W, s, BN, false);
     const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-    for (int64_t i = 0; i < BM; ++i) {
-      T* row = s + i * BN;
-      for (int64_t j = valid; j < BN; ++j) row[j] = neg_inf;
-      const T shift = advance_max<Vec>(row_max<Vec>(row, BN), run_max[i], run_sum[i],
-                                       acc + i * p.v_pad, p.v_pad);
-      run_sum[i] += exp2_row<Vec>(row, BN, shift);
+    for (int64_t r0 = 0; r0 < BM; r0 += SR) {
+      const int64_t rows = BM - r0 < SR ? BM - r0 : SR;
+      gemm<Vec>(rows, BN, p.qk, p.q + (i0 + r0) * p.qk_pad, p.qk_pad, 1, p.kt + j0 * p.qk,
+                p.qk * W, s, BN, false);
+      for (int64_t i = 0; i < rows; ++i) {
+        T* row = s + i * BN;
+        for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inf();
+        exp2_row<Vec>(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN)), st.sum(r0 + i));
+      }
+      gemm<Vec>(rows, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W, st.acc + r0 * p.v_pad,
+                p.v_pad, true);
     }
-    gemm<Vec>(BM, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W, acc, p.v_pad, true);
   }
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
-  write_output_rows<Vec>(acc, p.v_pad, run_max, run_sum, rows, p.o + i0 * p.v_channels,
-                         p.v_channels, p.lse + i0);
+  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
 }
 
 template <class Vec, int64_t BM, int64_t BN>

@@ -26,8 +26,8 @@ struct VecAvx2 {
   static VecAvx2 fmadd(VecAvx2 a, VecAvx2 b, VecAvx2 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static VecAvx2 max(VecAvx2 a, VecAvx2 b) { return {_mm256_max_ps(a.v, b.v)}; }
 
-  // 2^x: round to the nearest integer n, a degree-7 polynomial for 2^(x - n)
-  // on [-0.5, 0.5] (Taylor, relative error < 1e-8 before rounding), times 2^n
+  // 2^x: round to the nearest integer n, a degree-5 polynomial for 2^(x - n)
+  // on [-0.5, 0.5] (exp2_poly.h), times 2^n
   // built in the exponent bits. Clamping to [-127, 128] maps -inf to exactly
   // 0 (biased exponent 0) and overflow to inf; the operand order of max/min
   // keeps a NaN input NaN.

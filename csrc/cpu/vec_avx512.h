@@ -33,18 +33,21 @@ struct VecAvx512 {
   }
   static VecAvx512 max(VecAvx512 a, VecAvx512 b) { return {_mm512_max_ps(a.v, b.v)}; }
 
-  // 2^x exactly as VecAvx2::exp2 computes it (same polynomial, same clamps),
-  // so every float32 path rounds alike.
+  // 2^x with VecAvx2::exp2's polynomial (exp2_poly.h) for 2^(x - n), n the
+  // nearest integer, and vscalefps for the 2^n (one instruction where AVX2
+  // needs four to build it in the exponent bits). Below -126 (-inf included)
+  // the result is exactly 0 (the mask; AVX2 clamps to -127 for the same end),
+  // overflow gives inf (the min keeps +inf from becoming inf - inf), and the
+  // operand order of the compare and the min keeps a NaN input NaN.
   static VecAvx512 exp2(VecAvx512 x) {
-    __m512 t = _mm512_max_ps(_mm512_set1_ps(-127.0f), x.v);
-    t = _mm512_min_ps(_mm512_set1_ps(128.0f), t);
+    const __mmask16 normal = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+    const __m512 t = _mm512_min_ps(_mm512_set1_ps(128.0f), x.v);
     const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(t, n);
     __m512 p = _mm512_set1_ps(kExp2Poly[0]);
     for (unsigned i = 1; i < sizeof kExp2Poly / sizeof kExp2Poly[0]; ++i)
       p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[i]));
-    const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-    return {_mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(biased, 23)))};
+    return {_mm512_maskz_scalef_ps(normal, p, n)};
   }
 
   float reduce_sum() const { return _mm512_reduce_add_ps(v); }
