@@ -29,15 +29,20 @@ constexpr int max_rows(int col_vectors) {
 
 // C[rows x (CV * width)] (+)= A B over `depth`; A[r, d] = a[r * a_rs + d * a_cs],
 // B[d, j * width + lane] = b[j * b_ps + d * width + lane] (CV panels, b_ps apart).
-template <class Vec, int ROWS, int CV>
-inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
-                      const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
-                      bool accumulate) {
+// ACCUMULATE is a template parameter so that the accumulators of C = A B start
+// as zero registers, not as a run-time choice the compiler spills to the stack.
+template <class Vec, int ROWS, int CV, bool ACCUMULATE>
+inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
+                           const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
+                           int64_t ldc) {
   constexpr int W = Vec::width;
+  // Every caller has depth >= 1; saying so keeps GCC from also building a
+  // depth-0 path that holds the accumulators on the stack.
+  if (depth < 1) __builtin_unreachable();
   Vec acc[ROWS][CV];
   for (int r = 0; r < ROWS; ++r)
     for (int j = 0; j < CV; ++j)
-      acc[r][j] = accumulate ? Vec::load(c + r * ldc + j * W) : Vec::zero();
+      acc[r][j] = ACCUMULATE ? Vec::load(c + r * ldc + j * W) : Vec::zero();
   for (int64_t d = 0; d < depth; ++d) {
     Vec brow[CV];
     for (int j = 0; j < CV; ++j) brow[j] = Vec::load(b + j * b_ps + d * W);
@@ -48,6 +53,16 @@ inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int
   }
   for (int r = 0; r < ROWS; ++r)
     for (int j = 0; j < CV; ++j) acc[r][j].store(c + r * ldc + j * W);
+}
+
+template <class Vec, int ROWS, int CV>
+inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
+                      const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
+                      bool accumulate) {
+  if (accumulate)
+    gemm_tile_body<Vec, ROWS, CV, true>(depth, a, a_rs, a_cs, b, b_ps, c, ldc);
+  else
+    gemm_tile_body<Vec, ROWS, CV, false>(depth, a, a_rs, a_cs, b, b_ps, c, ldc);
 }
 
 // The last rows % max_rows rows: picks the tile height at run time.
@@ -217,52 +232,59 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
 
 template <class Vec, int64_t BM, int64_t BN>
 int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
-  return 2 * BN * BM;
+  return 2 * kStrip<Vec> * BM;
 }
 
-// One key block against every query block; scores transposed (keys are rows).
+// One key block against every query block; scores transposed (keys are rows),
+// a strip of keys at a time so that its P^T and dS^T stay in L1 through the
+// five products that use them.
 template <class Vec, int64_t BM, int64_t BN>
 void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
                     typename Vec::T* scratch) {
   using T = typename Vec::T;
   constexpr int W = Vec::width;
-  T* pt = scratch;       // (BN, BM): probabilities P^T
-  T* dst = pt + BN * BM;  // (BN, BM): dP^T, then dS^T
+  constexpr int64_t SR = kStrip<Vec>;
+  T* pt = scratch;        // (SR, BM): probabilities P^T
+  T* dst = pt + SR * BM;  // (SR, BM): dP^T, then dS^T
   const int64_t j0 = block * BN;
   const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-  const T* k = p.k + j0 * p.qk_pad;
-  const T* v = p.v + j0 * p.v_pad;
-  T* dk = p.dk + j0 * p.qk_pad;
-  T* dv = p.dv + j0 * p.v_pad;
-  for (int64_t i = 0; i < BN * p.qk_pad; ++i) dk[i] = T(0);
-  for (int64_t i = 0; i < BN * p.v_pad; ++i) dv[i] = T(0);
+  for (int64_t i = 0; i < BN * p.qk_pad; ++i) p.dk[j0 * p.qk_pad + i] = T(0);
+  for (int64_t i = 0; i < BN * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
   for (int64_t i0 = 0; i0 < p.n_pad; i0 += BM) {
-    gemm<Vec>(BN, BM, p.qk, k, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt, BM, false);
-    for (int64_t j = 0; j < BN; ++j) {
-      T* row = pt + j * BM;
-      if (j >= valid) {  // padded keys take no probability
-        for (int64_t i = 0; i < BM; ++i) row[i] = T(0);
-        continue;
+    // Strips wholly of padded keys take no probability and add nothing.
+    for (int64_t r0 = 0; r0 < valid; r0 += SR) {
+      const int64_t rows = BN - r0 < SR ? BN - r0 : SR;
+      const int64_t j = j0 + r0;
+      gemm<Vec>(rows, BM, p.qk, p.k + j * p.qk_pad, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt,
+                BM, false);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* row = pt + r * BM;
+        if (r0 + r >= valid) {  // padded keys take no probability
+          for (int64_t i = 0; i < BM; ++i) row[i] = T(0);
+          continue;
+        }
+        for (int64_t i = 0; i < BM; i += W)
+          Vec::exp2(Vec::load(row + i) - Vec::load(p.lse2 + i0 + i)).store(row + i);
       }
-      for (int64_t i = 0; i < BM; i += W)
-        Vec::exp2(Vec::load(row + i) - Vec::load(p.lse2 + i0 + i)).store(row + i);
+      // dV += P^T dO
+      gemm<Vec>(rows, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, p.dv + j * p.v_pad,
+                p.v_pad, true);
+      // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta)
+      gemm<Vec>(rows, BM, p.v_channels, p.v + j * p.v_pad, p.v_pad, 1,
+                p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BM, false);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* ds_row = dst + r * BM;
+        const T* p_row = pt + r * BM;
+        for (int64_t i = 0; i < BM; i += W)
+          (Vec::load(p_row + i) * (Vec::load(ds_row + i) - Vec::load(p.delta + i0 + i)))
+              .store(ds_row + i);
+      }
+      // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
+      gemm<Vec>(rows, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, p.dk + j * p.qk_pad,
+                p.qk_pad, true);
+      gemm<Vec>(BM, p.qk_pad, rows, dst, 1, BM, p.kc + j * W, p.m_pad * W, p.dq + i0 * p.qk_pad,
+                p.qk_pad, true);
     }
-    // dV += P^T dO
-    gemm<Vec>(BN, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, dv, p.v_pad, true);
-    // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta)
-    gemm<Vec>(BN, BM, p.v_channels, v, p.v_pad, 1, p.doutt + i0 * p.v_channels,
-              p.v_channels * W, dst, BM, false);
-    for (int64_t j = 0; j < BN; ++j) {
-      T* ds_row = dst + j * BM;
-      const T* p_row = pt + j * BM;
-      for (int64_t i = 0; i < BM; i += W)
-        (Vec::load(p_row + i) * (Vec::load(ds_row + i) - Vec::load(p.delta + i0 + i)))
-            .store(ds_row + i);
-    }
-    // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
-    gemm<Vec>(BN, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, dk, p.qk_pad, true);
-    gemm<Vec>(BM, p.qk_pad, BN, dst, 1, BM, p.kc + j0 * W, p.m_pad * W, p.dq + i0 * p.qk_pad,
-              p.qk_pad, true);
   }
 }
 
