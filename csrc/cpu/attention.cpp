@@ -406,8 +406,18 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const Sizes s = Sizes::of(q_scaled.size(0), q_scaled.size(1), k_rows.size(1), q_scaled.size(2),
                             v_rows.size(2), kt);
   const auto options = q_scaled.options();
-  const Tensor q_t = panels(q_scaled.transpose(1, 2), s.qk, s.n_pad, kt.width);
-  const Tensor q = panels(q_scaled, s.n_pad, s.qk_pad, kt.width);
+  const int64_t w = kt.width;
+  // tiles.h, backward_pairs: q and kc doubled, dq and dk in the pair layout.
+  const bool pairs = backward_pairs(s.qk, w);
+  auto right_operand = [&](const Tensor& t, int64_t rows_pad) {
+    return pairs ? padded(t.repeat_interleave(2, 2), rows_pad, w) : panels(t, rows_pad, s.qk_pad, w);
+  };
+  auto unpaired = [&](const Tensor& t, int64_t rows_pad) {
+    return pairs ? t.view({s.batch, rows_pad / 2, w / 2, 2}).transpose(2, 3).reshape({s.batch, rows_pad, w / 2})
+                 : t;
+  };
+  const Tensor q_t = panels(q_scaled.transpose(1, 2), s.qk, s.n_pad, w);
+  const Tensor q = right_operand(q_scaled, s.n_pad);
   const Tensor k = padded(k_rows, s.m_pad, s.qk_pad);
   // Each row of dS sums to 0 and each row of P to 1, so subtracting the mean
   // key from k in dq = dS k, and the mean value from v and o in
@@ -415,15 +425,16 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   // cancellation a common offset (a bias, or the max-pool's positive mean)
   // causes in float32.
   const Tensor k_mean = k_rows.mean(1, true), v_mean = v_rows.mean(1, true);  // (B, 1, ch)
-  const Tensor k_centered = panels(k_rows - k_mean, s.m_pad, s.qk_pad, kt.width);
+  const Tensor k_centered = right_operand(k_rows - k_mean, s.m_pad);
   const Tensor v = padded(v_rows - v_mean, s.m_pad, s.v_pad);
-  const Tensor dout = panels(d_o, s.n_pad, s.v_pad, kt.width);
-  const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, kt.width);
+  const Tensor dout = panels(d_o, s.n_pad, s.v_pad, w);
+  const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, w);
   // +inf log-sum-exp on padded queries gives them probability 0.
   const Tensor lse2 = padded(lse.unsqueeze(1), 1, s.n_pad, INFINITY);
-  const Tensor delta = row_dots(kt, panels((o - v_mean).transpose(1, 2), s.v, s.n_pad, kt.width),
+  const Tensor delta = row_dots(kt, panels((o - v_mean).transpose(1, 2), s.v, s.n_pad, w),
                                 dout_t, s.v, s.n_pad);
-  Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, options);
+  Tensor dk = pairs ? at::empty({s.batch, s.m_pad / 2, w}, options)
+                    : at::empty({s.batch, s.m_pad, s.qk_pad}, options);
   Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, options);
 
   const T *qt_ptr = q_t.data_ptr<T>(), *q_ptr = q.data_ptr<T>(), *k_ptr = k.data_ptr<T>();
@@ -433,7 +444,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const T* delta_ptr = delta.data_ptr<T>();
   T *dk_ptr = dk.data_ptr<T>(), *dv_ptr = dv.data_ptr<T>();
   const Tensor dq = sum_over_key_blocks<T>(
-      s.batch, s.m_pad / kt.block_n, {s.n_pad, s.qk_pad}, options,
+      s.batch, s.m_pad / kt.block_n,
+      pairs ? std::vector<int64_t>{s.n_pad / 2, w} : std::vector<int64_t>{s.n_pad, s.qk_pad}, options,
       kt.backward_scratch(s.qk_pad, s.v_pad), [&](int64_t b, int64_t key_block, T* dq_b, T* work) {
         const BackwardProblem<T> p{
             qt_ptr + b * s.qk * s.n_pad,
@@ -446,14 +458,14 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
             lse2_ptr + b * s.n_pad,
             delta_ptr + b * s.n_pad,
             dq_b,
-            dk_ptr + b * s.m_pad * s.qk_pad,
+            dk_ptr + b * dk.size(1) * dk.size(2),
             dv_ptr + b * s.m_pad * s.v_pad,
             s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
         kt.backward_block(p, key_block, work);
       });
   // The scores were (q * scale * log2 e) . k / log2 e: d/dq carries scale, d/dk 1 / log2 e.
-  return {crop(dq, s.n, s.qk).mul_(scale), crop(dk, s.m, s.qk).mul_(1.0 / kLog2e),
-          crop(dv, s.m, s.v)};
+  return {crop(unpaired(dq, s.n_pad), s.n, s.qk).mul_(scale),
+          crop(unpaired(dk, s.m_pad), s.m, s.qk).mul_(1.0 / kLog2e), crop(dv, s.m, s.v)};
 }
 
 // The attention core's gradients on the bfloat16 tiles, from the forward's

@@ -30,12 +30,21 @@ struct ForwardProblem {
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
 };
 
+// Whether the backward's dq and dk products use the pair layout: when qk is at
+// most half a vector, a vector holds two rows of dq (dk), so these products,
+// whose other dimension is qk, take half the FMAs instead of running half
+// empty. A (rows x qk) matrix X in the pair layout is (rows / 2, width) with
+// element [i / 2][2 c + i % 2] = X[i, c] (zero past c = qk); an operand B (depth
+// x qk) "doubled" is (depth, width) with element [d][l] = B[d, l / 2].
+inline bool backward_pairs(int64_t qk, int64_t width) { return 2 * qk <= width; }
+
 // One batch element of the backward, on the queries the forward used (already
 // times scale * log2(e)). The kernel accumulates raw sums; the dispatcher
 // applies the factors: dq = scale * sum_j ds_ij k_j, dk = sum_i ds_ij q_i / log2(e).
 template <typename T>
 struct BackwardProblem {
   // "in panels" as above: a (depth x cols) matrix stored as (cols / width, depth, width).
+  // With backward_pairs(qk, width): q and kc doubled, dq and dk in the pair layout.
   const T* qt;     // queries transposed (qk x n_pad), times scale * log2(e), in panels
   const T* q;      // queries (n_pad x qk_pad), times scale * log2(e), in panels
   const T* k;      // (m_pad, qk_pad), row-major

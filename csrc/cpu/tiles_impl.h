@@ -31,7 +31,9 @@ constexpr int max_rows(int col_vectors) {
 // B[d, j * width + lane] = b[j * b_ps + d * width + lane] (CV panels, b_ps apart).
 // ACCUMULATE is a template parameter so that the accumulators of C = A B start
 // as zero registers, not as a run-time choice the compiler spills to the stack.
-template <class Vec, int ROWS, int CV, bool ACCUMULATE>
+// AP = 2: each broadcast reads the pair a[r * a_rs + d * a_cs + {0, 1}] into
+// alternate lanes (the pair layout, tiles.h).
+template <class Vec, int ROWS, int CV, bool ACCUMULATE, int AP>
 inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
                            const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
                            int64_t ldc) {
@@ -47,7 +49,8 @@ inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs
     Vec brow[CV];
     for (int j = 0; j < CV; ++j) brow[j] = Vec::load(b + j * b_ps + d * W);
     for (int r = 0; r < ROWS; ++r) {
-      Vec ar = Vec::broadcast(a[r * a_rs + d * a_cs]);
+      const typename Vec::T* a_rd = a + r * a_rs + d * a_cs;
+      const Vec ar = AP == 2 ? Vec::broadcast_pair(a_rd) : Vec::broadcast(*a_rd);
       for (int j = 0; j < CV; ++j) acc[r][j] = Vec::fmadd(ar, brow[j], acc[r][j]);
     }
   }
@@ -55,40 +58,40 @@ inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs
     for (int j = 0; j < CV; ++j) acc[r][j].store(c + r * ldc + j * W);
 }
 
-template <class Vec, int ROWS, int CV>
+template <class Vec, int ROWS, int CV, int AP>
 inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
                       const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
                       bool accumulate) {
   if (accumulate)
-    gemm_tile_body<Vec, ROWS, CV, true>(depth, a, a_rs, a_cs, b, b_ps, c, ldc);
+    gemm_tile_body<Vec, ROWS, CV, true, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc);
   else
-    gemm_tile_body<Vec, ROWS, CV, false>(depth, a, a_rs, a_cs, b, b_ps, c, ldc);
+    gemm_tile_body<Vec, ROWS, CV, false, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc);
 }
 
 // The last rows % max_rows rows: picks the tile height at run time.
-template <class Vec, int CV, int ROWS = max_rows<Vec>(CV)>
+template <class Vec, int CV, int AP, int ROWS = max_rows<Vec>(CV)>
 inline void gemm_tail(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                       int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
                       int64_t ldc, bool accumulate) {
   if constexpr (ROWS > 0) {
     if (rows == ROWS) {
-      gemm_tile<Vec, ROWS, CV>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
+      gemm_tile<Vec, ROWS, CV, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
     } else {
-      gemm_tail<Vec, CV, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
+      gemm_tail<Vec, CV, AP, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
     }
   }
 }
 
-template <class Vec, int CV>
+template <class Vec, int CV, int AP = 1>
 inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                               int64_t a_cs, const typename Vec::T* b, int64_t b_ps,
                               typename Vec::T* c, int64_t ldc, bool accumulate) {
   constexpr int R = max_rows<Vec>(CV);
   int64_t r = 0;
   for (; r + R <= rows; r += R)
-    gemm_tile<Vec, R, CV>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc, accumulate);
+    gemm_tile<Vec, R, CV, AP>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc, accumulate);
   if (r < rows)
-    gemm_tail<Vec, CV>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
+    gemm_tail<Vec, CV, AP>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
                        accumulate);
 }
 
@@ -232,7 +235,7 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
 
 template <class Vec, int64_t BM, int64_t BN>
 int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
-  return 2 * kStrip<Vec> * BM;
+  return 3 * kStrip<Vec> * BM;
 }
 
 // One key block against every query block; scores transposed (keys are rows),
@@ -244,11 +247,15 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   using T = typename Vec::T;
   constexpr int W = Vec::width;
   constexpr int64_t SR = kStrip<Vec>;
+  static_assert(SR % 2 == 0 && BN % 2 == 0, "key strips pair up in the pair layout");
+  const bool pairs = backward_pairs(p.qk, W);
   T* pt = scratch;        // (SR, BM): probabilities P^T
   T* dst = pt + SR * BM;  // (SR, BM): dP^T, then dS^T
+  T* ds_pairs = dst + SR * BM;  // (SR / 2, BM, 2): dS^T's rows 2r, 2r + 1 interleaved
+  const int64_t dk_row = pairs ? W / 2 : p.qk_pad;  // dk's floats per key
   const int64_t j0 = block * BN;
   const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-  for (int64_t i = 0; i < BN * p.qk_pad; ++i) p.dk[j0 * p.qk_pad + i] = T(0);
+  for (int64_t i = 0; i < BN * dk_row; ++i) p.dk[j0 * dk_row + i] = T(0);
   for (int64_t i = 0; i < BN * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
   for (int64_t i0 = 0; i0 < p.n_pad; i0 += BM) {
     // Strips wholly of padded keys take no probability and add nothing.
@@ -269,21 +276,39 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
       // dV += P^T dO
       gemm<Vec>(rows, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, p.dv + j * p.v_pad,
                 p.v_pad, true);
-      // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta)
+      // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta), two rows at a time
       gemm<Vec>(rows, BM, p.v_channels, p.v + j * p.v_pad, p.v_pad, 1,
                 p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BM, false);
-      for (int64_t r = 0; r < rows; ++r) {
-        T* ds_row = dst + r * BM;
-        const T* p_row = pt + r * BM;
-        for (int64_t i = 0; i < BM; i += W)
-          (Vec::load(p_row + i) * (Vec::load(ds_row + i) - Vec::load(p.delta + i0 + i)))
-              .store(ds_row + i);
+      for (int64_t r = 0; r < rows; r += 2) {
+        T* ds0 = dst + r * BM;
+        T* ds1 = ds0 + BM;
+        for (int64_t i = 0; i < BM; i += W) {
+          const Vec delta = Vec::load(p.delta + i0 + i);
+          const Vec d0 = Vec::load(pt + r * BM + i) * (Vec::load(ds0 + i) - delta);
+          const Vec d1 = Vec::load(pt + (r + 1) * BM + i) * (Vec::load(ds1 + i) - delta);
+          d0.store(ds0 + i);
+          d1.store(ds1 + i);
+          if (pairs) {
+            T* both = ds_pairs + r * BM + 2 * i;
+            Vec::zip_low(d0, d1).store(both);
+            Vec::zip_high(d0, d1).store(both + W);
+          }
+        }
       }
-      // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
-      gemm<Vec>(rows, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, p.dk + j * p.qk_pad,
-                p.qk_pad, true);
-      gemm<Vec>(BM, p.qk_pad, rows, dst, 1, BM, p.kc + j * W, p.m_pad * W, p.dq + i0 * p.qk_pad,
-                p.qk_pad, true);
+      if (pairs) {
+        // dK += dS^T Q, key pairs: A = dS^T's interleaved row pairs, B = Q doubled
+        gemm_column_group<Vec, 1, 2>(rows / 2, BM, ds_pairs, 2 * BM, 2, p.q + i0 * W, 0,
+                                     p.dk + j * dk_row, W, true);
+        // dQ += dS K, query pairs: A = neighbouring entries of a dS^T row, B = Kc doubled
+        gemm_column_group<Vec, 1, 2>(BM / 2, rows, dst, 2, BM, p.kc + j * W, 0,
+                                     p.dq + i0 / 2 * W, W, true);
+      } else {
+        // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
+        gemm<Vec>(rows, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, p.dk + j * dk_row,
+                  p.qk_pad, true);
+        gemm<Vec>(BM, p.qk_pad, rows, dst, 1, BM, p.kc + j * W, p.m_pad * W,
+                  p.dq + i0 * p.qk_pad, p.qk_pad, true);
+      }
     }
   }
 }

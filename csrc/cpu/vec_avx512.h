@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include <cstring>
+
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the unused merge
 // source and then warn that it "may be used uninitialized"; nothing is.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -28,6 +30,22 @@ struct VecAvx512 {
   }
   static VecAvx512 broadcast(float a) { return {_mm512_set1_ps(a)}; }
   static VecAvx512 zero() { return {_mm512_setzero_ps()}; }
+  // p[0], p[1], p[0], p[1], ...: one 64-bit broadcast (vbroadcastsd, a plain load).
+  static VecAvx512 broadcast_pair(const float* p) {
+    double pair;
+    std::memcpy(&pair, p, sizeof pair);
+    return {_mm512_castpd_ps(_mm512_set1_pd(pair))};
+  }
+  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
+  static VecAvx512 zip_low(VecAvx512 a, VecAvx512 b) {
+    const __m512i lanes = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    return {_mm512_permutex2var_ps(a.v, lanes, b.v)};
+  }
+  static VecAvx512 zip_high(VecAvx512 a, VecAvx512 b) {
+    const __m512i lanes =
+        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    return {_mm512_permutex2var_ps(a.v, lanes, b.v)};
+  }
   static VecAvx512 fmadd(VecAvx512 a, VecAvx512 b, VecAvx512 c) {
     return {_mm512_fmadd_ps(a.v, b.v, c.v)};
   }
