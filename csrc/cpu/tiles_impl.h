@@ -233,15 +233,16 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
   st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
 }
 
-template <class Vec, int64_t BM, int64_t BN>
+template <class Vec, int64_t BQ>
 int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
-  return 3 * kStrip<Vec> * BM;
+  return 3 * kStrip<Vec> * BQ;
 }
 
-// One key block against every query block; scores transposed (keys are rows),
-// a strip of keys at a time so that its P^T and dS^T stay in L1 through the
-// five products that use them.
-template <class Vec, int64_t BM, int64_t BN>
+// One key block against every query, BQ queries at a time (the last chunk of
+// n_pad may be narrower); scores transposed (keys are rows), a strip of keys
+// at a time, so that its P^T and dS^T and the chunk's dO stay in L1 through
+// the five products that use them.
+template <class Vec, int64_t BN, int64_t BQ>
 void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
                     typename Vec::T* scratch) {
   using T = typename Vec::T;
@@ -249,15 +250,16 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   constexpr int64_t SR = kStrip<Vec>;
   static_assert(SR % 2 == 0 && BN % 2 == 0, "key strips pair up in the pair layout");
   const bool pairs = backward_pairs(p.qk, W);
-  T* pt = scratch;        // (SR, BM): probabilities P^T
-  T* dst = pt + SR * BM;  // (SR, BM): dP^T, then dS^T
-  T* ds_pairs = dst + SR * BM;  // (SR / 2, BM, 2): dS^T's rows 2r, 2r + 1 interleaved
+  T* pt = scratch;        // (SR, BM): probabilities P^T, BM <= BQ
+  T* dst = pt + SR * BQ;  // (SR, BM): dP^T, then dS^T
+  T* ds_pairs = dst + SR * BQ;  // (SR / 2, BM, 2): dS^T's rows 2r, 2r + 1 interleaved
   const int64_t dk_row = pairs ? W / 2 : p.qk_pad;  // dk's floats per key
   const int64_t j0 = block * BN;
   const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
   for (int64_t i = 0; i < BN * dk_row; ++i) p.dk[j0 * dk_row + i] = T(0);
   for (int64_t i = 0; i < BN * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
-  for (int64_t i0 = 0; i0 < p.n_pad; i0 += BM) {
+  for (int64_t i0 = 0; i0 < p.n_pad; i0 += BQ) {
+    const int64_t BM = p.n_pad - i0 < BQ ? p.n_pad - i0 : BQ;
     // Strips wholly of padded keys take no probability and add nothing.
     for (int64_t r0 = 0; r0 < valid; r0 += SR) {
       const int64_t rows = BN - r0 < SR ? BN - r0 : SR;
@@ -334,18 +336,21 @@ void row_dots(const typename Vec::T* a, const typename Vec::T* b, int64_t depth,
   }
 }
 
-template <class Vec, int64_t BM, int64_t BN>
+// BM queries by BN keys per forward (backward) block; the backward takes its
+// queries BQ at a time.
+template <class Vec, int64_t BM, int64_t BN, int64_t BQ>
 constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
-  static_assert(BM % Vec::width == 0 && BN % Vec::width == 0, "blocks must hold whole vectors");
+  static_assert(BM % Vec::width == 0 && BN % Vec::width == 0 && BQ % Vec::width == 0,
+                "blocks must hold whole vectors");
   return KernelTable<typename Vec::T>{
       isa,
       BM,
       BN,
       Vec::width,
       &forward_scratch<Vec, BM, BN>,
-      &backward_scratch<Vec, BM, BN>,
+      &backward_scratch<Vec, BQ>,
       &forward_block<Vec, BM, BN>,
-      &backward_block<Vec, BM, BN>,
+      &backward_block<Vec, BN, BQ>,
       &exp2_inplace<Vec>,
       &row_dots<Vec>,
   };
