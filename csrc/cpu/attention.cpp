@@ -332,12 +332,14 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
   const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
   const int64_t qk = op.wq.size(0), v = op.wv.size(0);
   const int64_t n_pad = round_up(n, kt.block_m), m_pad = round_up(m, kt.block_n);
-  const int64_t qk2 = round_up(qk, kt.depth_multiple), v_pad = round_up(v, kt.width);
+  // One more value column, of ones: the kernel's P V then sums each row of P too.
+  const int64_t qk2 = round_up(qk, kt.depth_multiple), v_pad = round_up(v + 1, kt.width);
   const Projections proj = project_all(op);
   const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
   const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
   const Tensor k_t = pair_panels(proj.k, qk2, m_pad, kt.width);
-  const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width);
+  const Tensor values_ones = at::cat({proj.v.transpose(1, 2), at::ones({batch, m, 1}, proj.v.options())}, 2);
+  const Tensor values = pair_panels(values_ones, m_pad, v_pad, kt.width);
   Tensor o = at::empty({batch, n, v}, op.x.options());
   Tensor lse = at::empty({batch, n}, op.x.options());
 

@@ -96,7 +96,9 @@ using bf16_bits = uint16_t;
 struct Bf16ForwardProblem {
   const bf16_bits* q;   // (n_pad, qk2), times scale * log2(e), rounded once
   const bf16_bits* kt;  // keys transposed (qk2 x m_pad), in pair panels
-  const bf16_bits* v;   // values (m_pad x v_pad), in pair panels
+  const bf16_bits* v;   // values (m_pad x v_pad), in pair panels; column v_channels
+                        // is 1 for the m keys (P V's column v_channels is then the
+                        // row sum of the rounded P), so v_pad > v_channels
   float* o;             // (n, v_channels), normalised
   float* lse;           // (n,): base-2 log-sum-exp
   int64_t n, m, n_pad, m_pad, qk2, v_channels, v_pad;

@@ -141,24 +141,30 @@ inline T finite_or_zero_max(T m) {
 }
 
 // The online softmax's state for `rows` query rows: running max (base 2), the
-// running sum as one vector of partial sums per row, the unnormalised output
-// (rows x v_pad).
+// running sum, the unnormalised output (rows x v_pad). The sum is either one
+// vector of partial sums per row (run_sum, reduced once, at the end) or,
+// where the output product computes it (a column of ones in V), column
+// sum_column of the output.
 template <class Vec>
 struct SoftmaxRows {
   using T = typename Vec::T;
   T* run_max;  // (rows,)
-  T* run_sum;  // (rows, width)
+  T* run_sum;  // (rows, width), unused with a sum column
   T* acc;      // (rows, v_pad)
   int64_t v_pad;
+  int64_t sum_column;  // -1: the sums are run_sum's
 
   static int64_t scratch(int64_t rows, int64_t v_pad) { return rows * (1 + Vec::width + v_pad); }
-  static SoftmaxRows start(T* scratch, int64_t rows, int64_t v_pad) {
-    SoftmaxRows st{scratch, scratch + rows, scratch + rows * (1 + Vec::width), v_pad};
+  static SoftmaxRows start(T* scratch, int64_t rows, int64_t v_pad, int64_t sum_column = -1) {
+    SoftmaxRows st{scratch, scratch + rows, scratch + rows * (1 + Vec::width), v_pad, sum_column};
     for (int64_t i = 0; i < rows; ++i) st.run_max[i] = -__builtin_inf();
     for (int64_t i = 0; i < rows * (Vec::width + v_pad); ++i) st.run_sum[i] = T(0);
     return st;
   }
   T* sum(int64_t i) const { return run_sum + i * Vec::width; }
+  T row_sum(int64_t i) const {
+    return sum_column < 0 ? Vec::load(sum(i)).reduce_sum() : acc[i * v_pad + sum_column];
+  }
 
   // Row i meets a key block whose largest score is block_max: moves the
   // running max, rescales the row's sum and output when it moves, and returns
@@ -169,7 +175,7 @@ struct SoftmaxRows {
     const T shift = finite_or_zero_max(new_max);
     if (new_max != old_max) {
       const Vec scale = Vec::broadcast(Vec::exp2_scalar(old_max - shift));
-      (Vec::load(sum(i)) * scale).store(sum(i));
+      if (sum_column < 0) (Vec::load(sum(i)) * scale).store(sum(i));
       T* acc_row = acc + i * v_pad;
       for (int64_t c = 0; c < v_pad; c += Vec::width) (Vec::load(acc_row + c) * scale).store(acc_row + c);
     }
@@ -182,7 +188,7 @@ struct SoftmaxRows {
   void write(int64_t rows, T* o, int64_t v_channels, T* lse) const {
     constexpr int W = Vec::width;
     for (int64_t i = 0; i < rows; ++i) {
-      const T l = Vec::load(sum(i)).reduce_sum();
+      const T l = row_sum(i);
       const Vec inv_l = Vec::broadcast(T(1) / l);
       const T* acc_row = acc + i * v_pad;
       T* o_row = o + i * v_channels;
