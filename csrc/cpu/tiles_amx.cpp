@@ -10,7 +10,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 
-#pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16,avx2,fma")
+#pragma GCC target("amx-tile,amx-bf16,avx512f,avx512dq,avx512bw,avx512bf16,avx2,fma")
 
 #include <cstring>
 

@@ -1,7 +1,7 @@
-// The float32 tile kernels for AVX-512F: the same flash tiles as the AVX2 unit
+// The float32 tile kernels for AVX-512F (+DQ): the same flash tiles as the AVX2 unit
 // (tiles_impl.h) on 16-lane vectors and 32 registers. Only this file is
-// compiled for AVX-512F (the pragma below), it includes no torch header, and
-// the dispatcher calls avx512_f32() only after isa.cpp found AVX-512F and the
+// compiled for AVX-512F (+DQ) (the pragma below), it includes no torch header, and
+// the dispatcher calls avx512_f32() only after isa.cpp found AVX-512F (+DQ) and the
 // OS's zmm state.
 
 #include "tiles.h"
@@ -9,9 +9,9 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx2,fma"))), apply_to = function)
 #else
-#pragma GCC target("avx512f,avx2,fma")
+#pragma GCC target("avx512f,avx512dq,avx2,fma")
 #endif
 
 #include "vec_avx512.h"

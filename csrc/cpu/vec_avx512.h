@@ -1,5 +1,5 @@
-// 16 x float in an AVX-512 register (AVX-512F only). Include only in a
-// translation unit compiled for avx512f (tiles_avx512*.cpp).
+// 16 x float in an AVX-512 register (AVX-512F and DQ). Include only in a
+// translation unit compiled for avx512f and avx512dq (tiles_avx512*.cpp, tiles_amx.cpp).
 #pragma once
 
 #include <immintrin.h>
@@ -51,17 +51,19 @@ struct VecAvx512 {
   }
   static VecAvx512 max(VecAvx512 a, VecAvx512 b) { return {_mm512_max_ps(a.v, b.v)}; }
 
-  // 2^x with VecAvx2::exp2's polynomial (exp2_poly.h) for 2^(x - n), n the
-  // nearest integer, and vscalefps for the 2^n (one instruction where AVX2
-  // needs four to build it in the exponent bits). Below -126 (-inf included)
-  // the result is exactly 0 (the mask; AVX2 clamps to -127 for the same end),
-  // overflow gives inf (the min keeps +inf from becoming inf - inf), and the
-  // operand order of the compare and the min keeps a NaN input NaN.
+  // 2^x with VecAvx2::exp2's polynomial (exp2_poly.h) for 2^f, f = x - n and
+  // n the nearest integer (vreduceps gives f in one instruction, where
+  // vrndscaleps and a subtraction take three micro-ops), and vscalefps for the
+  // 2^n (one instruction where AVX2 builds it in the exponent bits with four).
+  // The softmax's arguments are scores minus a running max or a log-sum-exp:
+  // at most a rounding above 0, or -inf, or NaN (a +inf score makes the max
+  // +inf and the argument NaN), so no overflow clamp. Below -126 (-inf
+  // included) the result is exactly 0 (the mask; AVX2 clamps to -127 for the
+  // same end); NaN stays NaN (the compare is unordered-true).
   static VecAvx512 exp2(VecAvx512 x) {
     const __mmask16 normal = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
-    const __m512 t = _mm512_min_ps(_mm512_set1_ps(128.0f), x.v);
-    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(t, n);
+    const __m512 f = _mm512_reduce_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 n = _mm512_sub_ps(x.v, f);
     __m512 p = _mm512_set1_ps(kExp2Poly[0]);
     for (unsigned i = 1; i < sizeof kExp2Poly / sizeof kExp2Poly[0]; ++i)
       p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[i]));
