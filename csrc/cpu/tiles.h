@@ -28,6 +28,7 @@ struct ForwardProblem {
   T* o;         // (n, v_channels): the normalised output rows
   T* lse;       // (n,): base-2 log-sum-exp of the scaled scores (q already holds log2(e))
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
+  int64_t task_rows;  // queries per forward_block call: a multiple of block_m (the last call may have fewer)
 };
 
 // Whether the backward's dq and dk products use the pair layout: when qk is at
@@ -58,6 +59,7 @@ struct BackwardProblem {
   T* dk;           // (m_pad, qk_pad): written, one key block per call
   T* dv;           // (m_pad, v_pad): written, one key block per call
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
+  int64_t task_keys;  // keys per backward_block call: a multiple of block_n (the last call may have fewer)
 };
 
 // What one instruction set provides for one accumulation type.
@@ -67,12 +69,13 @@ struct KernelTable {
   int64_t block_m;  // queries per block; n_pad is a multiple of it
   int64_t block_n;  // keys per block; m_pad is a multiple of it
   int64_t width;    // vector width; qk_pad and v_pad are multiples of it
-  // Scratch elements one thread needs, given the padded channel widths.
-  int64_t (*forward_scratch)(int64_t qk_pad, int64_t v_pad);
+  // Scratch elements one thread needs, given the padded channel widths (and
+  // for the forward, the queries per call).
+  int64_t (*forward_scratch)(int64_t task_rows, int64_t v_pad);
   int64_t (*backward_scratch)(int64_t qk_pad, int64_t v_pad);
-  // Query block `block` of one batch element: writes its o rows and lse.
+  // Queries [block * task_rows, +task_rows) of one batch element: writes their o rows and lse.
   void (*forward_block)(const ForwardProblem<T>& p, int64_t block, T* scratch);
-  // Key block `block`: writes its dk, dv rows, adds its share of dq.
+  // Keys [block * task_keys, +task_keys): writes their dk, dv rows, adds their share of dq.
   void (*backward_block)(const BackwardProblem<T>& p, int64_t block, T* scratch);
   // x[i] = exp2(x[i]) with the tiles' own exp2 (benchmarks/floor.py times it).
   void (*exp2_inplace)(T* x, int64_t n);

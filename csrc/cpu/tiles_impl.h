@@ -206,24 +206,25 @@ struct SoftmaxRows {
 template <class Vec>
 constexpr int64_t kStrip = max_rows<Vec>(2);
 
-template <class Vec, int64_t BM, int64_t BN>
-int64_t forward_scratch(int64_t /*qk_pad*/, int64_t v_pad) {
-  return kStrip<Vec> * BN + SoftmaxRows<Vec>::scratch(BM, v_pad);
+template <class Vec, int64_t BN>
+int64_t forward_scratch(int64_t task_rows, int64_t v_pad) {
+  return kStrip<Vec> * BN + SoftmaxRows<Vec>::scratch(task_rows, v_pad);
 }
 
-template <class Vec, int64_t BM, int64_t BN>
+template <class Vec, int64_t BN>
 void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
                    typename Vec::T* scratch) {
   using T = typename Vec::T;
   constexpr int W = Vec::width;
   constexpr int64_t SR = kStrip<Vec>;
+  const int64_t i0 = block * p.task_rows;
+  const int64_t count = p.n_pad - i0 < p.task_rows ? p.n_pad - i0 : p.task_rows;
   T* s = scratch;  // (SR, BN) scores, then probabilities
-  const SoftmaxRows<Vec> st = SoftmaxRows<Vec>::start(s + SR * BN, BM, p.v_pad);
-  const int64_t i0 = block * BM;
+  const SoftmaxRows<Vec> st = SoftmaxRows<Vec>::start(s + SR * BN, count, p.v_pad);
   for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
     const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-    for (int64_t r0 = 0; r0 < BM; r0 += SR) {
-      const int64_t rows = BM - r0 < SR ? BM - r0 : SR;
+    for (int64_t r0 = 0; r0 < count; r0 += SR) {
+      const int64_t rows = count - r0 < SR ? count - r0 : SR;
       gemm<Vec>(rows, BN, p.qk, p.q + (i0 + r0) * p.qk_pad, p.qk_pad, 1, p.kt + j0 * p.qk,
                 p.qk * W, s, BN, false);
       for (int64_t i = 0; i < rows; ++i) {
@@ -235,7 +236,7 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
                 p.v_pad, true);
     }
   }
-  const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
+  const int64_t rows = p.n - i0 < count ? p.n - i0 : count;
   st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
 }
 
@@ -260,15 +261,16 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   T* dst = pt + SR * BQ;  // (SR, BM): dP^T, then dS^T
   T* ds_pairs = dst + SR * BQ;  // (SR / 2, BM, 2): dS^T's rows 2r, 2r + 1 interleaved
   const int64_t dk_row = pairs ? W / 2 : p.qk_pad;  // dk's floats per key
-  const int64_t j0 = block * BN;
-  const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-  for (int64_t i = 0; i < BN * dk_row; ++i) p.dk[j0 * dk_row + i] = T(0);
-  for (int64_t i = 0; i < BN * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
+  const int64_t j0 = block * p.task_keys;
+  const int64_t count = p.m_pad - j0 < p.task_keys ? p.m_pad - j0 : p.task_keys;
+  const int64_t valid = p.m - j0 < count ? p.m - j0 : count;
+  for (int64_t i = 0; i < count * dk_row; ++i) p.dk[j0 * dk_row + i] = T(0);
+  for (int64_t i = 0; i < count * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
   for (int64_t i0 = 0; i0 < p.n_pad; i0 += BQ) {
     const int64_t BM = p.n_pad - i0 < BQ ? p.n_pad - i0 : BQ;
     // Strips wholly of padded keys take no probability and add nothing.
     for (int64_t r0 = 0; r0 < valid; r0 += SR) {
-      const int64_t rows = BN - r0 < SR ? BN - r0 : SR;
+      const int64_t rows = count - r0 < SR ? count - r0 : SR;
       const int64_t j = j0 + r0;
       gemm<Vec>(rows, BM, p.qk, p.k + j * p.qk_pad, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt,
                 BM, false);
@@ -353,9 +355,9 @@ constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
       BM,
       BN,
       Vec::width,
-      &forward_scratch<Vec, BM, BN>,
+      &forward_scratch<Vec, BN>,
       &backward_scratch<Vec, BQ>,
-      &forward_block<Vec, BM, BN>,
+      &forward_block<Vec, BN>,
       &backward_block<Vec, BN, BQ>,
       &exp2_inplace<Vec>,
       &row_dots<Vec>,
