@@ -32,11 +32,13 @@ constexpr int max_rows(int col_vectors) {
 // ACCUMULATE is a template parameter so that the accumulators of C = A B start
 // as zero registers, not as a run-time choice the compiler spills to the stack.
 // AP = 2: each broadcast reads the pair a[r * a_rs + d * a_cs + {0, 1}] into
-// alternate lanes (the pair layout, tiles.h).
-template <class Vec, int ROWS, int CV, bool ACCUMULATE, int AP>
+// alternate lanes (the pair layout, tiles.h). Each vector of C passes through
+// `out` (out(value, row, col) -> what is stored; row and col relative to the
+// tile) on its way to memory.
+template <class Vec, int ROWS, int CV, bool ACCUMULATE, int AP, class Out>
 inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
                            const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
-                           int64_t ldc) {
+                           int64_t ldc, const Out& out) {
   constexpr int W = Vec::width;
   // Every caller has depth >= 1; saying so keeps GCC from also building a
   // depth-0 path that holds the accumulators on the stack.
@@ -55,61 +57,83 @@ inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs
     }
   }
   for (int r = 0; r < ROWS; ++r)
-    for (int j = 0; j < CV; ++j) acc[r][j].store(c + r * ldc + j * W);
+    for (int j = 0; j < CV; ++j) out(acc[r][j], r, j * W).store(c + r * ldc + j * W);
 }
 
-template <class Vec, int ROWS, int CV, int AP>
+// What gemm stores by default: C itself.
+struct StoreAsIs {
+  template <class Vec>
+  Vec operator()(Vec value, int64_t /*row*/, int64_t /*col*/) const {
+    return value;
+  }
+};
+
+template <class Vec, int ROWS, int CV, int AP, class Out>
 inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
                       const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
-                      bool accumulate) {
+                      bool accumulate, const Out& out) {
   if (accumulate)
-    gemm_tile_body<Vec, ROWS, CV, true, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc);
+    gemm_tile_body<Vec, ROWS, CV, true, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
   else
-    gemm_tile_body<Vec, ROWS, CV, false, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc);
+    gemm_tile_body<Vec, ROWS, CV, false, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
 }
 
 // The last rows % max_rows rows: picks the tile height at run time.
-template <class Vec, int CV, int AP, int ROWS = max_rows<Vec>(CV)>
+template <class Vec, int CV, int AP, class Out, int ROWS = max_rows<Vec>(CV)>
 inline void gemm_tail(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                       int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
-                      int64_t ldc, bool accumulate) {
+                      int64_t ldc, bool accumulate, const Out& out) {
   if constexpr (ROWS > 0) {
     if (rows == ROWS) {
-      gemm_tile<Vec, ROWS, CV, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
+      gemm_tile<Vec, ROWS, CV, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate, out);
     } else {
-      gemm_tail<Vec, CV, AP, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
+      gemm_tail<Vec, CV, AP, Out, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc,
+                                            accumulate, out);
     }
   }
 }
 
-template <class Vec, int CV, int AP = 1>
+// `out` sees rows and columns relative to the group (col_base: the group's first column).
+template <class Out>
+struct Shifted {
+  const Out& out;
+  int64_t row_base, col_base;
+  template <class Vec>
+  Vec operator()(Vec value, int64_t row, int64_t col) const {
+    return out(value, row_base + row, col_base + col);
+  }
+};
+
+template <class Vec, int CV, int AP = 1, class Out = StoreAsIs>
 inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                               int64_t a_cs, const typename Vec::T* b, int64_t b_ps,
-                              typename Vec::T* c, int64_t ldc, bool accumulate) {
+                              typename Vec::T* c, int64_t ldc, bool accumulate,
+                              const Out& out = Out(), int64_t col_base = 0) {
   constexpr int R = max_rows<Vec>(CV);
   int64_t r = 0;
   for (; r + R <= rows; r += R)
-    gemm_tile<Vec, R, CV, AP>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc, accumulate);
+    gemm_tile<Vec, R, CV, AP>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
+                              accumulate, Shifted<Out>{out, r, col_base});
   if (r < rows)
     gemm_tail<Vec, CV, AP>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
-                       accumulate);
+                           accumulate, Shifted<Out>{out, r, col_base});
 }
 
 // C (+)= A B; cols is a multiple of the vector width, B panels are b_ps apart.
 // Column groups outermost so their B panels stay in L1 while every row tile
 // streams past them.
-template <class Vec>
+template <class Vec, class Out = StoreAsIs>
 void gemm(int64_t rows, int64_t cols, int64_t depth, const typename Vec::T* a, int64_t a_rs,
           int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
-          bool accumulate) {
+          bool accumulate, const Out& out = Out()) {
   constexpr int W = Vec::width;
   int64_t col = 0;
   for (; col + 2 * W <= cols; col += 2 * W)
     gemm_column_group<Vec, 2>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc,
-                              accumulate);
+                              accumulate, out, col);
   if (col < cols)
     gemm_column_group<Vec, 1>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc,
-                              accumulate);
+                              accumulate, out, col);
 }
 
 template <class Vec>
@@ -272,17 +296,13 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
     for (int64_t r0 = 0; r0 < valid; r0 += SR) {
       const int64_t rows = count - r0 < SR ? count - r0 : SR;
       const int64_t j = j0 + r0;
+      // P^T = exp2(S^T - lse), straight from the score registers (padded keys: 0)
+      const int64_t valid_rows = valid - r0;
+      const T* lse = p.lse2 + i0;
       gemm<Vec>(rows, BM, p.qk, p.k + j * p.qk_pad, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt,
-                BM, false);
-      for (int64_t r = 0; r < rows; ++r) {
-        T* row = pt + r * BM;
-        if (r0 + r >= valid) {  // padded keys take no probability
-          for (int64_t i = 0; i < BM; ++i) row[i] = T(0);
-          continue;
-        }
-        for (int64_t i = 0; i < BM; i += W)
-          Vec::exp2(Vec::load(row + i) - Vec::load(p.lse2 + i0 + i)).store(row + i);
-      }
+                BM, false, [valid_rows, lse](Vec s, int64_t row, int64_t col) {
+                  return row < valid_rows ? Vec::exp2(s - Vec::load(lse + col)) : Vec::zero();
+                });
       // dV += P^T dO
       gemm<Vec>(rows, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, p.dv + j * p.v_pad,
                 p.v_pad, true);
