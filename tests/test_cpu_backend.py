@@ -240,14 +240,12 @@ def test_huge_scores_give_finite_gradients_like_the_reference(x_factor, scale, p
     torch.testing.assert_close(got["wv"], exact["wv"], rtol=1e-5, atol=1e-5 * exact["wv"].abs().max().item())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cpu's backward forms dS = P * (dP - delta) with delta = sum(dO * O): at one-hot scores of ~1e8 the "
-    "rounding of dP - delta, times |q| and |k| of ~1e4, gives dx errors ~20x |dx|. This test passed while "
-    "the reference's fp32 softmax was as far off; since issue 18 (item 2) the reference subtracts the row max "
-    "and is exact here, which shows the cpu kernel's error. A fix belongs in csrc/cpu's backward"))
 @HUGE_SCORES
 @pytest.mark.parametrize("pool", [1, 2])
 def test_huge_scores_give_dx_within_4x_of_the_reference_in_float32(x_factor, scale, pool):
+    # One-hot softmax: dS = P (dP - delta) must come out exactly 0, or its rounding, times
+    # |q| and |k| of ~1e4, swamps dx. The kernel sums delta = dO . (O - mean v) by the same
+    # FMA chain as dP = dO . (v - mean v), so the two cancel bit for bit (tiles.h, row_dots).
     got, ref32, exact = _huge_score_gradients(x_factor, scale, pool)
     assert (got["x"] - exact["x"]).norm() <= 4 * (ref32["x"] - exact["x"]).norm()
 
@@ -276,6 +274,15 @@ def test_channels_last_and_strided_inputs():
         x, strided, module.key.weight, module.value.weight, module.gamma, bq=module.query.bias,
         bk=module.key.bias, bv=module.value.bias, backend="cpu")
     torch.testing.assert_close(y_strided, y)
+
+
+def test_large_maps_take_several_blocks_per_task_and_agree_with_float32():
+    # From 256 blocks up the kernel gives each task four blocks of queries (forward) and of
+    # keys (backward), the last task fewer. The float64 tiles (32-blocks) do so from 8 192
+    # positions, where the float32 ones (64 to 112-blocks) still take one block per task:
+    # 9 000 positions (282 blocks, 70.5 tasks) checks the one path against the other.
+    x, p, dy, pool = inputs = _make(1, 8, 90, 100, 8, 1, True, False)
+    _assert_matches(_run(*inputs, "cpu"), _run(*inputs, "cpu", torch.float64), 2e-5, x, dy, p["gamma"])
 
 
 def test_backward_is_deterministic_and_thread_count_independent():

@@ -24,7 +24,8 @@ namespace {
 
 struct Features {
   bool avx2_fma = false;  // AVX, AVX2, FMA, and the OS saves ymm state
-  bool avx512f = false;   // AVX-512 Foundation, and the OS saves opmask and zmm state
+  bool avx512f = false;   // AVX-512 F and DQ (every AVX-512 CPU but Knights Landing), and the
+                          // OS saves opmask and zmm state
   bool avx512bw = false;
   bool avx512bf16 = false;
   bool amx_bf16 = false;        // AMX-TILE, AMX-BF16, and the OS saves tile state
@@ -61,12 +62,13 @@ Features detect() {
   const bool zmm_state = (xcr & 0xe6) == 0xe6;  // XMM | YMM | opmask | ZMM_Hi256 | Hi16_ZMM
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
-  const bool avx2 = ebx & (1u << 5), avx512f = ebx & (1u << 16), avx512bw = ebx & (1u << 30);
+  const bool avx2 = ebx & (1u << 5), avx512f = ebx & (1u << 16), avx512dq = ebx & (1u << 17);
+  const bool avx512bw = ebx & (1u << 30);
   const unsigned max_subleaf = eax;
   const bool amx_tile = edx & (1u << 24), amx_bf16 = edx & (1u << 22);
   const bool tile_state = (xcr & 0x60000) == 0x60000;  // XTILECFG | XTILEDATA
   f.avx2_fma = ymm_state && avx2 && fma;
-  f.avx512f = f.avx2_fma && zmm_state && avx512f;
+  f.avx512f = f.avx2_fma && zmm_state && avx512f && avx512dq;
   f.avx512bw = f.avx512f && avx512bw;
   if (max_subleaf >= 1) {
     __cpuid_count(7, 1, eax, ebx, ecx, edx);
@@ -103,7 +105,7 @@ std::string isa_missing(Isa isa) {
   switch (isa) {
     case Isa::generic: return "";
     case Isa::avx2: return f.avx2_fma ? "" : "avx2 and fma (with OS ymm state)";
-    case Isa::avx512: return f.avx512f ? "" : "avx512f (with OS opmask and zmm state)";
+    case Isa::avx512: return f.avx512f ? "" : "avx512f and avx512dq (with OS opmask and zmm state)";
     case Isa::avx512bf16:
       if (!f.avx512f) return isa_missing(Isa::avx512);
       if (!f.avx512bw) return "avx512bw";

@@ -28,7 +28,16 @@ struct ForwardProblem {
   T* o;         // (n, v_channels): the normalised output rows
   T* lse;       // (n,): base-2 log-sum-exp of the scaled scores (q already holds log2(e))
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
+  int64_t task_rows;  // queries per forward_block call: a multiple of block_m (the last call may have fewer)
 };
+
+// Whether the backward's dq and dk products use the pair layout: when qk is at
+// most half a vector, a vector holds two rows of dq (dk), so these products,
+// whose other dimension is qk, take half the FMAs instead of running half
+// empty. A (rows x qk) matrix X in the pair layout is (rows / 2, width) with
+// element [i / 2][2 c + i % 2] = X[i, c] (zero past c = qk); an operand B (depth
+// x qk) "doubled" is (depth, width) with element [d][l] = B[d, l / 2].
+inline bool backward_pairs(int64_t qk, int64_t width) { return 2 * qk <= width; }
 
 // One batch element of the backward, on the queries the forward used (already
 // times scale * log2(e)). The kernel accumulates raw sums; the dispatcher
@@ -36,6 +45,7 @@ struct ForwardProblem {
 template <typename T>
 struct BackwardProblem {
   // "in panels" as above: a (depth x cols) matrix stored as (cols / width, depth, width).
+  // With backward_pairs(qk, width): q and kc doubled, dq and dk in the pair layout.
   const T* qt;     // queries transposed (qk x n_pad), times scale * log2(e), in panels
   const T* q;      // queries (n_pad x qk_pad), times scale * log2(e), in panels
   const T* k;      // (m_pad, qk_pad), row-major
@@ -44,11 +54,12 @@ struct BackwardProblem {
   const T* dout;   // dO (n_pad x v_pad), the gradient of o, in panels
   const T* doutt;  // dO transposed (v_channels x n_pad), in panels
   const T* lse2;   // (n_pad,): log-sum-exp in base 2 (scaled scores), +inf on padding
-  const T* delta;  // (n_pad,): rowsum(dO * (O - mean value))
+  const T* delta;  // (n_pad,): rowsum(dO * (O - mean value)), from row_dots
   T* dq;           // (n_pad, qk_pad): accumulated into (+=)
   T* dk;           // (m_pad, qk_pad): written, one key block per call
   T* dv;           // (m_pad, v_pad): written, one key block per call
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
+  int64_t task_keys;  // keys per backward_block call: a multiple of block_n (the last call may have fewer)
 };
 
 // What one instruction set provides for one accumulation type.
@@ -58,15 +69,22 @@ struct KernelTable {
   int64_t block_m;  // queries per block; n_pad is a multiple of it
   int64_t block_n;  // keys per block; m_pad is a multiple of it
   int64_t width;    // vector width; qk_pad and v_pad are multiples of it
-  // Scratch elements one thread needs, given the padded channel widths.
-  int64_t (*forward_scratch)(int64_t qk_pad, int64_t v_pad);
+  // Scratch elements one thread needs, given the padded channel widths (and
+  // for the forward, the queries per call).
+  int64_t (*forward_scratch)(int64_t task_rows, int64_t v_pad);
   int64_t (*backward_scratch)(int64_t qk_pad, int64_t v_pad);
-  // Query block `block` of one batch element: writes its o rows and lse.
+  // Queries [block * task_rows, +task_rows) of one batch element: writes their o rows and lse.
   void (*forward_block)(const ForwardProblem<T>& p, int64_t block, T* scratch);
-  // Key block `block`: writes its dk, dv rows, adds its share of dq.
+  // Keys [block * task_keys, +task_keys): writes their dk, dv rows, adds their share of dq.
   void (*backward_block)(const BackwardProblem<T>& p, int64_t block, T* scratch);
   // x[i] = exp2(x[i]) with the tiles' own exp2 (benchmarks/floor.py times it).
   void (*exp2_inplace)(T* x, int64_t n);
+  // out[i] = sum_d a[d, i] b[d, i] for i < cols (a multiple of the width), a and
+  // b (depth x cols) in panels, summed by the same FMA chain (d = 0, 1, ...) as
+  // the products: the backward's delta = rowsum(dO (O - mean value)) then equals
+  // dP = dO (V - mean value)^T bit for bit where the softmax is one-hot (O = a
+  // row of V), so dS = P (dP - delta) is exactly 0 there, as it should be.
+  void (*row_dots)(const T* a, const T* b, int64_t depth, int64_t cols, T* out);
 };
 
 // bfloat16 operands (raw bits), float32 products and softmax: the AVX512-BF16
@@ -81,7 +99,9 @@ using bf16_bits = uint16_t;
 struct Bf16ForwardProblem {
   const bf16_bits* q;   // (n_pad, qk2), times scale * log2(e), rounded once
   const bf16_bits* kt;  // keys transposed (qk2 x m_pad), in pair panels
-  const bf16_bits* v;   // values (m_pad x v_pad), in pair panels
+  const bf16_bits* v;   // values (m_pad x v_pad), in pair panels; column v_channels
+                        // is 1 for the m keys (P V's column v_channels is then the
+                        // row sum of the rounded P), so v_pad > v_channels
   float* o;             // (n, v_channels), normalised
   float* lse;           // (n,): base-2 log-sum-exp
   int64_t n, m, n_pad, m_pad, qk2, v_channels, v_pad;

@@ -23,7 +23,7 @@ namespace {
 // 96 = 16 register tiles of 6 rows = 12 vectors of 8 columns: no ragged tiles
 // whichever way a block is used (queries are rows in the forward, columns in
 // the backward; keys the other way round).
-constexpr KernelTable<float> kAvx2F32 = avx2::make_table<VecAvx2, 96, 96>("avx2");
+constexpr KernelTable<float> kAvx2F32 = avx2::make_table<VecAvx2, 96, 96, 96>("avx2");
 }  // namespace
 const KernelTable<float>* avx2_f32() { return &kAvx2F32; }
 }  // namespace sacolor::cpu

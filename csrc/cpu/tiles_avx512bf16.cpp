@@ -11,10 +11,10 @@
 #if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 10)
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512bf16,avx2,fma"))), \
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512bf16,avx2,fma"))), \
                              apply_to = function)
 #else
-#pragma GCC target("avx512f,avx512bw,avx512bf16,avx2,fma")
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512bf16,avx2,fma")
 #endif
 
 #include <cstring>

@@ -4,8 +4,8 @@
 // unit inside its own namespace, as tiles_impl.h is. The softmax, the
 // rounding to bfloat16 and the packing are AVX-512 code shared by both.
 //
-// Include only after Dot's unit has included tiles_impl.h (for row_max,
-// exp2_row, finite_or_zero_max on VecAvx512) in SACOLOR_TILES_NAMESPACE.
+// Include only after Dot's unit has included tiles_impl.h (for row_max and
+// SoftmaxRows on VecAvx512) in SACOLOR_TILES_NAMESPACE.
 
 #include "tiles.h"
 
@@ -20,35 +20,36 @@ inline void store_bf16(bf16_bits* p, __m512 x) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), to_bf16(x));
 }
 
-// 2^x for probabilities that are rounded to bfloat16 next: a degree-4
-// polynomial for 2^(x - n) on [-0.5, 0.5] (relative error 3e-6, a
-// thousandth of bfloat16's rounding; the float32 tiles' degree 7 is for
-// float32) and vscalefps for the 2^n. Below -126 (-inf included) the result
-// is exactly 0, as in the float32 exp2; NaN stays NaN.
+// 2^x for probabilities that are rounded to bfloat16 next: a degree-3
+// polynomial for 2^f, f = x - n on [-0.5, 0.5] (as VecAvx512::exp2) (fitted with the constant term 1 for
+// the least largest relative error: 1.0e-4, a fortieth of bfloat16's half ulp;
+// the float32 tiles' degree 5 is for float32) and vscalefps for the 2^n. The
+// callers' arguments are scores minus a running max or a log-sum-exp: at most
+// a rounding above 0, or -inf, or NaN (+inf would have made the max +inf and
+// the argument NaN). Below -126 (-inf included) the result is exactly 0, as in
+// the float32 exp2; NaN stays NaN (the compare is unordered-true).
 inline __m512 exp2_bf16(__m512 x) {
   const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
-  __m512 t = _mm512_max_ps(_mm512_set1_ps(-126.0f), x);  // operand order: NaN stays
-  t = _mm512_min_ps(_mm512_set1_ps(128.0f), t);
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.009582851082086563f), f, _mm512_set1_ps(0.05590642988681793f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24024099111557007f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931241750717163f));
+  const __m512 f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 n = _mm512_sub_ps(x, f);
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.055008403956890106f), f, _mm512_set1_ps(0.24220965802669525f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6932828426361084f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
   return _mm512_maskz_scalef_ps(normal, p, n);
 }
 
-// dst[j] = bfloat16(exp2(row[j] - shift)); returns the sum of the rounded
-// values, so the normalisation divides by the weights P V actually used.
-inline float exp2_round_row(const float* row, int64_t len, float shift, bf16_bits* dst) {
+// dst[j] = bfloat16(exp2(row[j] - shift)), 32 at a time where it can (one
+// vcvtne2ps2bf16 for two vectors). The row sums come from the P V product (a
+// column of ones in V), so they are sums of exactly the rounded weights it used.
+inline void exp2_round_row(const float* row, int64_t len, float shift, bf16_bits* dst) {
   const __m512 s = _mm512_set1_ps(shift);
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < len; j += kLanes) {
-    const __m256i rounded = to_bf16(exp2_bf16(_mm512_sub_ps(_mm512_loadu_ps(row + j), s)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), rounded);
-    sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16)));
+  int64_t j = 0;
+  for (; j + 2 * kLanes <= len; j += 2 * kLanes) {
+    const __m512 low = exp2_bf16(_mm512_sub_ps(_mm512_loadu_ps(row + j), s));
+    const __m512 high = exp2_bf16(_mm512_sub_ps(_mm512_loadu_ps(row + j + kLanes), s));
+    _mm512_storeu_si512(dst + j, (__m512i)_mm512_cvtne2ps_pbh(high, low));
   }
-  return _mm512_reduce_add_ps(sum);
+  if (j < len) store_bf16(dst + j, exp2_bf16(_mm512_sub_ps(_mm512_loadu_ps(row + j), s)));
 }
 
 // One row of P^T (a key against len queries): p = exp2(s - lse), in place in
@@ -84,44 +85,61 @@ inline void score_gradient_rows(const float* p_rows, const float* dp_rows, const
   }
 }
 
+// The forward works on strips of 32 query rows (two AMX tile heights), so a
+// strip's scores (32 x BN float32) stay in L1, in a software pipeline: the
+// scores of the next strip are computed before the softmax of this one and
+// the product with V of the previous one after it, so that no vector load
+// waits for the tile stores just issued, nor a tile load for vector stores.
+constexpr int64_t kBf16Strip = 32;
+
 template <int64_t BM, int64_t BN>
 int64_t forward_scratch_bf16(int64_t v_pad) {
-  // scores, unnormalised o, running max and sum, probabilities in bfloat16
-  return BM * BN + BM * v_pad + 2 * BM + BM * BN / 2;
+  // two strips' scores, the softmax state, two strips' probabilities in bfloat16
+  return 2 * kBf16Strip * BN + SoftmaxRows<VecAvx512>::scratch(BM, v_pad) + kBf16Strip * BN;
 }
 
 template <class Dot, int64_t BM, int64_t BN>
 void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
   using Vec = VecAvx512;
   [[maybe_unused]] const typename Dot::Scope scope;  // AMX: this thread's tile configuration
-  const float neg_inf = -__builtin_inff();
-  float* s = scratch;                  // (BM, BN) scores, then probabilities
-  float* acc = s + BM * BN;            // (BM, v_pad) unnormalised o
-  float* run_max = acc + BM * p.v_pad;  // (BM,)
-  float* run_sum = run_max + BM;       // (BM,)
-  bf16_bits* prob = reinterpret_cast<bf16_bits*>(run_sum + BM);  // (BM, BN)
+  constexpr int64_t SR = kBf16Strip;
+  constexpr int64_t strips = (BM + SR - 1) / SR;
+  float* scores[2] = {scratch, scratch + SR * BN};  // (SR, BN) each
+  // Column v_channels of P V holds the row sums (the ones column of V).
+  const SoftmaxRows<Vec> st =
+      SoftmaxRows<Vec>::start(scratch + 2 * SR * BN, BM, p.v_pad, /*sum_column=*/p.v_channels);
+  bf16_bits* prob[2];  // (SR, BN) each
+  prob[0] = reinterpret_cast<bf16_bits*>(scratch + 2 * SR * BN + SoftmaxRows<Vec>::scratch(BM, p.v_pad));
+  prob[1] = prob[0] + SR * BN;
   const int64_t i0 = block * BM;
-  const bf16_bits* q = p.q + i0 * p.qk2;
-  for (int64_t i = 0; i < BM * p.v_pad; ++i) acc[i] = 0.0f;
-  for (int64_t i = 0; i < BM; ++i) {
-    run_max[i] = neg_inf;
-    run_sum[i] = 0.0f;
-  }
-  for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
-    Dot::dot(BM, BN, p.qk2, q, p.qk2, p.kt + j0 * p.qk2, p.qk2 * kLanes, s, BN, false);
+  // Step t: key block t / strips, query strip t % strips.
+  const int64_t steps = p.m_pad / BN * strips;
+  auto rows_of = [](int64_t t) { return BM - t % strips * SR < SR ? BM - t % strips * SR : SR; };
+  auto scores_of = [&](int64_t t) {
+    const int64_t j0 = t / strips * BN, r0 = t % strips * SR;
+    Dot::dot(rows_of(t), BN, p.qk2, p.q + (i0 + r0) * p.qk2, p.qk2, p.kt + j0 * p.qk2,
+             p.qk2 * kLanes, scores[t % 2], BN, false);
+  };
+  auto times_values = [&](int64_t t) {
+    const int64_t j0 = t / strips * BN, r0 = t % strips * SR;
+    Dot::dot(rows_of(t), p.v_pad, BN, prob[t % 2], BN, p.v + j0 * kLanes, p.m_pad * kLanes,
+             st.acc + r0 * p.v_pad, p.v_pad, true);
+  };
+  scores_of(0);
+  for (int64_t t = 0; t < steps; ++t) {
+    if (t + 1 < steps) scores_of(t + 1);
+    const int64_t j0 = t / strips * BN, r0 = t % strips * SR;
     const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-    for (int64_t i = 0; i < BM; ++i) {
-      float* row = s + i * BN;
-      for (int64_t j = valid; j < BN; ++j) row[j] = neg_inf;
-      const float shift = advance_max<Vec>(row_max<Vec>(row, BN), run_max[i], run_sum[i],
-                                           acc + i * p.v_pad, p.v_pad);
-      run_sum[i] += exp2_round_row(row, BN, shift, prob + i * BN);
+    for (int64_t i = 0; i < rows_of(t); ++i) {
+      float* row = scores[t % 2] + i * BN;
+      for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inff();
+      exp2_round_row(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN)), prob[t % 2] + i * BN);
     }
-    Dot::dot(BM, p.v_pad, BN, prob, BN, p.v + j0 * kLanes, p.m_pad * kLanes, acc, p.v_pad, true);
+    if (t > 0) times_values(t - 1);
   }
+  times_values(steps - 1);
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
-  write_output_rows<Vec>(acc, p.v_pad, run_max, run_sum, rows, p.o + i0 * p.v_channels,
-                         p.v_channels, p.lse + i0);
+  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
 }
 
 template <int64_t BM, int64_t BN>

@@ -10,9 +10,9 @@ namespace sacolor::cpu {
 
 namespace {
 constexpr KernelTable<float> kGenericF32 =
-    generic::make_table<VecGeneric<float, 8>, 64, 64>("generic");
+    generic::make_table<VecGeneric<float, 8>, 64, 64, 64>("generic");
 constexpr KernelTable<double> kGenericF64 =
-    generic::make_table<VecGeneric<double, 4>, 32, 32>("generic");
+    generic::make_table<VecGeneric<double, 4>, 32, 32, 32>("generic");
 }  // namespace
 
 const KernelTable<float>* generic_f32() { return &kGenericF32; }

@@ -29,69 +29,111 @@ constexpr int max_rows(int col_vectors) {
 
 // C[rows x (CV * width)] (+)= A B over `depth`; A[r, d] = a[r * a_rs + d * a_cs],
 // B[d, j * width + lane] = b[j * b_ps + d * width + lane] (CV panels, b_ps apart).
-template <class Vec, int ROWS, int CV>
-inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
-                      const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
-                      bool accumulate) {
+// ACCUMULATE is a template parameter so that the accumulators of C = A B start
+// as zero registers, not as a run-time choice the compiler spills to the stack.
+// AP = 2: each broadcast reads the pair a[r * a_rs + d * a_cs + {0, 1}] into
+// alternate lanes (the pair layout, tiles.h). Each vector of C passes through
+// `out` (out(value, row, col) -> what is stored; row and col relative to the
+// tile) on its way to memory.
+template <class Vec, int ROWS, int CV, bool ACCUMULATE, int AP, class Out>
+inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
+                           const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
+                           int64_t ldc, const Out& out) {
   constexpr int W = Vec::width;
+  // Every caller has depth >= 1; saying so keeps GCC from also building a
+  // depth-0 path that holds the accumulators on the stack.
+  if (depth < 1) __builtin_unreachable();
   Vec acc[ROWS][CV];
   for (int r = 0; r < ROWS; ++r)
     for (int j = 0; j < CV; ++j)
-      acc[r][j] = accumulate ? Vec::load(c + r * ldc + j * W) : Vec::zero();
+      acc[r][j] = ACCUMULATE ? Vec::load(c + r * ldc + j * W) : Vec::zero();
   for (int64_t d = 0; d < depth; ++d) {
     Vec brow[CV];
     for (int j = 0; j < CV; ++j) brow[j] = Vec::load(b + j * b_ps + d * W);
     for (int r = 0; r < ROWS; ++r) {
-      Vec ar = Vec::broadcast(a[r * a_rs + d * a_cs]);
+      const typename Vec::T* a_rd = a + r * a_rs + d * a_cs;
+      const Vec ar = AP == 2 ? Vec::broadcast_pair(a_rd) : Vec::broadcast(*a_rd);
       for (int j = 0; j < CV; ++j) acc[r][j] = Vec::fmadd(ar, brow[j], acc[r][j]);
     }
   }
   for (int r = 0; r < ROWS; ++r)
-    for (int j = 0; j < CV; ++j) acc[r][j].store(c + r * ldc + j * W);
+    for (int j = 0; j < CV; ++j) out(acc[r][j], r, j * W).store(c + r * ldc + j * W);
+}
+
+// What gemm stores by default: C itself.
+struct StoreAsIs {
+  template <class Vec>
+  Vec operator()(Vec value, int64_t /*row*/, int64_t /*col*/) const {
+    return value;
+  }
+};
+
+template <class Vec, int ROWS, int CV, int AP, class Out>
+inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
+                      const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
+                      bool accumulate, const Out& out) {
+  if (accumulate)
+    gemm_tile_body<Vec, ROWS, CV, true, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
+  else
+    gemm_tile_body<Vec, ROWS, CV, false, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
 }
 
 // The last rows % max_rows rows: picks the tile height at run time.
-template <class Vec, int CV, int ROWS = max_rows<Vec>(CV)>
+template <class Vec, int CV, int AP, class Out, int ROWS = max_rows<Vec>(CV)>
 inline void gemm_tail(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                       int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
-                      int64_t ldc, bool accumulate) {
+                      int64_t ldc, bool accumulate, const Out& out) {
   if constexpr (ROWS > 0) {
     if (rows == ROWS) {
-      gemm_tile<Vec, ROWS, CV>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
+      gemm_tile<Vec, ROWS, CV, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate, out);
     } else {
-      gemm_tail<Vec, CV, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate);
+      gemm_tail<Vec, CV, AP, Out, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc,
+                                            accumulate, out);
     }
   }
 }
 
-template <class Vec, int CV>
+// `out` sees rows and columns relative to the group (col_base: the group's first column).
+template <class Out>
+struct Shifted {
+  const Out& out;
+  int64_t row_base, col_base;
+  template <class Vec>
+  Vec operator()(Vec value, int64_t row, int64_t col) const {
+    return out(value, row_base + row, col_base + col);
+  }
+};
+
+template <class Vec, int CV, int AP = 1, class Out = StoreAsIs>
 inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                               int64_t a_cs, const typename Vec::T* b, int64_t b_ps,
-                              typename Vec::T* c, int64_t ldc, bool accumulate) {
+                              typename Vec::T* c, int64_t ldc, bool accumulate,
+                              const Out& out = Out(), int64_t col_base = 0) {
   constexpr int R = max_rows<Vec>(CV);
   int64_t r = 0;
   for (; r + R <= rows; r += R)
-    gemm_tile<Vec, R, CV>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc, accumulate);
+    gemm_tile<Vec, R, CV, AP>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
+                              accumulate, Shifted<Out>{out, r, col_base});
   if (r < rows)
-    gemm_tail<Vec, CV>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
-                       accumulate);
+    gemm_tail<Vec, CV, AP>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
+                           accumulate, Shifted<Out>{out, r, col_base});
 }
 
 // C (+)= A B; cols is a multiple of the vector width, B panels are b_ps apart.
 // Column groups outermost so their B panels stay in L1 while every row tile
 // streams past them.
-template <class Vec>
+template <class Vec, class Out = StoreAsIs>
 void gemm(int64_t rows, int64_t cols, int64_t depth, const typename Vec::T* a, int64_t a_rs,
           int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
-          bool accumulate) {
+          bool accumulate, const Out& out = Out()) {
   constexpr int W = Vec::width;
   int64_t col = 0;
   for (; col + 2 * W <= cols; col += 2 * W)
     gemm_column_group<Vec, 2>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc,
-                              accumulate);
+                              accumulate, out, col);
   if (col < cols)
     gemm_column_group<Vec, 1>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc,
-                              accumulate);
+                              accumulate, out, col);
 }
 
 template <class Vec>
@@ -101,16 +143,18 @@ typename Vec::T row_max(const typename Vec::T* row, int64_t len) {
   return m.reduce_max();
 }
 
-// row[j] = exp2(row[j] - shift); returns the sum of the new row.
+// row[j] = exp2(row[j] - shift), added lane by lane into the row's running sum
+// (`sum`, one vector: reduced once, when the output is written).
 template <class Vec>
-typename Vec::T exp2_row(typename Vec::T* row, int64_t len, typename Vec::T shift) {
-  Vec s = Vec::broadcast(shift), sum = Vec::zero();
+void exp2_row(typename Vec::T* row, int64_t len, typename Vec::T shift, typename Vec::T* sum) {
+  const Vec s = Vec::broadcast(shift);
+  Vec total = Vec::load(sum);
   for (int64_t j = 0; j < len; j += Vec::width) {
-    Vec p = Vec::exp2(Vec::load(row + j) - s);
+    const Vec p = Vec::exp2(Vec::load(row + j) - s);
     p.store(row + j);
-    sum = sum + p;
+    total = total + p;
   }
-  return sum.reduce_sum();
+  total.store(sum);
 }
 
 template <typename T>
@@ -120,133 +164,182 @@ inline T finite_or_zero_max(T m) {
   return m == -__builtin_inf() ? T(0) : m;
 }
 
-// The online softmax's bookkeeping for one query row meeting a key block whose
-// largest score is block_max: moves the running max, rescales the row's
-// running sum and unnormalised output (v_pad wide) when it moves, and returns
-// the shift the block's scores take before exp2.
+// The online softmax's state for `rows` query rows: running max (base 2), the
+// running sum, the unnormalised output (rows x v_pad). The sum is either one
+// vector of partial sums per row (run_sum, reduced once, at the end) or,
+// where the output product computes it (a column of ones in V), column
+// sum_column of the output.
 template <class Vec>
-typename Vec::T advance_max(typename Vec::T block_max, typename Vec::T& run_max,
-                            typename Vec::T& run_sum, typename Vec::T* acc_row, int64_t v_pad) {
+struct SoftmaxRows {
   using T = typename Vec::T;
-  const T old_max = run_max;
-  const T new_max = block_max > old_max ? block_max : old_max;
-  const T shift = finite_or_zero_max(new_max);
-  if (new_max != old_max) {
-    const T alpha = Vec::exp2_scalar(old_max - shift);
-    run_sum *= alpha;
-    const Vec scale = Vec::broadcast(alpha);
-    for (int64_t c = 0; c < v_pad; c += Vec::width) (Vec::load(acc_row + c) * scale).store(acc_row + c);
-  }
-  run_max = new_max;
-  return shift;
-}
+  T* run_max;  // (rows,)
+  T* run_sum;  // (rows, width), unused with a sum column
+  T* acc;      // (rows, v_pad)
+  int64_t v_pad;
+  int64_t sum_column;  // -1: the sums are run_sum's
 
-// The forward's last step for `rows` query rows: o = acc / l (v_channels of
-// each v_pad-wide row, the tail by a masked store) and the base-2 log-sum-exp.
+  static int64_t scratch(int64_t rows, int64_t v_pad) { return rows * (1 + Vec::width + v_pad); }
+  static SoftmaxRows start(T* scratch, int64_t rows, int64_t v_pad, int64_t sum_column = -1) {
+    SoftmaxRows st{scratch, scratch + rows, scratch + rows * (1 + Vec::width), v_pad, sum_column};
+    for (int64_t i = 0; i < rows; ++i) st.run_max[i] = -__builtin_inf();
+    for (int64_t i = 0; i < rows * (Vec::width + v_pad); ++i) st.run_sum[i] = T(0);
+    return st;
+  }
+  T* sum(int64_t i) const { return run_sum + i * Vec::width; }
+  T row_sum(int64_t i) const {
+    return sum_column < 0 ? Vec::load(sum(i)).reduce_sum() : acc[i * v_pad + sum_column];
+  }
+
+  // Row i meets a key block whose largest score is block_max: moves the
+  // running max, rescales the row's sum and output when it moves, and returns
+  // the shift the block's scores take before exp2.
+  T advance(int64_t i, T block_max) const {
+    const T old_max = run_max[i];
+    const T new_max = block_max > old_max ? block_max : old_max;
+    const T shift = finite_or_zero_max(new_max);
+    if (new_max != old_max) {
+      const Vec scale = Vec::broadcast(Vec::exp2_scalar(old_max - shift));
+      if (sum_column < 0) (Vec::load(sum(i)) * scale).store(sum(i));
+      T* acc_row = acc + i * v_pad;
+      for (int64_t c = 0; c < v_pad; c += Vec::width) (Vec::load(acc_row + c) * scale).store(acc_row + c);
+    }
+    run_max[i] = new_max;
+    return shift;
+  }
+
+  // The last step for the first `rows`: o = acc / l (v_channels of each
+  // v_pad-wide row, the tail by a masked store) and the base-2 log-sum-exp.
+  void write(int64_t rows, T* o, int64_t v_channels, T* lse) const {
+    constexpr int W = Vec::width;
+    for (int64_t i = 0; i < rows; ++i) {
+      const T l = row_sum(i);
+      const Vec inv_l = Vec::broadcast(T(1) / l);
+      const T* acc_row = acc + i * v_pad;
+      T* o_row = o + i * v_channels;
+      int64_t c = 0;
+      for (; c + W <= v_channels; c += W) (Vec::load(acc_row + c) * inv_l).store(o_row + c);
+      if (c < v_channels) (Vec::load(acc_row + c) * inv_l).store_first(o_row + c, v_channels - c);
+      lse[i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(l);
+    }
+  }
+};
+
+// The forward works on strips of one register tile's height: a strip's scores
+// (strip x BN) stay in L1 from the product that writes them through the
+// softmax to the product that reads them as probabilities.
 template <class Vec>
-void write_output_rows(const typename Vec::T* acc, int64_t v_pad, const typename Vec::T* run_max,
-                       const typename Vec::T* run_sum, int64_t rows, typename Vec::T* o,
-                       int64_t v_channels, typename Vec::T* lse) {
-  using T = typename Vec::T;
-  constexpr int W = Vec::width;
-  for (int64_t i = 0; i < rows; ++i) {
-    const Vec inv_l = Vec::broadcast(T(1) / run_sum[i]);
-    const T* acc_row = acc + i * v_pad;
-    T* o_row = o + i * v_channels;
-    int64_t c = 0;
-    for (; c + W <= v_channels; c += W) (Vec::load(acc_row + c) * inv_l).store(o_row + c);
-    if (c < v_channels) (Vec::load(acc_row + c) * inv_l).store_first(o_row + c, v_channels - c);
-    lse[i] = finite_or_zero_max(run_max[i]) + Vec::log2_scalar(run_sum[i]);
-  }
+constexpr int64_t kStrip = max_rows<Vec>(2);
+
+template <class Vec, int64_t BN>
+int64_t forward_scratch(int64_t task_rows, int64_t v_pad) {
+  return kStrip<Vec> * BN + SoftmaxRows<Vec>::scratch(task_rows, v_pad);
 }
 
-template <class Vec, int64_t BM, int64_t BN>
-int64_t forward_scratch(int64_t /*qk_pad*/, int64_t v_pad) {
-  return BM * BN + BM * v_pad + 2 * BM;
-}
-
-template <class Vec, int64_t BM, int64_t BN>
+template <class Vec, int64_t BN>
 void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
                    typename Vec::T* scratch) {
   using T = typename Vec::T;
   constexpr int W = Vec::width;
-  const T neg_inf = -__builtin_inf();
-  T* s = scratch;                 // (BM, BN) scores, then probabilities
-  T* acc = s + BM * BN;           // (BM, v_pad) unnormalised o
-  T* run_max = acc + BM * p.v_pad;  // (BM,) base-2 running max
-  T* run_sum = run_max + BM;      // (BM,)
-  const int64_t i0 = block * BM;
-  const T* q = p.q + i0 * p.qk_pad;
-  for (int64_t i = 0; i < BM * p.v_pad; ++i) acc[i] = T(0);
-  for (int64_t i = 0; i < BM; ++i) {
-    run_max[i] = neg_inf;
-    run_sum[i] = T(0);
-  }
+  constexpr int64_t SR = kStrip<Vec>;
+  const int64_t i0 = block * p.task_rows;
+  const int64_t count = p.n_pad - i0 < p.task_rows ? p.n_pad - i0 : p.task_rows;
+  T* s = scratch;  // (SR, BN) scores, then probabilities
+  const SoftmaxRows<Vec> st = SoftmaxRows<Vec>::start(s + SR * BN, count, p.v_pad);
   for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
-    gemm<Vec>(BM, BN, p.qk, q, p.qk_pad, 1, p.kt + j0 * p.qk, p.qk * W, s, BN, false);
     const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-    for (int64_t i = 0; i < BM; ++i) {
-      T* row = s + i * BN;
-      for (int64_t j = valid; j < BN; ++j) row[j] = neg_inf;
-      const T shift = advance_max<Vec>(row_max<Vec>(row, BN), run_max[i], run_sum[i],
-                                       acc + i * p.v_pad, p.v_pad);
-      run_sum[i] += exp2_row<Vec>(row, BN, shift);
+    for (int64_t r0 = 0; r0 < count; r0 += SR) {
+      const int64_t rows = count - r0 < SR ? count - r0 : SR;
+      gemm<Vec>(rows, BN, p.qk, p.q + (i0 + r0) * p.qk_pad, p.qk_pad, 1, p.kt + j0 * p.qk,
+                p.qk * W, s, BN, false);
+      for (int64_t i = 0; i < rows; ++i) {
+        T* row = s + i * BN;
+        for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inf();
+        exp2_row<Vec>(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN)), st.sum(r0 + i));
+      }
+      gemm<Vec>(rows, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W, st.acc + r0 * p.v_pad,
+                p.v_pad, true);
     }
-    gemm<Vec>(BM, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W, acc, p.v_pad, true);
   }
-  const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
-  write_output_rows<Vec>(acc, p.v_pad, run_max, run_sum, rows, p.o + i0 * p.v_channels,
-                         p.v_channels, p.lse + i0);
+  const int64_t rows = p.n - i0 < count ? p.n - i0 : count;
+  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
 }
 
-template <class Vec, int64_t BM, int64_t BN>
+template <class Vec, int64_t BQ>
 int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
-  return 2 * BN * BM;
+  return 3 * kStrip<Vec> * BQ;
 }
 
-// One key block against every query block; scores transposed (keys are rows).
-template <class Vec, int64_t BM, int64_t BN>
+// One key block against every query, BQ queries at a time (the last chunk of
+// n_pad may be narrower); scores transposed (keys are rows), a strip of keys
+// at a time, so that its P^T and dS^T and the chunk's dO stay in L1 through
+// the five products that use them.
+template <class Vec, int64_t BN, int64_t BQ>
 void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
                     typename Vec::T* scratch) {
   using T = typename Vec::T;
   constexpr int W = Vec::width;
-  T* pt = scratch;       // (BN, BM): probabilities P^T
-  T* dst = pt + BN * BM;  // (BN, BM): dP^T, then dS^T
-  const int64_t j0 = block * BN;
-  const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-  const T* k = p.k + j0 * p.qk_pad;
-  const T* v = p.v + j0 * p.v_pad;
-  T* dk = p.dk + j0 * p.qk_pad;
-  T* dv = p.dv + j0 * p.v_pad;
-  for (int64_t i = 0; i < BN * p.qk_pad; ++i) dk[i] = T(0);
-  for (int64_t i = 0; i < BN * p.v_pad; ++i) dv[i] = T(0);
-  for (int64_t i0 = 0; i0 < p.n_pad; i0 += BM) {
-    gemm<Vec>(BN, BM, p.qk, k, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt, BM, false);
-    for (int64_t j = 0; j < BN; ++j) {
-      T* row = pt + j * BM;
-      if (j >= valid) {  // padded keys take no probability
-        for (int64_t i = 0; i < BM; ++i) row[i] = T(0);
-        continue;
+  constexpr int64_t SR = kStrip<Vec>;
+  static_assert(SR % 2 == 0 && BN % 2 == 0, "key strips pair up in the pair layout");
+  const bool pairs = backward_pairs(p.qk, W);
+  T* pt = scratch;        // (SR, BM): probabilities P^T, BM <= BQ
+  T* dst = pt + SR * BQ;  // (SR, BM): dP^T, then dS^T
+  T* ds_pairs = dst + SR * BQ;  // (SR / 2, BM, 2): dS^T's rows 2r, 2r + 1 interleaved
+  const int64_t dk_row = pairs ? W / 2 : p.qk_pad;  // dk's floats per key
+  const int64_t j0 = block * p.task_keys;
+  const int64_t count = p.m_pad - j0 < p.task_keys ? p.m_pad - j0 : p.task_keys;
+  const int64_t valid = p.m - j0 < count ? p.m - j0 : count;
+  for (int64_t i = 0; i < count * dk_row; ++i) p.dk[j0 * dk_row + i] = T(0);
+  for (int64_t i = 0; i < count * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
+  for (int64_t i0 = 0; i0 < p.n_pad; i0 += BQ) {
+    const int64_t BM = p.n_pad - i0 < BQ ? p.n_pad - i0 : BQ;
+    // Strips wholly of padded keys take no probability and add nothing.
+    for (int64_t r0 = 0; r0 < valid; r0 += SR) {
+      const int64_t rows = count - r0 < SR ? count - r0 : SR;
+      const int64_t j = j0 + r0;
+      // P^T = exp2(S^T - lse), straight from the score registers (padded keys: 0)
+      const int64_t valid_rows = valid - r0;
+      const T* lse = p.lse2 + i0;
+      gemm<Vec>(rows, BM, p.qk, p.k + j * p.qk_pad, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt,
+                BM, false, [valid_rows, lse](Vec s, int64_t row, int64_t col) {
+                  return row < valid_rows ? Vec::exp2(s - Vec::load(lse + col)) : Vec::zero();
+                });
+      // dV += P^T dO
+      gemm<Vec>(rows, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, p.dv + j * p.v_pad,
+                p.v_pad, true);
+      // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta), two rows at a time
+      gemm<Vec>(rows, BM, p.v_channels, p.v + j * p.v_pad, p.v_pad, 1,
+                p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BM, false);
+      for (int64_t r = 0; r < rows; r += 2) {
+        T* ds0 = dst + r * BM;
+        T* ds1 = ds0 + BM;
+        for (int64_t i = 0; i < BM; i += W) {
+          const Vec delta = Vec::load(p.delta + i0 + i);
+          const Vec d0 = Vec::load(pt + r * BM + i) * (Vec::load(ds0 + i) - delta);
+          const Vec d1 = Vec::load(pt + (r + 1) * BM + i) * (Vec::load(ds1 + i) - delta);
+          d0.store(ds0 + i);
+          d1.store(ds1 + i);
+          if (pairs) {
+            T* both = ds_pairs + r * BM + 2 * i;
+            Vec::zip_low(d0, d1).store(both);
+            Vec::zip_high(d0, d1).store(both + W);
+          }
+        }
       }
-      for (int64_t i = 0; i < BM; i += W)
-        Vec::exp2(Vec::load(row + i) - Vec::load(p.lse2 + i0 + i)).store(row + i);
+      if (pairs) {
+        // dK += dS^T Q, key pairs: A = dS^T's interleaved row pairs, B = Q doubled
+        gemm_column_group<Vec, 1, 2>(rows / 2, BM, ds_pairs, 2 * BM, 2, p.q + i0 * W, 0,
+                                     p.dk + j * dk_row, W, true);
+        // dQ += dS K, query pairs: A = neighbouring entries of a dS^T row, B = Kc doubled
+        gemm_column_group<Vec, 1, 2>(BM / 2, rows, dst, 2, BM, p.kc + j * W, 0,
+                                     p.dq + i0 / 2 * W, W, true);
+      } else {
+        // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
+        gemm<Vec>(rows, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, p.dk + j * dk_row,
+                  p.qk_pad, true);
+        gemm<Vec>(BM, p.qk_pad, rows, dst, 1, BM, p.kc + j * W, p.m_pad * W,
+                  p.dq + i0 * p.qk_pad, p.qk_pad, true);
+      }
     }
-    // dV += P^T dO
-    gemm<Vec>(BN, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, dv, p.v_pad, true);
-    // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta)
-    gemm<Vec>(BN, BM, p.v_channels, v, p.v_pad, 1, p.doutt + i0 * p.v_channels,
-              p.v_channels * W, dst, BM, false);
-    for (int64_t j = 0; j < BN; ++j) {
-      T* ds_row = dst + j * BM;
-      const T* p_row = pt + j * BM;
-      for (int64_t i = 0; i < BM; i += W)
-        (Vec::load(p_row + i) * (Vec::load(ds_row + i) - Vec::load(p.delta + i0 + i)))
-            .store(ds_row + i);
-    }
-    // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
-    gemm<Vec>(BN, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, dk, p.qk_pad, true);
-    gemm<Vec>(BM, p.qk_pad, BN, dst, 1, BM, p.kc + j0 * W, p.m_pad * W, p.dq + i0 * p.qk_pad,
-              p.qk_pad, true);
   }
 }
 
@@ -257,19 +350,37 @@ void exp2_inplace(typename Vec::T* x, int64_t n) {
   for (; i < n; ++i) x[i] = Vec::exp2_scalar(x[i]);
 }
 
-template <class Vec, int64_t BM, int64_t BN>
+template <class Vec>
+void row_dots(const typename Vec::T* a, const typename Vec::T* b, int64_t depth, int64_t cols,
+              typename Vec::T* out) {
+  constexpr int W = Vec::width;
+  for (int64_t i = 0; i < cols; i += W) {
+    const typename Vec::T* a_panel = a + i * depth;
+    const typename Vec::T* b_panel = b + i * depth;
+    Vec acc = Vec::zero();  // as gemm_tile's accumulators: zero, then fmadd over d
+    for (int64_t d = 0; d < depth; ++d)
+      acc = Vec::fmadd(Vec::load(a_panel + d * W), Vec::load(b_panel + d * W), acc);
+    acc.store(out + i);
+  }
+}
+
+// BM queries by BN keys per forward (backward) block; the backward takes its
+// queries BQ at a time.
+template <class Vec, int64_t BM, int64_t BN, int64_t BQ>
 constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
-  static_assert(BM % Vec::width == 0 && BN % Vec::width == 0, "blocks must hold whole vectors");
+  static_assert(BM % Vec::width == 0 && BN % Vec::width == 0 && BQ % Vec::width == 0,
+                "blocks must hold whole vectors");
   return KernelTable<typename Vec::T>{
       isa,
       BM,
       BN,
       Vec::width,
-      &forward_scratch<Vec, BM, BN>,
-      &backward_scratch<Vec, BM, BN>,
-      &forward_block<Vec, BM, BN>,
-      &backward_block<Vec, BM, BN>,
+      &forward_scratch<Vec, BN>,
+      &backward_scratch<Vec, BQ>,
+      &forward_block<Vec, BN>,
+      &backward_block<Vec, BN, BQ>,
       &exp2_inplace<Vec>,
+      &row_dots<Vec>,
   };
 }
 

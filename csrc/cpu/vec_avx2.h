@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "exp2_poly.h"
 
 namespace sacolor::cpu {
@@ -23,11 +25,24 @@ struct VecAvx2 {
   }
   static VecAvx2 broadcast(float a) { return {_mm256_set1_ps(a)}; }
   static VecAvx2 zero() { return {_mm256_setzero_ps()}; }
+  // p[0], p[1], p[0], p[1], ...: one 64-bit broadcast (vbroadcastsd, a plain load).
+  static VecAvx2 broadcast_pair(const float* p) {
+    double pair;
+    std::memcpy(&pair, p, sizeof pair);
+    return {_mm256_castpd_ps(_mm256_set1_pd(pair))};
+  }
+  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
+  static VecAvx2 zip_low(VecAvx2 a, VecAvx2 b) {
+    return {_mm256_permute2f128_ps(_mm256_unpacklo_ps(a.v, b.v), _mm256_unpackhi_ps(a.v, b.v), 0x20)};
+  }
+  static VecAvx2 zip_high(VecAvx2 a, VecAvx2 b) {
+    return {_mm256_permute2f128_ps(_mm256_unpacklo_ps(a.v, b.v), _mm256_unpackhi_ps(a.v, b.v), 0x31)};
+  }
   static VecAvx2 fmadd(VecAvx2 a, VecAvx2 b, VecAvx2 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static VecAvx2 max(VecAvx2 a, VecAvx2 b) { return {_mm256_max_ps(a.v, b.v)}; }
 
-  // 2^x: round to the nearest integer n, a degree-7 polynomial for 2^(x - n)
-  // on [-0.5, 0.5] (Taylor, relative error < 1e-8 before rounding), times 2^n
+  // 2^x: round to the nearest integer n, a degree-5 polynomial for 2^(x - n)
+  // on [-0.5, 0.5] (exp2_poly.h), times 2^n
   // built in the exponent bits. Clamping to [-127, 128] maps -inf to exactly
   // 0 (biased exponent 0) and overflow to inf; the operand order of max/min
   // keeps a NaN input NaN.

@@ -1,8 +1,10 @@
-// 16 x float in an AVX-512 register (AVX-512F only). Include only in a
-// translation unit compiled for avx512f (tiles_avx512*.cpp).
+// 16 x float in an AVX-512 register (AVX-512F and DQ). Include only in a
+// translation unit compiled for avx512f and avx512dq (tiles_avx512*.cpp, tiles_amx.cpp).
 #pragma once
 
 #include <immintrin.h>
+
+#include <cstring>
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the unused merge
 // source and then warn that it "may be used uninitialized"; nothing is.
@@ -28,23 +30,44 @@ struct VecAvx512 {
   }
   static VecAvx512 broadcast(float a) { return {_mm512_set1_ps(a)}; }
   static VecAvx512 zero() { return {_mm512_setzero_ps()}; }
+  // p[0], p[1], p[0], p[1], ...: one 64-bit broadcast (vbroadcastsd, a plain load).
+  static VecAvx512 broadcast_pair(const float* p) {
+    double pair;
+    std::memcpy(&pair, p, sizeof pair);
+    return {_mm512_castpd_ps(_mm512_set1_pd(pair))};
+  }
+  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
+  static VecAvx512 zip_low(VecAvx512 a, VecAvx512 b) {
+    const __m512i lanes = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    return {_mm512_permutex2var_ps(a.v, lanes, b.v)};
+  }
+  static VecAvx512 zip_high(VecAvx512 a, VecAvx512 b) {
+    const __m512i lanes =
+        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    return {_mm512_permutex2var_ps(a.v, lanes, b.v)};
+  }
   static VecAvx512 fmadd(VecAvx512 a, VecAvx512 b, VecAvx512 c) {
     return {_mm512_fmadd_ps(a.v, b.v, c.v)};
   }
   static VecAvx512 max(VecAvx512 a, VecAvx512 b) { return {_mm512_max_ps(a.v, b.v)}; }
 
-  // 2^x exactly as VecAvx2::exp2 computes it (same polynomial, same clamps),
-  // so every float32 path rounds alike.
+  // 2^x with VecAvx2::exp2's polynomial (exp2_poly.h) for 2^f, f = x - n and
+  // n the nearest integer (vreduceps gives f in one instruction, where
+  // vrndscaleps and a subtraction take three micro-ops), and vscalefps for the
+  // 2^n (one instruction where AVX2 builds it in the exponent bits with four).
+  // The softmax's arguments are scores minus a running max or a log-sum-exp:
+  // at most a rounding above 0, or -inf, or NaN (a +inf score makes the max
+  // +inf and the argument NaN), so no overflow clamp. Below -126 (-inf
+  // included) the result is exactly 0 (the mask; AVX2 clamps to -127 for the
+  // same end); NaN stays NaN (the compare is unordered-true).
   static VecAvx512 exp2(VecAvx512 x) {
-    __m512 t = _mm512_max_ps(_mm512_set1_ps(-127.0f), x.v);
-    t = _mm512_min_ps(_mm512_set1_ps(128.0f), t);
-    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(t, n);
+    const __mmask16 normal = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+    const __m512 f = _mm512_reduce_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 n = _mm512_sub_ps(x.v, f);
     __m512 p = _mm512_set1_ps(kExp2Poly[0]);
     for (unsigned i = 1; i < sizeof kExp2Poly / sizeof kExp2Poly[0]; ++i)
       p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[i]));
-    const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-    return {_mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(biased, 23)))};
+    return {_mm512_maskz_scalef_ps(normal, p, n)};
   }
 
   float reduce_sum() const { return _mm512_reduce_add_ps(v); }
