@@ -24,7 +24,8 @@ colour-hint inputs), trained at 128x128 with EMA in two stages:
    are exported in fp16 (``--work``/base.safetensors, the built-in model
    before the fine-tuning).
 2. ``FINE_TUNE_STEPS`` steps from those weights (``sacolor-train --init-from``)
-   with ``FINE_TUNE_ARGS``: the loss and the GAN that bring colour back.
+   with ``FINE_TUNE_ARGS``: the delta-e loss and class rebalancing, which bring
+   colour back at about the same accuracy (no GAN: it lost, docs/TRAINING.md).
 
 The fine-tuned EMA generator is exported as fp16 safetensors + JSON to
 ``sacolor/assets/builtin.*``, to render at ``RENDER_SIZE``.

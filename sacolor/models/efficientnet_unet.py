@@ -211,8 +211,9 @@ class EfficientNetUNet(nn.Module):
             x = block(torch.cat((x, skip, cue.to(x.dtype)), dim=1))
             if str(level) in self.attention:
                 x = self.attention[str(level)](x)
-        logits = self.head(x) if self.colour_bins else None
-        ab = annealed_mean(logits, self.temperature) if self.colour_bins else torch.tanh(self.head(x))
+        out = self.head(x)
+        logits = out if self.colour_bins else None
+        ab = annealed_mean(out, self.temperature) if self.colour_bins else torch.tanh(out)
         # Where a hint is near and of similar lightness, its colour wins over the guess.
         confidence = guide[:, 2:].to(ab.dtype)
         ab = ab + confidence * (guide[:, :2].to(ab.dtype) - ab)

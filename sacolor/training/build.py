@@ -121,7 +121,10 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
         feature_loss = FeatureLoss().to(device) if config.lambda_feat else None
     except ImportError as err:
         raise ValueError(f"{err} (or train with --no-pretrained and --lambda-feat 0)") from err
-    fresh = start_from(G, config.init_from) if config.init_from else []
+    if config.init_from:
+        fresh = start_from(G, config.init_from)
+        log_line(rank, f"--init-from {config.init_from}: G starts from its weights"
+                 + (f", except {len(fresh)} tensors of another name or shape: {', '.join(fresh)}" if fresh else ""))
     G = G.to(device)
     D = build_discriminator(
         ndf=config.ndf, n_layers=config.n_layers_D, norm=config.norm, sa_sizes=config.sa_sizes_D,
@@ -148,9 +151,6 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
         G=G, D=D, opt_G=opt_G, opt_D=opt_D, gan_loss=GANLoss(config.gan_mode), scaler=scaler,
         autocast_dtype=dtype, ema=ema, rebalance=rebalance, feature_loss=feature_loss,
     )
-    if config.init_from:
-        run.log(f"--init-from {config.init_from}: G starts from its weights"
-                + (f", except {len(fresh)} tensors of another name or shape: {', '.join(fresh)}" if fresh else ""))
     if config.resume:
         resume_run(run)
     return run

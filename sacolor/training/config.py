@@ -155,7 +155,7 @@ class TrainConfig:
         OPTIMISATION)
     recon_loss: str = option("l1", "reconstruction loss on ab: l1 (pix2pix; the median colour), l2 (the mean "
         "colour: hedges towards gray where the colour is uncertain, as PSNR rewards), delta-e (a perceptual colour "
-        "difference with CIEDE2000's chroma and hue weights, in ab units: a too vivid colour costs less than a too "
+        "difference with CIEDE2000's chroma and hue weights, scaled like l1: a too vivid colour costs less than a too "
         "dull one, as in the metric sacolor-eval reports) or ce (cross-entropy over ab "
         f"bins, Zhang et al. 2016: {PRETRAINED_GENERATOR} predicts a distribution of colours and outputs its annealed "
         "mean, vivid where it is sure; see --colour-bins and --temperature)", OPTIMISATION, choices=RECON_LOSSES)
