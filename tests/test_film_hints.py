@@ -28,7 +28,7 @@ from sacolor.inference.temporal import ChromaStabilizer
 HEIGHT, WIDTH, SIDE = 64, 96, 24  # the clip, and the side of the square object that moves across it
 CUT, FRAMES = 10, 14  # frames 0-9: one shot; 10-13: the object goes on over another background
 STEP = (3, 1)  # the object's motion, (x, y) pixels per frame
-HINT_COLOUR, HINT_RGB = "#2e8b57", (0x2E, 0x8B, 0x57)  # sea green: ab about (-40, 20), in gamut on the object
+HINT_COLOUR, HINT_RGB = "#228b22", (0x22, 0x8B, 0x22)  # forest green: ab about (-49, 45), in gamut on the object
 TOLERANCE = 3.0  # Lab units: mean ab on the object within this of the hint's ab
 
 
