@@ -15,7 +15,7 @@ and what the README's numbers and the contact sheet show. They are written to
 cuts random resized crops (10-100 % of the area) with flips.
 
 Model and recipe (``BASE_ARGS`` and ``FINE_TUNE_ARGS``; docs/TRAINING.md has the
-measurements that chose them): ``efficientnet_unet`` (ImageNet EfficientNet-Lite0
+measurements that chose them): ``efficientnet_unet`` (ImageNet EfficientNet-Lite2
 encoder, frozen; U-Net decoder; self-attention on the stride-4 decoder map;
 colour-hint inputs), trained at 128x128 with EMA in two stages:
 
@@ -66,7 +66,7 @@ RENDER_SIZE = 192  # measured best of 128 / 192 / 256 for the L2 model (docs/TRA
 NEVER = 10**6  # a step no run reaches: the encoder stays ImageNet's, and stage 1 has no GAN
 FIGURE_GAP = 8
 COMMON_ARGS = [
-    "--netG", "efficientnet_unet", "--size", str(SIZE), "--sa-sizes", str(SIZE // 4), "--resize", "random",
+    "--netG", "efficientnet_unet", "--encoder", "lite2", "--size", str(SIZE), "--sa-sizes", str(SIZE // 4), "--resize", "random",
     "--batch-size", "16", "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.9", "--gan-mode", "vanilla",
     "--lambda-l1", "100", "--lambda-feat", "0", "--freeze-encoder-steps", str(NEVER), "--encoder-lr-scale", "0.1",
     "--hint-share", "0.5", "--ndf", "64", "--ema", "--ema-decay", "0.995", "--seed", str(SEED),
