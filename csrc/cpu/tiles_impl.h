@@ -306,26 +306,22 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
       // dV += P^T dO
       gemm<Vec>(rows, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, p.dv + j * p.v_pad,
                 p.v_pad, true);
-      // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta), two rows at a time
+      // dS^T = P^T * (dP^T - delta), dP^T = V dO^T straight from the product's registers
+      const T* delta = p.delta + i0;
       gemm<Vec>(rows, BM, p.v_channels, p.v + j * p.v_pad, p.v_pad, 1,
-                p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BM, false);
-      for (int64_t r = 0; r < rows; r += 2) {
-        T* ds0 = dst + r * BM;
-        T* ds1 = ds0 + BM;
-        for (int64_t i = 0; i < BM; i += W) {
-          const Vec delta = Vec::load(p.delta + i0 + i);
-          const Vec d0 = Vec::load(pt + r * BM + i) * (Vec::load(ds0 + i) - delta);
-          const Vec d1 = Vec::load(pt + (r + 1) * BM + i) * (Vec::load(ds1 + i) - delta);
-          d0.store(ds0 + i);
-          d1.store(ds1 + i);
-          if (pairs) {
+                p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BM, false,
+                [pt, delta, BM](Vec dp, int64_t row, int64_t col) {
+                  return Vec::load(pt + row * BM + col) * (dp - Vec::load(delta + col));
+                });
+      if (pairs) {
+        // dS^T's rows 2r and 2r + 1 interleaved, for dK
+        for (int64_t r = 0; r < rows; r += 2)
+          for (int64_t i = 0; i < BM; i += W) {
+            const Vec d0 = Vec::load(dst + r * BM + i), d1 = Vec::load(dst + (r + 1) * BM + i);
             T* both = ds_pairs + r * BM + 2 * i;
             Vec::zip_low(d0, d1).store(both);
             Vec::zip_high(d0, d1).store(both + W);
           }
-        }
-      }
-      if (pairs) {
         // dK += dS^T Q, key pairs: A = dS^T's interleaved row pairs, B = Q doubled
         gemm_column_group<Vec, 1, 2>(rows / 2, BM, ds_pairs, 2 * BM, 2, p.q + i0 * W, 0,
                                      p.dk + j * dk_row, W, true);
