@@ -473,17 +473,17 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
                             v_rows.size(2), kt);
   const auto options = q_scaled.options();
   const int64_t w = kt.width;
-  // tiles.h, backward_pairs: q and kc doubled, dq and dk in the pair layout.
+  // tiles.h, backward_pairs: q and dq in the pair layout, kc doubled, dk's lanes in halves.
   const bool pairs = backward_pairs(s.qk, w);
-  auto right_operand = [&](const Tensor& t, int64_t rows_pad) {
-    return pairs ? padded(t.repeat_interleave(2, 2), rows_pad, w) : panels(t, rows_pad, s.qk_pad, w);
+  auto pair_layout = [&](const Tensor& t, int64_t rows_pad) {  // (B, rows, qk) -> (B, rows_pad / 2, w)
+    return padded(t, rows_pad, w / 2).view({s.batch, rows_pad / 2, 2, w / 2}).transpose(2, 3).reshape({s.batch, rows_pad / 2, w});
   };
   auto unpaired = [&](const Tensor& t, int64_t rows_pad) {
     return pairs ? t.view({s.batch, rows_pad / 2, w / 2, 2}).transpose(2, 3).reshape({s.batch, rows_pad, w / 2})
                  : t;
   };
   const Tensor q_t = panels(q_scaled.transpose(1, 2), s.qk, s.n_pad, w);
-  const Tensor q = right_operand(q_scaled, s.n_pad);
+  const Tensor q = pairs ? pair_layout(q_scaled, s.n_pad) : panels(q_scaled, s.n_pad, s.qk_pad, w);
   const Tensor k = padded(k_rows, s.m_pad, s.qk_pad);
   // Each row of dS sums to 0 and each row of P to 1, so subtracting the mean
   // key from k in dq = dS k, and the mean value from v and o in
@@ -491,7 +491,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   // cancellation a common offset (a bias, or the max-pool's positive mean)
   // causes in float32.
   const Tensor k_mean = k_rows.mean(1, true), v_mean = v_rows.mean(1, true);  // (B, 1, ch)
-  const Tensor k_centered = right_operand(k_rows - k_mean, s.m_pad);
+  const Tensor k_centered = pairs ? padded((k_rows - k_mean).repeat_interleave(2, 2), s.m_pad, w)
+                                  : panels(k_rows - k_mean, s.m_pad, s.qk_pad, w);
   const Tensor v = padded(v_rows - v_mean, s.m_pad, s.v_pad);
   const Tensor dout = panels(d_o, s.n_pad, s.v_pad, w);
   const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, w);
@@ -499,8 +500,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const Tensor lse2 = padded(lse.unsqueeze(1), 1, s.n_pad, INFINITY);
   const Tensor delta = row_dots(kt, panels((o - v_mean).transpose(1, 2), s.v, s.n_pad, w),
                                 dout_t, s.v, s.n_pad);
-  Tensor dk = pairs ? at::empty({s.batch, s.m_pad / 2, w}, options)
-                    : at::empty({s.batch, s.m_pad, s.qk_pad}, options);
+  Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, options);
   Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, options);
 
   const T *qt_ptr = q_t.data_ptr<T>(), *q_ptr = q.data_ptr<T>(), *k_ptr = k.data_ptr<T>();
@@ -516,7 +516,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
       kt.backward_scratch(s.qk_pad, s.v_pad), [&](int64_t b, int64_t key_block, T* dq_b, T* work) {
         const BackwardProblem<T> p{
             qt_ptr + b * s.qk * s.n_pad,
-            q_ptr + b * s.n_pad * s.qk_pad,
+            q_ptr + b * q.stride(0),
             k_ptr + b * s.m_pad * s.qk_pad,
             kc_ptr + b * s.m_pad * s.qk_pad,
             v_ptr + b * s.m_pad * s.v_pad,
@@ -532,7 +532,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
       });
   // The scores were (q * scale * log2 e) . k / log2 e: d/dq carries scale, d/dk 1 / log2 e.
   return {crop(unpaired(dq, s.n_pad), s.n, s.qk).mul_(scale),
-          crop(unpaired(dk, s.m_pad), s.m, s.qk).mul_(1.0 / kLog2e), crop(dv, s.m, s.v)};
+          crop(pairs ? dk.view({s.batch, s.m_pad, w / 2, 2}).sum(3) : dk, s.m, s.qk).mul_(1.0 / kLog2e),
+          crop(dv, s.m, s.v)};
 }
 
 // The attention core's gradients on the bfloat16 tiles, from the forward's

@@ -266,7 +266,7 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
 
 template <class Vec, int64_t BQ>
 int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
-  return 3 * kStrip<Vec> * BQ;
+  return 2 * kStrip<Vec> * BQ;
 }
 
 // One key block against every query, BQ queries at a time (the last chunk of
@@ -279,16 +279,13 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   using T = typename Vec::T;
   constexpr int W = Vec::width;
   constexpr int64_t SR = kStrip<Vec>;
-  static_assert(SR % 2 == 0 && BN % 2 == 0, "key strips pair up in the pair layout");
   const bool pairs = backward_pairs(p.qk, W);
   T* pt = scratch;        // (SR, BM): probabilities P^T, BM <= BQ
   T* dst = pt + SR * BQ;  // (SR, BM): dP^T, then dS^T
-  T* ds_pairs = dst + SR * BQ;  // (SR / 2, BM, 2): dS^T's rows 2r, 2r + 1 interleaved
-  const int64_t dk_row = pairs ? W / 2 : p.qk_pad;  // dk's floats per key
   const int64_t j0 = block * p.task_keys;
   const int64_t count = p.m_pad - j0 < p.task_keys ? p.m_pad - j0 : p.task_keys;
   const int64_t valid = p.m - j0 < count ? p.m - j0 : count;
-  for (int64_t i = 0; i < count * dk_row; ++i) p.dk[j0 * dk_row + i] = T(0);
+  for (int64_t i = 0; i < count * p.qk_pad; ++i) p.dk[j0 * p.qk_pad + i] = T(0);
   for (int64_t i = 0; i < count * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
   for (int64_t i0 = 0; i0 < p.n_pad; i0 += BQ) {
     const int64_t BM = p.n_pad - i0 < BQ ? p.n_pad - i0 : BQ;
@@ -314,23 +311,16 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
                   return Vec::load(pt + row * BM + col) * (dp - Vec::load(delta + col));
                 });
       if (pairs) {
-        // dS^T's rows 2r and 2r + 1 interleaved, for dK
-        for (int64_t r = 0; r < rows; r += 2)
-          for (int64_t i = 0; i < BM; i += W) {
-            const Vec d0 = Vec::load(dst + r * BM + i), d1 = Vec::load(dst + (r + 1) * BM + i);
-            T* both = ds_pairs + r * BM + 2 * i;
-            Vec::zip_low(d0, d1).store(both);
-            Vec::zip_high(d0, d1).store(both + W);
-          }
-        // dK += dS^T Q, key pairs: A = dS^T's interleaved row pairs, B = Q doubled
-        gemm_column_group<Vec, 1, 2>(rows / 2, BM, ds_pairs, 2 * BM, 2, p.q + i0 * W, 0,
-                                     p.dk + j * dk_row, W, true);
+        // dK += dS^T Q, query pairs: A = neighbouring entries of a dS^T row, B = Q in the
+        // pair layout; lanes 2c and 2c + 1 of a key's row sum its even and its odd queries
+        gemm_column_group<Vec, 1, 2>(rows, BM / 2, dst, BM, 2, p.q + i0 / 2 * W, 0,
+                                     p.dk + j * p.qk_pad, p.qk_pad, true);
         // dQ += dS K, query pairs: A = neighbouring entries of a dS^T row, B = Kc doubled
         gemm_column_group<Vec, 1, 2>(BM / 2, rows, dst, 2, BM, p.kc + j * W, 0,
                                      p.dq + i0 / 2 * W, W, true);
       } else {
         // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
-        gemm<Vec>(rows, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, p.dk + j * dk_row,
+        gemm<Vec>(rows, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, p.dk + j * p.qk_pad,
                   p.qk_pad, true);
         gemm<Vec>(BM, p.qk_pad, rows, dst, 1, BM, p.kc + j * W, p.m_pad * W,
                   p.dq + i0 * p.qk_pad, p.qk_pad, true);
