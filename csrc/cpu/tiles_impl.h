@@ -323,14 +323,14 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
         gemm_column_group<Vec, 1, 2, BQ>(rows, BM / 2, dst, BQ, 2, p.q + i0 / 2 * W, 0,
                                          p.dk + j * p.qk_pad, p.qk_pad, true);
         // dQ += dS K, query pairs: A = neighbouring entries of a dS^T row, B = Kc doubled
-        gemm_column_group<Vec, 1, 2>(BM / 2, rows, dst, 2, BQ, p.kc + j * W, 0,
-                                     p.dq + i0 / 2 * W, W, true);
+        gemm_column_group<Vec, 1, 2, 2>(BM / 2, rows, dst, 2, BQ, p.kc + j * W, 0,
+                                        p.dq + i0 / 2 * W, W, true);
       } else {
         // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
         gemm<Vec, BQ>(rows, p.qk_pad, BM, dst, BQ, 1, p.q + i0 * W, p.n_pad * W,
                       p.dk + j * p.qk_pad, p.qk_pad, true);
-        gemm<Vec>(BM, p.qk_pad, rows, dst, 1, BQ, p.kc + j * W, p.m_pad * W,
-                  p.dq + i0 * p.qk_pad, p.qk_pad, true);
+        gemm<Vec, 1>(BM, p.qk_pad, rows, dst, 1, BQ, p.kc + j * W, p.m_pad * W,
+                     p.dq + i0 * p.qk_pad, p.qk_pad, true);
       }
     }
   }
