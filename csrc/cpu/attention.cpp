@@ -209,10 +209,12 @@ void pack_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t w
   const D pad = static_cast<D>(fill);
   const S* src = t.data_ptr<S>();
   D* dst = out.data_ptr<D>();
-  at::parallel_for(0, batch * panel_count * depth_blocks * lane_blocks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t tasks = batch * panel_count * depth_blocks * lane_blocks;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t l0 = task % lane_blocks * kBlock, l1 = std::min(l0 + kBlock, width);
-      const int64_t d0 = task / lane_blocks % depth_blocks * kBlock, d1 = std::min(d0 + kBlock, depth_pad);
+      const int64_t d0 = task / lane_blocks % depth_blocks * kBlock;
+      const int64_t d1 = std::min(d0 + kBlock, depth_pad);
       const int64_t p = task / (lane_blocks * depth_blocks) % panel_count;
       const int64_t b = task / (lane_blocks * depth_blocks * panel_count);
       D* panel = dst + (b * panel_count + p) * depth_pad * width;
@@ -475,8 +477,12 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const int64_t w = kt.width;
   // tiles.h, backward_pairs: q and dq in the pair layout, kc doubled, dk's lanes in halves.
   const bool pairs = backward_pairs(s.qk, w);
-  auto pair_layout = [&](const Tensor& t, int64_t rows_pad) {  // (B, rows, qk) -> (B, rows_pad / 2, w)
-    return padded(t, rows_pad, w / 2).view({s.batch, rows_pad / 2, 2, w / 2}).transpose(2, 3).reshape({s.batch, rows_pad / 2, w});
+  // (B, rows, qk) -> (B, rows_pad / 2, w)
+  auto pair_layout = [&](const Tensor& t, int64_t rows_pad) {
+    return padded(t, rows_pad, w / 2)
+        .view({s.batch, rows_pad / 2, 2, w / 2})
+        .transpose(2, 3)
+        .reshape({s.batch, rows_pad / 2, w});
   };
   auto unpaired = [&](const Tensor& t, int64_t rows_pad) {
     return pairs ? t.view({s.batch, rows_pad / 2, w / 2, 2}).transpose(2, 3).reshape({s.batch, rows_pad, w / 2})
@@ -531,9 +537,9 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
         kt.backward_block(p, key_block, work);
       });
   // The scores were (q * scale * log2 e) . k / log2 e: d/dq carries scale, d/dk 1 / log2 e.
+  const Tensor dk_rows = pairs ? dk.view({s.batch, s.m_pad, w / 2, 2}).sum(3) : dk;  // halves added
   return {crop(unpaired(dq, s.n_pad), s.n, s.qk).mul_(scale),
-          crop(pairs ? dk.view({s.batch, s.m_pad, w / 2, 2}).sum(3) : dk, s.m, s.qk).mul_(1.0 / kLog2e),
-          crop(dv, s.m, s.v)};
+          crop(dk_rows, s.m, s.qk).mul_(1.0 / kLog2e), crop(dv, s.m, s.v)};
 }
 
 // The attention core's gradients on the bfloat16 tiles, from the forward's

@@ -120,8 +120,8 @@ inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T
     gemm_tile<Vec, R, CV, AP, ARS>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
                                    accumulate, Shifted<Out>{out, r, col_base});
   if (r < rows)
-    gemm_tail<Vec, CV, AP, ARS>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
-                           accumulate, Shifted<Out>{out, r, col_base});
+    gemm_tail<Vec, CV, AP, ARS>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc,
+                                ldc, accumulate, Shifted<Out>{out, r, col_base});
 }
 
 // C (+)= A B; cols is a multiple of the vector width, B panels are b_ps apart.
