@@ -190,28 +190,76 @@ Projections project_all(const Operands& op) {
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-// t (B, r, c) zero-padded (or `fill`-padded) to (B, rows, cols), contiguous.
-Tensor padded(const Tensor& t, int64_t rows, int64_t cols, double fill = 0.0) {
-  return at::constant_pad_nd(t, {0, cols - t.size(2), 0, rows - t.size(1)}, fill).contiguous();
+// Writes t (B, depth, cols), of any strides, padded with `fill` to (B,
+// depth_pad, cols_pad) into `out` in panels: (B, cols_pad / width, depth_pad,
+// width), or with `pairs`, (B, cols_pad / width, depth_pad / 2, width, 2) (the
+// two depth neighbours of a column side by side). One pass, in blocks of 64 x
+// 64, so that a transposed view is read a whole cache line at a time: ATen's
+// copy of (N, C) rows into (C, N) order, or its add of such a view to a
+// contiguous tensor, took 9 ms at N = 16 384, C = 64 (this: under 1 ms).
+template <typename S, typename D>
+void pack_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width, bool pairs,
+                 double fill, Tensor& out) {
+  constexpr int64_t kBlock = 64;
+  const int64_t batch = t.size(0), depth = t.size(1), cols = t.size(2);
+  const int64_t sb = t.stride(0), sd = t.stride(1), sc = t.stride(2);
+  const int64_t panel_count = cols_pad / width, depth_blocks = (depth_pad + kBlock - 1) / kBlock;
+  const int64_t lane_blocks = (width + kBlock - 1) / kBlock;
+  const int64_t step = pairs ? 2 : 1;
+  const D pad = static_cast<D>(fill);
+  const S* src = t.data_ptr<S>();
+  D* dst = out.data_ptr<D>();
+  const int64_t tasks = batch * panel_count * depth_blocks * lane_blocks;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t l0 = task % lane_blocks * kBlock, l1 = std::min(l0 + kBlock, width);
+      const int64_t d0 = task / lane_blocks % depth_blocks * kBlock;
+      const int64_t d1 = std::min(d0 + kBlock, depth_pad);
+      const int64_t p = task / (lane_blocks * depth_blocks) % panel_count;
+      const int64_t b = task / (lane_blocks * depth_blocks * panel_count);
+      D* panel = dst + (b * panel_count + p) * depth_pad * width;
+      const int64_t lanes = std::clamp<int64_t>(cols - p * width, l0, l1);  // lanes of real columns
+      for (int64_t d = d0; d < d1; ++d) {
+        D* row = pairs ? panel + d / 2 * 2 * width + d % 2 : panel + d * width;
+        const int64_t valid = d < depth ? lanes : l0;
+        const S* in = src + b * sb + d * sd + p * width * sc;
+        for (int64_t l = l0; l < valid; ++l) row[l * step] = static_cast<D>(in[l * sc]);
+        for (int64_t l = valid; l < l1; ++l) row[l * step] = pad;
+      }
+    }
+  });
 }
 
 // The right-hand operand layout of the tile kernels (tiles.h): t (B, depth,
-// cols) zero-padded to (B, depth_pad, cols_pad), stored as (B, cols_pad /
-// width, depth_pad, width).
-Tensor panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width) {
-  const Tensor p = padded(t, depth_pad, cols_pad);
-  return p.view({p.size(0), depth_pad, cols_pad / width, width}).permute({0, 2, 1, 3}).contiguous();
+// cols) padded to (B, depth_pad, cols_pad), stored as (B, cols_pad / width,
+// depth_pad, width).
+Tensor panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width,
+              double fill = 0.0) {
+  Tensor out = at::empty({t.size(0), cols_pad / width, depth_pad, width}, t.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, t.scalar_type(), "panels", [&] {
+    pack_panels<scalar_t, scalar_t>(t, depth_pad, cols_pad, width, false, fill, out);
+  });
+  return out;
 }
+
+// t (B, r, c) zero-padded (or `fill`-padded) to (B, rows, cols), contiguous:
+// one panel as wide as the matrix.
+Tensor padded(const Tensor& t, int64_t rows, int64_t cols, double fill = 0.0) {
+  return panels(t, rows, cols, cols, fill).view({t.size(0), rows, cols});
+}
+
+// t (B, r, c), of any strides, as a contiguous (B, c, r).
+Tensor transposed(const Tensor& t) { return padded(t.transpose(1, 2), t.size(2), t.size(1)); }
 
 // The right-hand operand layout of the bfloat16 tiles (tiles.h, "pair
 // panels"): t (B, depth, cols) rounded to bfloat16 (to nearest even, as
-// vcvtneps2bf16), zero-padded to (B, depth_pad, cols_pad), stored as (B,
+// vcvtneps2bf16 and ATen's .to), zero-padded to (B, depth_pad, cols_pad), stored as (B,
 // cols_pad / width, depth_pad / 2, width, 2).
 Tensor pair_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width) {
-  const Tensor p = padded(t.to(at::kBFloat16), depth_pad, cols_pad);
-  return p.view({p.size(0), depth_pad / 2, 2, cols_pad / width, width})
-      .permute({0, 3, 1, 4, 2})
-      .contiguous();
+  Tensor out = at::empty({t.size(0), cols_pad / width, depth_pad / 2, width, 2},
+                         t.options().dtype(at::kBFloat16));
+  pack_panels<float, at::BFloat16>(t.to(at::kFloat), depth_pad, cols_pad, width, true, 0.0, out);
+  return out;
 }
 
 const bf16_bits* bf16_data(const Tensor& t) {
@@ -351,8 +399,12 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
   const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
   const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
   const Tensor k_t = pair_panels(proj.k, qk2, m_pad, kt.width);
-  const Tensor values_ones = at::cat({proj.v.transpose(1, 2), at::ones({batch, m, 1}, proj.v.options())}, 2);
-  const Tensor values = pair_panels(values_ones, m_pad, v_pad, kt.width);
+  const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width);
+  // Column v of the m keys, (B, m_pad / 2, 2) in the pair panels: ones (an
+  // at::cat of the transposed values and a ones column took 4 ms at 128x128).
+  const Tensor ones_column = values.select(1, v / kt.width).select(2, v % kt.width);
+  ones_column.narrow(1, 0, m / 2).fill_(1);
+  if (m % 2 == 1) ones_column.select(1, m / 2).select(1, 0).fill_(1);
   Tensor o = at::empty({batch, n, v}, op.x.options());
   Tensor lse = at::empty({batch, n}, op.x.options());
 
@@ -387,9 +439,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
   auto [o, lse, q] = bf16 != nullptr                     ? attention_forward_bf16(op, scale, *bf16)
                      : op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
                                                          : attention_forward<float>(op, scale);
-  const Tensor attended = output_rows(op, o).transpose(1, 2).reshape(op.x.sizes());
-  const Tensor y = op.x + op.gamma * attended;
-  return {y.to(x.scalar_type()).contiguous(), o, lse, q};
+  // gamma * attended + x, on a contiguous copy: ATen's add of a transposed view
+  // to x ran 10x slower than the transpose and the add apart.
+  Tensor y = transposed(output_rows(op, o)).view(op.x.sizes()).mul_(op.gamma).add_(op.x);
+  return {y.to(x.scalar_type()), o, lse, q};
 }
 
 // ---- backward ------------------------------------------------------------
@@ -422,17 +475,21 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
                             v_rows.size(2), kt);
   const auto options = q_scaled.options();
   const int64_t w = kt.width;
-  // tiles.h, backward_pairs: q and kc doubled, dq and dk in the pair layout.
+  // tiles.h, backward_pairs: q and dq in the pair layout, kc doubled, dk's lanes in halves.
   const bool pairs = backward_pairs(s.qk, w);
-  auto right_operand = [&](const Tensor& t, int64_t rows_pad) {
-    return pairs ? padded(t.repeat_interleave(2, 2), rows_pad, w) : panels(t, rows_pad, s.qk_pad, w);
+  // (B, rows, qk) -> (B, rows_pad / 2, w)
+  auto pair_layout = [&](const Tensor& t, int64_t rows_pad) {
+    return padded(t, rows_pad, w / 2)
+        .view({s.batch, rows_pad / 2, 2, w / 2})
+        .transpose(2, 3)
+        .reshape({s.batch, rows_pad / 2, w});
   };
   auto unpaired = [&](const Tensor& t, int64_t rows_pad) {
     return pairs ? t.view({s.batch, rows_pad / 2, w / 2, 2}).transpose(2, 3).reshape({s.batch, rows_pad, w / 2})
                  : t;
   };
   const Tensor q_t = panels(q_scaled.transpose(1, 2), s.qk, s.n_pad, w);
-  const Tensor q = right_operand(q_scaled, s.n_pad);
+  const Tensor q = pairs ? pair_layout(q_scaled, s.n_pad) : panels(q_scaled, s.n_pad, s.qk_pad, w);
   const Tensor k = padded(k_rows, s.m_pad, s.qk_pad);
   // Each row of dS sums to 0 and each row of P to 1, so subtracting the mean
   // key from k in dq = dS k, and the mean value from v and o in
@@ -440,7 +497,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   // cancellation a common offset (a bias, or the max-pool's positive mean)
   // causes in float32.
   const Tensor k_mean = k_rows.mean(1, true), v_mean = v_rows.mean(1, true);  // (B, 1, ch)
-  const Tensor k_centered = right_operand(k_rows - k_mean, s.m_pad);
+  const Tensor k_centered = pairs ? padded((k_rows - k_mean).repeat_interleave(2, 2), s.m_pad, w)
+                                  : panels(k_rows - k_mean, s.m_pad, s.qk_pad, w);
   const Tensor v = padded(v_rows - v_mean, s.m_pad, s.v_pad);
   const Tensor dout = panels(d_o, s.n_pad, s.v_pad, w);
   const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, w);
@@ -448,8 +506,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const Tensor lse2 = padded(lse.unsqueeze(1), 1, s.n_pad, INFINITY);
   const Tensor delta = row_dots(kt, panels((o - v_mean).transpose(1, 2), s.v, s.n_pad, w),
                                 dout_t, s.v, s.n_pad);
-  Tensor dk = pairs ? at::empty({s.batch, s.m_pad / 2, w}, options)
-                    : at::empty({s.batch, s.m_pad, s.qk_pad}, options);
+  Tensor dk = at::empty({s.batch, s.m_pad, s.qk_pad}, options);
   Tensor dv = at::empty({s.batch, s.m_pad, s.v_pad}, options);
 
   const T *qt_ptr = q_t.data_ptr<T>(), *q_ptr = q.data_ptr<T>(), *k_ptr = k.data_ptr<T>();
@@ -465,7 +522,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
       kt.backward_scratch(s.qk_pad, s.v_pad), [&](int64_t b, int64_t key_block, T* dq_b, T* work) {
         const BackwardProblem<T> p{
             qt_ptr + b * s.qk * s.n_pad,
-            q_ptr + b * s.n_pad * s.qk_pad,
+            q_ptr + b * q.stride(0),
             k_ptr + b * s.m_pad * s.qk_pad,
             kc_ptr + b * s.m_pad * s.qk_pad,
             v_ptr + b * s.m_pad * s.v_pad,
@@ -480,8 +537,9 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
         kt.backward_block(p, key_block, work);
       });
   // The scores were (q * scale * log2 e) . k / log2 e: d/dq carries scale, d/dk 1 / log2 e.
+  const Tensor dk_rows = pairs ? dk.view({s.batch, s.m_pad, w / 2, 2}).sum(3) : dk;  // halves added
   return {crop(unpaired(dq, s.n_pad), s.n, s.qk).mul_(scale),
-          crop(unpaired(dk, s.m_pad), s.m, s.qk).mul_(1.0 / kLog2e), crop(dv, s.m, s.v)};
+          crop(dk_rows, s.m, s.qk).mul_(1.0 / kLog2e), crop(dv, s.m, s.v)};
 }
 
 // The attention core's gradients on the bfloat16 tiles, from the forward's

@@ -31,12 +31,15 @@ struct ForwardProblem {
   int64_t task_rows;  // queries per forward_block call: a multiple of block_m (the last call may have fewer)
 };
 
-// Whether the backward's dq and dk products use the pair layout: when qk is at
-// most half a vector, a vector holds two rows of dq (dk), so these products,
-// whose other dimension is qk, take half the FMAs instead of running half
-// empty. A (rows x qk) matrix X in the pair layout is (rows / 2, width) with
-// element [i / 2][2 c + i % 2] = X[i, c] (zero past c = qk); an operand B (depth
-// x qk) "doubled" is (depth, width) with element [d][l] = B[d, l / 2].
+// Whether the backward's dq and dk products use pairs: when qk is at most half
+// a vector, a vector holds two rows of dq, or dk's sums over two halves of its
+// depth, so these products, whose other dimension is qk, take half the FMAs
+// instead of running half empty. A (rows x qk) matrix X in the pair layout is
+// (rows / 2, width) with element [i / 2][2 c + i % 2] = X[i, c] (zero past c =
+// qk); an operand B (depth x qk) "doubled" is (depth, width) with element
+// [d][l] = B[d, l / 2]. dq = dS Kc: dq in the pair layout, Kc doubled. dk =
+// dS^T Q over query pairs: Q in the pair layout, and lanes 2c and 2c + 1 of
+// dk's row sum the even and the odd queries of dk[., c].
 inline bool backward_pairs(int64_t qk, int64_t width) { return 2 * qk <= width; }
 
 // One batch element of the backward, on the queries the forward used (already
@@ -45,7 +48,8 @@ inline bool backward_pairs(int64_t qk, int64_t width) { return 2 * qk <= width; 
 template <typename T>
 struct BackwardProblem {
   // "in panels" as above: a (depth x cols) matrix stored as (cols / width, depth, width).
-  // With backward_pairs(qk, width): q and kc doubled, dq and dk in the pair layout.
+  // With backward_pairs(qk, width): q and dq in the pair layout, kc doubled, dk
+  // (m_pad, width) in halves (see backward_pairs).
   const T* qt;     // queries transposed (qk x n_pad), times scale * log2(e), in panels
   const T* q;      // queries (n_pad x qk_pad), times scale * log2(e), in panels
   const T* k;      // (m_pad, qk_pad), row-major

@@ -32,14 +32,19 @@ constexpr int max_rows(int col_vectors) {
 // ACCUMULATE is a template parameter so that the accumulators of C = A B start
 // as zero registers, not as a run-time choice the compiler spills to the stack.
 // AP = 2: each broadcast reads the pair a[r * a_rs + d * a_cs + {0, 1}] into
-// alternate lanes (the pair layout, tiles.h). Each vector of C passes through
-// `out` (out(value, row, col) -> what is stored; row and col relative to the
-// tile) on its way to memory.
-template <class Vec, int ROWS, int CV, bool ACCUMULATE, int AP, class Out>
+// alternate lanes (the pair layout, tiles.h). ARS > 0: A's row stride is
+// ARS, known at compile time (a_rs must equal it): every broadcast of a depth
+// step is then one pointer plus a constant, where a run-time stride takes a
+// pointer per row, more than the integer registers hold (the spills made an
+// AVX2 tile of 6 rows and one vector 2.6x slower). Each vector of C passes
+// through `out` (out(value, row, col) -> what is stored; row and col relative
+// to the tile) on its way to memory.
+template <class Vec, int ROWS, int CV, bool ACCUMULATE, int AP, int64_t ARS, class Out>
 inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
                            const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
                            int64_t ldc, const Out& out) {
   constexpr int W = Vec::width;
+  const int64_t rs = ARS > 0 ? ARS : a_rs;
   // Every caller has depth >= 1; saying so keeps GCC from also building a
   // depth-0 path that holds the accumulators on the stack.
   if (depth < 1) __builtin_unreachable();
@@ -51,7 +56,7 @@ inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs
     Vec brow[CV];
     for (int j = 0; j < CV; ++j) brow[j] = Vec::load(b + j * b_ps + d * W);
     for (int r = 0; r < ROWS; ++r) {
-      const typename Vec::T* a_rd = a + r * a_rs + d * a_cs;
+      const typename Vec::T* a_rd = a + r * rs + d * a_cs;
       const Vec ar = AP == 2 ? Vec::broadcast_pair(a_rd) : Vec::broadcast(*a_rd);
       for (int j = 0; j < CV; ++j) acc[r][j] = Vec::fmadd(ar, brow[j], acc[r][j]);
     }
@@ -68,27 +73,27 @@ struct StoreAsIs {
   }
 };
 
-template <class Vec, int ROWS, int CV, int AP, class Out>
+template <class Vec, int ROWS, int CV, int AP, int64_t ARS, class Out>
 inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
                       const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
                       bool accumulate, const Out& out) {
   if (accumulate)
-    gemm_tile_body<Vec, ROWS, CV, true, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
+    gemm_tile_body<Vec, ROWS, CV, true, AP, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
   else
-    gemm_tile_body<Vec, ROWS, CV, false, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
+    gemm_tile_body<Vec, ROWS, CV, false, AP, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
 }
 
 // The last rows % max_rows rows: picks the tile height at run time.
-template <class Vec, int CV, int AP, class Out, int ROWS = max_rows<Vec>(CV)>
+template <class Vec, int CV, int AP, int64_t ARS, class Out, int ROWS = max_rows<Vec>(CV)>
 inline void gemm_tail(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                       int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
                       int64_t ldc, bool accumulate, const Out& out) {
   if constexpr (ROWS > 0) {
     if (rows == ROWS) {
-      gemm_tile<Vec, ROWS, CV, AP>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate, out);
+      gemm_tile<Vec, ROWS, CV, AP, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate, out);
     } else {
-      gemm_tail<Vec, CV, AP, Out, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc,
-                                            accumulate, out);
+      gemm_tail<Vec, CV, AP, ARS, Out, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc,
+                                                 accumulate, out);
     }
   }
 }
@@ -104,7 +109,7 @@ struct Shifted {
   }
 };
 
-template <class Vec, int CV, int AP = 1, class Out = StoreAsIs>
+template <class Vec, int CV, int AP = 1, int64_t ARS = 0, class Out = StoreAsIs>
 inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                               int64_t a_cs, const typename Vec::T* b, int64_t b_ps,
                               typename Vec::T* c, int64_t ldc, bool accumulate,
@@ -112,28 +117,28 @@ inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T
   constexpr int R = max_rows<Vec>(CV);
   int64_t r = 0;
   for (; r + R <= rows; r += R)
-    gemm_tile<Vec, R, CV, AP>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
-                              accumulate, Shifted<Out>{out, r, col_base});
+    gemm_tile<Vec, R, CV, AP, ARS>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
+                                   accumulate, Shifted<Out>{out, r, col_base});
   if (r < rows)
-    gemm_tail<Vec, CV, AP>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
-                           accumulate, Shifted<Out>{out, r, col_base});
+    gemm_tail<Vec, CV, AP, ARS>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc,
+                                ldc, accumulate, Shifted<Out>{out, r, col_base});
 }
 
 // C (+)= A B; cols is a multiple of the vector width, B panels are b_ps apart.
 // Column groups outermost so their B panels stay in L1 while every row tile
 // streams past them.
-template <class Vec, class Out = StoreAsIs>
+template <class Vec, int64_t ARS = 0, class Out = StoreAsIs>
 void gemm(int64_t rows, int64_t cols, int64_t depth, const typename Vec::T* a, int64_t a_rs,
           int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
           bool accumulate, const Out& out = Out()) {
   constexpr int W = Vec::width;
   int64_t col = 0;
   for (; col + 2 * W <= cols; col += 2 * W)
-    gemm_column_group<Vec, 2>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc,
-                              accumulate, out, col);
+    gemm_column_group<Vec, 2, 1, ARS>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps,
+                                      c + col, ldc, accumulate, out, col);
   if (col < cols)
-    gemm_column_group<Vec, 1>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps, c + col, ldc,
-                              accumulate, out, col);
+    gemm_column_group<Vec, 1, 1, ARS>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps,
+                                      c + col, ldc, accumulate, out, col);
 }
 
 template <class Vec>
@@ -256,8 +261,8 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
         for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inf();
         exp2_row<Vec>(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN)), st.sum(r0 + i));
       }
-      gemm<Vec>(rows, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W, st.acc + r0 * p.v_pad,
-                p.v_pad, true);
+      gemm<Vec, BN>(rows, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W,
+                    st.acc + r0 * p.v_pad, p.v_pad, true);
     }
   }
   const int64_t rows = p.n - i0 < count ? p.n - i0 : count;
@@ -266,7 +271,7 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
 
 template <class Vec, int64_t BQ>
 int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
-  return 3 * kStrip<Vec> * BQ;
+  return 2 * kStrip<Vec> * BQ;
 }
 
 // One key block against every query, BQ queries at a time (the last chunk of
@@ -279,16 +284,15 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   using T = typename Vec::T;
   constexpr int W = Vec::width;
   constexpr int64_t SR = kStrip<Vec>;
-  static_assert(SR % 2 == 0 && BN % 2 == 0, "key strips pair up in the pair layout");
   const bool pairs = backward_pairs(p.qk, W);
-  T* pt = scratch;        // (SR, BM): probabilities P^T, BM <= BQ
-  T* dst = pt + SR * BQ;  // (SR, BM): dP^T, then dS^T
-  T* ds_pairs = dst + SR * BQ;  // (SR / 2, BM, 2): dS^T's rows 2r, 2r + 1 interleaved
-  const int64_t dk_row = pairs ? W / 2 : p.qk_pad;  // dk's floats per key
+  // Rows BQ apart even when a chunk is narrower (BM < BQ): the products that
+  // read them as A then know their row stride at compile time (gemm_tile_body).
+  T* pt = scratch;        // (SR, BQ): probabilities P^T, the first BM columns
+  T* dst = pt + SR * BQ;  // (SR, BQ): dP^T, then dS^T
   const int64_t j0 = block * p.task_keys;
   const int64_t count = p.m_pad - j0 < p.task_keys ? p.m_pad - j0 : p.task_keys;
   const int64_t valid = p.m - j0 < count ? p.m - j0 : count;
-  for (int64_t i = 0; i < count * dk_row; ++i) p.dk[j0 * dk_row + i] = T(0);
+  for (int64_t i = 0; i < count * p.qk_pad; ++i) p.dk[j0 * p.qk_pad + i] = T(0);
   for (int64_t i = 0; i < count * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
   for (int64_t i0 = 0; i0 < p.n_pad; i0 += BQ) {
     const int64_t BM = p.n_pad - i0 < BQ ? p.n_pad - i0 : BQ;
@@ -300,44 +304,33 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
       const int64_t valid_rows = valid - r0;
       const T* lse = p.lse2 + i0;
       gemm<Vec>(rows, BM, p.qk, p.k + j * p.qk_pad, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt,
-                BM, false, [valid_rows, lse](Vec s, int64_t row, int64_t col) {
+                BQ, false, [valid_rows, lse](Vec s, int64_t row, int64_t col) {
                   return row < valid_rows ? Vec::exp2(s - Vec::load(lse + col)) : Vec::zero();
                 });
       // dV += P^T dO
-      gemm<Vec>(rows, p.v_pad, BM, pt, BM, 1, p.dout + i0 * W, p.n_pad * W, p.dv + j * p.v_pad,
-                p.v_pad, true);
-      // dP^T = V dO^T, then dS^T = P^T * (dP^T - delta), two rows at a time
+      gemm<Vec, BQ>(rows, p.v_pad, BM, pt, BQ, 1, p.dout + i0 * W, p.n_pad * W,
+                    p.dv + j * p.v_pad, p.v_pad, true);
+      // dS^T = P^T * (dP^T - delta), dP^T = V dO^T straight from the product's registers
+      const T* delta = p.delta + i0;
       gemm<Vec>(rows, BM, p.v_channels, p.v + j * p.v_pad, p.v_pad, 1,
-                p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BM, false);
-      for (int64_t r = 0; r < rows; r += 2) {
-        T* ds0 = dst + r * BM;
-        T* ds1 = ds0 + BM;
-        for (int64_t i = 0; i < BM; i += W) {
-          const Vec delta = Vec::load(p.delta + i0 + i);
-          const Vec d0 = Vec::load(pt + r * BM + i) * (Vec::load(ds0 + i) - delta);
-          const Vec d1 = Vec::load(pt + (r + 1) * BM + i) * (Vec::load(ds1 + i) - delta);
-          d0.store(ds0 + i);
-          d1.store(ds1 + i);
-          if (pairs) {
-            T* both = ds_pairs + r * BM + 2 * i;
-            Vec::zip_low(d0, d1).store(both);
-            Vec::zip_high(d0, d1).store(both + W);
-          }
-        }
-      }
+                p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BQ, false,
+                [pt, delta](Vec dp, int64_t row, int64_t col) {
+                  return Vec::load(pt + row * BQ + col) * (dp - Vec::load(delta + col));
+                });
       if (pairs) {
-        // dK += dS^T Q, key pairs: A = dS^T's interleaved row pairs, B = Q doubled
-        gemm_column_group<Vec, 1, 2>(rows / 2, BM, ds_pairs, 2 * BM, 2, p.q + i0 * W, 0,
-                                     p.dk + j * dk_row, W, true);
+        // dK += dS^T Q, query pairs: A = neighbouring entries of a dS^T row, B = Q in the
+        // pair layout; lanes 2c and 2c + 1 of a key's row sum its even and its odd queries
+        gemm_column_group<Vec, 1, 2, BQ>(rows, BM / 2, dst, BQ, 2, p.q + i0 / 2 * W, 0,
+                                         p.dk + j * p.qk_pad, p.qk_pad, true);
         // dQ += dS K, query pairs: A = neighbouring entries of a dS^T row, B = Kc doubled
-        gemm_column_group<Vec, 1, 2>(BM / 2, rows, dst, 2, BM, p.kc + j * W, 0,
-                                     p.dq + i0 / 2 * W, W, true);
+        gemm_column_group<Vec, 1, 2, 2>(BM / 2, rows, dst, 2, BQ, p.kc + j * W, 0,
+                                        p.dq + i0 / 2 * W, W, true);
       } else {
         // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
-        gemm<Vec>(rows, p.qk_pad, BM, dst, BM, 1, p.q + i0 * W, p.n_pad * W, p.dk + j * dk_row,
-                  p.qk_pad, true);
-        gemm<Vec>(BM, p.qk_pad, rows, dst, 1, BM, p.kc + j * W, p.m_pad * W,
-                  p.dq + i0 * p.qk_pad, p.qk_pad, true);
+        gemm<Vec, BQ>(rows, p.qk_pad, BM, dst, BQ, 1, p.q + i0 * W, p.n_pad * W,
+                      p.dk + j * p.qk_pad, p.qk_pad, true);
+        gemm<Vec, 1>(BM, p.qk_pad, rows, dst, 1, BQ, p.kc + j * W, p.m_pad * W,
+                     p.dq + i0 * p.qk_pad, p.qk_pad, true);
       }
     }
   }

