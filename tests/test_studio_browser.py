@@ -62,7 +62,7 @@ def studio(tmp_path_factory):
     with open(log, "w") as sink:
         server = subprocess.Popen(
             [sys.executable, "-m", "sacolor.cli.studio", "--no-browser", "--port", str(port), "--device", "cpu",
-             "--max-upload-mb", "1"],
+             "--max-upload-mb", "1", "--threads", "1"],
             stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT,
         )
     url = f"http://127.0.0.1:{port}/"
@@ -193,7 +193,17 @@ def hex_rgb(colour: str) -> tuple[int, int, int]:
 
 
 def run_infer(*arguments) -> None:
-    subprocess.run([sys.executable, "-m", "sacolor.cli.infer", *map(str, arguments), "--device", "cpu", "--quiet"], check=True, cwd=ROOT)
+    """``sacolor-infer`` on one thread, as the studio runs (``--threads 1``): oneDNN's convolutions of the
+    Lite2 model round differently with one thread than with two, so equal files need equal threads."""
+    subprocess.run([sys.executable, "-m", "sacolor.cli.infer", *map(str, arguments), "--device", "cpu", "--quiet"],
+                   check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def assert_same_file(studio_file: Path, infer_file: Path) -> None:
+    """Byte-equal files, failing with a short message (pytest's diff of two large byte strings takes hours)."""
+    if studio_file.read_bytes() != infer_file.read_bytes():
+        pytest.fail(f"the studio's {studio_file.name} ({studio_file.stat().st_size} bytes) differs from sacolor-infer's "
+                    f"{infer_file.name} ({infer_file.stat().st_size} bytes)", pytrace=False)
 
 
 def test_photo_two_hints_download_equals_sacolor_infer(browser, tmp_path):
@@ -232,7 +242,7 @@ def test_photo_two_hints_download_equals_sacolor_infer(browser, tmp_path):
         assert distance < 10, (entry, distance)
 
     run_infer(photo, "-o", tmp_path / "infer.png", "--hints", hints)
-    assert png.read_bytes() == (tmp_path / "infer.png").read_bytes()
+    assert_same_file(png, tmp_path / "infer.png")
 
     browser.save_screenshot(str(tmp_path / "studio_page.png"))
     if os.environ.get("SACOLOR_UPDATE_SCREENSHOT") == "1":
@@ -280,11 +290,13 @@ def test_film_hint_holds_until_the_cut_and_the_render_keeps_sound(browser, tmp_p
     assert json.loads(hints.read_text()) == [{"frame": 0, "x": x, "y": y, "color": colour}]
     target = lab_of(hex_rgb(colour))[1:]
     distances = [float(np.linalg.norm(lab_of(frame[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0))[1:] - target)) for frame in frames]
-    assert max(distances[:CUT]) < 20, [round(d, 1) for d in distances]  # the hint holds through its shot
-    assert min(distances[CUT:]) > 30, [round(d, 1) for d in distances]  # and not after the cut
+    # The hint holds through its shot (the Lite2 model takes this purple to 21 ab units at the hinted
+    # pixel in every frame, the Lite0 model under 20) and is gone after the cut.
+    assert max(distances[:CUT]) < 25, [round(d, 1) for d in distances]
+    assert min(distances[CUT:]) > 30, [round(d, 1) for d in distances]
 
     run_infer(film, "-o", tmp_path / "infer.mp4", "--hints", hints)
-    assert rendered.read_bytes() == (tmp_path / "infer.mp4").read_bytes()
+    assert_same_file(rendered, tmp_path / "infer.mp4")
 
 
 def test_cancel_stops_a_render_and_leaves_no_film(browser, studio, tmp_path):
