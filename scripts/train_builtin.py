@@ -66,7 +66,8 @@ RENDER_SIZE = 192  # measured best of 128 / 192 / 256 for the L2 model (docs/TRA
 NEVER = 10**6  # a step no run reaches: the encoder stays ImageNet's, and stage 1 has no GAN
 FIGURE_GAP = 8
 COMMON_ARGS = [
-    "--netG", "efficientnet_unet", "--encoder", "lite2", "--size", str(SIZE), "--sa-sizes", str(SIZE // 4), "--resize", "random",
+    "--netG", "efficientnet_unet", "--encoder", "lite2", "--size", str(SIZE), "--sa-sizes", str(SIZE // 4),
+    "--resize", "random",
     "--batch-size", "16", "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.9", "--gan-mode", "vanilla",
     "--lambda-l1", "100", "--lambda-feat", "0", "--freeze-encoder-steps", str(NEVER), "--encoder-lr-scale", "0.1",
     "--hint-share", "0.5", "--ndf", "64", "--ema", "--ema-decay", "0.995", "--seed", str(SEED),
