@@ -133,7 +133,8 @@ void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scrat
     for (int64_t i = 0; i < rows_of(t); ++i) {
       float* row = scores[t % 2] + i * BN;
       for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inff();
-      exp2_round_row(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN)), prob[t % 2] + i * BN);
+      exp2_round_row(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN, st.run_max[r0 + i])),
+                     prob[t % 2] + i * BN);
     }
     if (t > 0) times_values(t - 1);
   }

@@ -141,11 +141,14 @@ void gemm(int64_t rows, int64_t cols, int64_t depth, const typename Vec::T* a, i
                                       c + col, ldc, accumulate, out, col);
 }
 
+// The largest of row[0, len), or `floor` itself when no entry exceeds it (nor
+// is NaN): the online softmax's running max (`floor`) then stays either way,
+// and the horizontal reduction, most of the work on a row of 112, is skipped.
 template <class Vec>
-typename Vec::T row_max(const typename Vec::T* row, int64_t len) {
+typename Vec::T row_max(const typename Vec::T* row, int64_t len, typename Vec::T floor) {
   Vec m = Vec::load(row);
   for (int64_t j = Vec::width; j < len; j += Vec::width) m = Vec::max(m, Vec::load(row + j));
-  return m.reduce_max();
+  return m.any_above(floor) ? m.reduce_max() : floor;
 }
 
 // row[j] = exp2(row[j] - shift), added lane by lane into the row's running sum
@@ -259,7 +262,8 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
       for (int64_t i = 0; i < rows; ++i) {
         T* row = s + i * BN;
         for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inf();
-        exp2_row<Vec>(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN)), st.sum(r0 + i));
+        exp2_row<Vec>(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN, st.run_max[r0 + i])),
+                      st.sum(r0 + i));
       }
       gemm<Vec, BN>(rows, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W,
                     st.acc + r0 * p.v_pad, p.v_pad, true);

@@ -70,6 +70,10 @@ struct VecAvx2 {
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
     return _mm_cvtss_f32(m);
   }
+  // Whether some lane is above x or NaN (not <= x).
+  bool any_above(float x) const {
+    return _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_set1_ps(x), _CMP_NLE_UQ)) != 0;
+  }
   static float exp2_scalar(float a) { return __builtin_exp2f(a); }
   static float log2_scalar(float a) { return __builtin_log2f(a); }
 };

@@ -70,6 +70,8 @@ struct VecAvx512 {
 
   float reduce_sum() const { return _mm512_reduce_add_ps(v); }
   float reduce_max() const { return _mm512_reduce_max_ps(v); }
+  // Whether some lane is above x or NaN (not <= x).
+  bool any_above(float x) const { return _mm512_cmp_ps_mask(v, _mm512_set1_ps(x), _CMP_NLE_UQ) != 0; }
   static float exp2_scalar(float a) { return __builtin_exp2f(a); }
   static float log2_scalar(float a) { return __builtin_log2f(a); }
 };

@@ -79,6 +79,12 @@ struct VecGeneric {
     for (int i = 1; i < W; ++i) m = lane[i] > m ? lane[i] : m;
     return m;
   }
+  // Whether some lane is above x or NaN (not <= x).
+  bool any_above(T x) const {
+    for (int i = 0; i < W; ++i)
+      if (!(lane[i] <= x)) return true;
+    return false;
+  }
   static T exp2_scalar(T a) { return std::exp2(a); }
   static T log2_scalar(T a) { return std::log2(a); }
 
