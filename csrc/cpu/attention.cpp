@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -298,14 +299,25 @@ int64_t rows_per_task(int64_t padded, int64_t block, int64_t large_map_blocks) {
 // Runs task(i, scratch) for every i in [0, count) on torch's threads (so
 // torch.set_num_threads applies), each thread taking the next index not yet
 // taken. On a shared machine a thread the OS delays holds up only the task it
-// is on, not a fixed half of the work. `scratch` is per thread.
+// is on, not a fixed half of the work. `scratch` is per thread, on a cache
+// line boundary: the kernels read and write its rows a whole vector or AMX
+// tile row at a time, and malloc's 16-byte alignment split each of those
+// across two lines (1 thread, 128x128, C = 64: the bf16 AMX forward kernel
+// 30 % slower).
 template <typename T, typename Task>
 void for_each_task(int64_t count, int64_t scratch_size, const Task& task) {
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  constexpr int64_t kLine = 64;
   std::atomic<int64_t> next{0};
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count));
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    std::vector<T> scratch(scratch_size);
-    for (int64_t i = next++; i < count; i = next++) task(i, scratch.data());
+    const std::unique_ptr<T, Free> scratch(static_cast<T*>(
+        std::aligned_alloc(kLine, round_up(std::max<int64_t>(scratch_size, 1) * sizeof(T), kLine))));
+    TORCH_CHECK(scratch != nullptr, "sacolor cpu kernel: out of memory for ", scratch_size,
+                " scratch elements");
+    for (int64_t i = next++; i < count; i = next++) task(i, scratch.get());
   });
 }
 
