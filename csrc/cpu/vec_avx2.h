@@ -31,13 +31,6 @@ struct VecAvx2 {
     std::memcpy(&pair, p, sizeof pair);
     return {_mm256_castpd_ps(_mm256_set1_pd(pair))};
   }
-  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
-  static VecAvx2 zip_low(VecAvx2 a, VecAvx2 b) {
-    return {_mm256_permute2f128_ps(_mm256_unpacklo_ps(a.v, b.v), _mm256_unpackhi_ps(a.v, b.v), 0x20)};
-  }
-  static VecAvx2 zip_high(VecAvx2 a, VecAvx2 b) {
-    return {_mm256_permute2f128_ps(_mm256_unpacklo_ps(a.v, b.v), _mm256_unpackhi_ps(a.v, b.v), 0x31)};
-  }
   static VecAvx2 fmadd(VecAvx2 a, VecAvx2 b, VecAvx2 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static VecAvx2 max(VecAvx2 a, VecAvx2 b) { return {_mm256_max_ps(a.v, b.v)}; }
 

@@ -36,16 +36,6 @@ struct VecAvx512 {
     std::memcpy(&pair, p, sizeof pair);
     return {_mm512_castpd_ps(_mm512_set1_pd(pair))};
   }
-  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
-  static VecAvx512 zip_low(VecAvx512 a, VecAvx512 b) {
-    const __m512i lanes = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    return {_mm512_permutex2var_ps(a.v, lanes, b.v)};
-  }
-  static VecAvx512 zip_high(VecAvx512 a, VecAvx512 b) {
-    const __m512i lanes =
-        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    return {_mm512_permutex2var_ps(a.v, lanes, b.v)};
-  }
   static VecAvx512 fmadd(VecAvx512 a, VecAvx512 b, VecAvx512 c) {
     return {_mm512_fmadd_ps(a.v, b.v, c.v)};
   }

@@ -36,9 +36,6 @@ struct VecGeneric {
     for (int i = 0; i < W; ++i) r.lane[i] = p[i % 2];
     return r;
   }
-  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
-  static VecGeneric zip_low(const VecGeneric& a, const VecGeneric& b) { return zip(a, b, 0); }
-  static VecGeneric zip_high(const VecGeneric& a, const VecGeneric& b) { return zip(a, b, W / 2); }
   static VecGeneric fmadd(const VecGeneric& a, const VecGeneric& b, const VecGeneric& c) {
     VecGeneric r;
     for (int i = 0; i < W; ++i) r.lane[i] = a.lane[i] * b.lane[i] + c.lane[i];
@@ -87,16 +84,6 @@ struct VecGeneric {
   }
   static T exp2_scalar(T a) { return std::exp2(a); }
   static T log2_scalar(T a) { return std::log2(a); }
-
- private:
-  static VecGeneric zip(const VecGeneric& a, const VecGeneric& b, int from) {
-    VecGeneric r;
-    for (int i = 0; i < W / 2; ++i) {
-      r.lane[2 * i] = a.lane[from + i];
-      r.lane[2 * i + 1] = b.lane[from + i];
-    }
-    return r;
-  }
 };
 
 }  // namespace sacolor::cpu
