@@ -277,10 +277,11 @@ def test_channels_last_and_strided_inputs():
 
 
 def test_large_maps_take_several_blocks_per_task_and_agree_with_float32():
-    # From 256 blocks up the kernel gives each task four blocks of queries (forward) and of
-    # keys (backward), the last task fewer. The float64 tiles (32-blocks) do so from 8 192
-    # positions, where the float32 ones (64 to 112-blocks) still take one block per task:
-    # 9 000 positions (282 blocks, 70.5 tasks) checks the one path against the other.
+    # From 256 blocks up the forward gives each task four blocks of queries, and from 64 blocks
+    # up the backward four blocks of keys, the last task fewer. The float64 tiles (32-blocks)
+    # do both from 8 192 positions, where the float32 forward (64 to 112-blocks) still takes
+    # one block per task: 9 000 positions (282 blocks, 70.5 tasks) checks the one path
+    # against the other.
     x, p, dy, pool = inputs = _make(1, 8, 90, 100, 8, 1, True, False)
     _assert_matches(_run(*inputs, "cpu"), _run(*inputs, "cpu", torch.float64), 2e-5, x, dy, p["gamma"])
 

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -284,27 +285,39 @@ struct Sizes {
 };
 
 // Rows (queries in the forward, keys in the backward) per task, a multiple of
-// `block`. Each task streams the other side (keys and values; queries and dO)
-// once; on a large map that no longer fits in L2 (37 MB of keys and values at
-// 256x512, C = 64) four blocks per task make that a quarter as often (1
-// thread, 256x512, AVX-512: forward 21.1 s -> 18.6 s, backward -9 %); a
-// smaller map keeps one block per task, for load balance across threads.
-int64_t rows_per_task(int64_t padded, int64_t block) {
-  constexpr int64_t kLargeMapBlocks = 256;  // about 28 000 rows on AVX-512
-  return block * (padded >= kLargeMapBlocks * block ? 4 : 1);
+// `block`. Each task streams the other side (keys and values; queries, dO and
+// dO^T) past its rows once; where that side no longer fits in L2, four blocks
+// per task make it a quarter as often. From `large_map_blocks` blocks up: the
+// forward's 256 (37 MB of keys and values at 256x512, C = 64; 1 thread,
+// AVX-512: 21.1 s -> 18.6 s), the backward's 64, its side being twice the
+// forward's per row (10 MB at 128x128, C = 64; 1 thread, AVX-512: backward
+// -5 %). Smaller maps keep one block per task, for load balance across threads.
+int64_t rows_per_task(int64_t padded, int64_t block, int64_t large_map_blocks) {
+  return block * (padded >= large_map_blocks * block ? 4 : 1);
 }
 
 // Runs task(i, scratch) for every i in [0, count) on torch's threads (so
 // torch.set_num_threads applies), each thread taking the next index not yet
 // taken. On a shared machine a thread the OS delays holds up only the task it
-// is on, not a fixed half of the work. `scratch` is per thread.
+// is on, not a fixed half of the work. `scratch` is per thread, on a cache
+// line boundary: the kernels read and write its rows a whole vector or AMX
+// tile row at a time, and malloc's 16-byte alignment split each of those
+// across two lines (1 thread, 128x128, C = 64: the bf16 AMX forward kernel
+// 30 % slower).
 template <typename T, typename Task>
 void for_each_task(int64_t count, int64_t scratch_size, const Task& task) {
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  constexpr int64_t kLine = 64;
   std::atomic<int64_t> next{0};
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count));
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    std::vector<T> scratch(scratch_size);
-    for (int64_t i = next++; i < count; i = next++) task(i, scratch.data());
+    const std::unique_ptr<T, Free> scratch(static_cast<T*>(
+        std::aligned_alloc(kLine, round_up(std::max<int64_t>(scratch_size, 1) * sizeof(T), kLine))));
+    TORCH_CHECK(scratch != nullptr, "sacolor cpu kernel: out of memory for ", scratch_size,
+                " scratch elements");
+    for (int64_t i = next++; i < count; i = next++) task(i, scratch.get());
   });
 }
 
@@ -363,7 +376,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward(const Operands& op, double 
   Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
   Tensor lse = at::empty({s.batch, s.n}, op.x.options());
 
-  const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m);
+  const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m, 256);
   const int64_t blocks = (s.n_pad + task_rows - 1) / task_rows;
   const T* q_ptr = q.data_ptr<T>();
   const T* k_ptr = k_t.data_ptr<T>();
@@ -515,7 +528,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const T *dout_t_ptr = dout_t.data_ptr<T>(), *lse2_ptr = lse2.data_ptr<T>();
   const T* delta_ptr = delta.data_ptr<T>();
   T *dk_ptr = dk.data_ptr<T>(), *dv_ptr = dv.data_ptr<T>();
-  const int64_t task_keys = rows_per_task(s.m_pad, kt.block_n);
+  const int64_t task_keys = rows_per_task(s.m_pad, kt.block_n, 64);
   const Tensor dq = sum_over_key_blocks<T>(
       s.batch, (s.m_pad + task_keys - 1) / task_keys,
       pairs ? std::vector<int64_t>{s.n_pad / 2, w} : std::vector<int64_t>{s.n_pad, s.qk_pad}, options,

@@ -31,15 +31,14 @@ constexpr int max_rows(int col_vectors) {
 // B[d, j * width + lane] = b[j * b_ps + d * width + lane] (CV panels, b_ps apart).
 // ACCUMULATE is a template parameter so that the accumulators of C = A B start
 // as zero registers, not as a run-time choice the compiler spills to the stack.
-// AP = 2: each broadcast reads the pair a[r * a_rs + d * a_cs + {0, 1}] into
-// alternate lanes (the pair layout, tiles.h). ARS > 0: A's row stride is
+// ARS > 0: A's row stride is
 // ARS, known at compile time (a_rs must equal it): every broadcast of a depth
 // step is then one pointer plus a constant, where a run-time stride takes a
 // pointer per row, more than the integer registers hold (the spills made an
 // AVX2 tile of 6 rows and one vector 2.6x slower). Each vector of C passes
 // through `out` (out(value, row, col) -> what is stored; row and col relative
 // to the tile) on its way to memory.
-template <class Vec, int ROWS, int CV, bool ACCUMULATE, int AP, int64_t ARS, class Out>
+template <class Vec, int ROWS, int CV, bool ACCUMULATE, int64_t ARS, class Out>
 inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
                            const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
                            int64_t ldc, const Out& out) {
@@ -56,8 +55,7 @@ inline void gemm_tile_body(int64_t depth, const typename Vec::T* a, int64_t a_rs
     Vec brow[CV];
     for (int j = 0; j < CV; ++j) brow[j] = Vec::load(b + j * b_ps + d * W);
     for (int r = 0; r < ROWS; ++r) {
-      const typename Vec::T* a_rd = a + r * rs + d * a_cs;
-      const Vec ar = AP == 2 ? Vec::broadcast_pair(a_rd) : Vec::broadcast(*a_rd);
+      const Vec ar = Vec::broadcast(a[r * rs + d * a_cs]);
       for (int j = 0; j < CV; ++j) acc[r][j] = Vec::fmadd(ar, brow[j], acc[r][j]);
     }
   }
@@ -73,26 +71,26 @@ struct StoreAsIs {
   }
 };
 
-template <class Vec, int ROWS, int CV, int AP, int64_t ARS, class Out>
+template <class Vec, int ROWS, int CV, int64_t ARS, class Out>
 inline void gemm_tile(int64_t depth, const typename Vec::T* a, int64_t a_rs, int64_t a_cs,
                       const typename Vec::T* b, int64_t b_ps, typename Vec::T* c, int64_t ldc,
                       bool accumulate, const Out& out) {
   if (accumulate)
-    gemm_tile_body<Vec, ROWS, CV, true, AP, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
+    gemm_tile_body<Vec, ROWS, CV, true, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
   else
-    gemm_tile_body<Vec, ROWS, CV, false, AP, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
+    gemm_tile_body<Vec, ROWS, CV, false, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, out);
 }
 
 // The last rows % max_rows rows: picks the tile height at run time.
-template <class Vec, int CV, int AP, int64_t ARS, class Out, int ROWS = max_rows<Vec>(CV)>
+template <class Vec, int CV, int64_t ARS, class Out, int ROWS = max_rows<Vec>(CV)>
 inline void gemm_tail(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                       int64_t a_cs, const typename Vec::T* b, int64_t b_ps, typename Vec::T* c,
                       int64_t ldc, bool accumulate, const Out& out) {
   if constexpr (ROWS > 0) {
     if (rows == ROWS) {
-      gemm_tile<Vec, ROWS, CV, AP, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate, out);
+      gemm_tile<Vec, ROWS, CV, ARS>(depth, a, a_rs, a_cs, b, b_ps, c, ldc, accumulate, out);
     } else {
-      gemm_tail<Vec, CV, AP, ARS, Out, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc,
+      gemm_tail<Vec, CV, ARS, Out, ROWS - 1>(rows, depth, a, a_rs, a_cs, b, b_ps, c, ldc,
                                                  accumulate, out);
     }
   }
@@ -109,7 +107,7 @@ struct Shifted {
   }
 };
 
-template <class Vec, int CV, int AP = 1, int64_t ARS = 0, class Out = StoreAsIs>
+template <class Vec, int CV, int64_t ARS = 0, class Out = StoreAsIs>
 inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T* a, int64_t a_rs,
                               int64_t a_cs, const typename Vec::T* b, int64_t b_ps,
                               typename Vec::T* c, int64_t ldc, bool accumulate,
@@ -117,10 +115,10 @@ inline void gemm_column_group(int64_t rows, int64_t depth, const typename Vec::T
   constexpr int R = max_rows<Vec>(CV);
   int64_t r = 0;
   for (; r + R <= rows; r += R)
-    gemm_tile<Vec, R, CV, AP, ARS>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
+    gemm_tile<Vec, R, CV, ARS>(depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc, ldc,
                                    accumulate, Shifted<Out>{out, r, col_base});
   if (r < rows)
-    gemm_tail<Vec, CV, AP, ARS>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc,
+    gemm_tail<Vec, CV, ARS>(rows - r, depth, a + r * a_rs, a_rs, a_cs, b, b_ps, c + r * ldc,
                                 ldc, accumulate, Shifted<Out>{out, r, col_base});
 }
 
@@ -134,18 +132,21 @@ void gemm(int64_t rows, int64_t cols, int64_t depth, const typename Vec::T* a, i
   constexpr int W = Vec::width;
   int64_t col = 0;
   for (; col + 2 * W <= cols; col += 2 * W)
-    gemm_column_group<Vec, 2, 1, ARS>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps,
+    gemm_column_group<Vec, 2, ARS>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps,
                                       c + col, ldc, accumulate, out, col);
   if (col < cols)
-    gemm_column_group<Vec, 1, 1, ARS>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps,
+    gemm_column_group<Vec, 1, ARS>(rows, depth, a, a_rs, a_cs, b + col / W * b_ps, b_ps,
                                       c + col, ldc, accumulate, out, col);
 }
 
+// The largest of row[0, len), or `floor` itself when no entry exceeds it (nor
+// is NaN): the online softmax's running max (`floor`) then stays either way,
+// and the horizontal reduction, most of the work on a row of 112, is skipped.
 template <class Vec>
-typename Vec::T row_max(const typename Vec::T* row, int64_t len) {
+typename Vec::T row_max(const typename Vec::T* row, int64_t len, typename Vec::T floor) {
   Vec m = Vec::load(row);
   for (int64_t j = Vec::width; j < len; j += Vec::width) m = Vec::max(m, Vec::load(row + j));
-  return m.reduce_max();
+  return m.any_above(floor) ? m.reduce_max() : floor;
 }
 
 // row[j] = exp2(row[j] - shift), added lane by lane into the row's running sum
@@ -259,7 +260,8 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
       for (int64_t i = 0; i < rows; ++i) {
         T* row = s + i * BN;
         for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inf();
-        exp2_row<Vec>(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN)), st.sum(r0 + i));
+        exp2_row<Vec>(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN, st.run_max[r0 + i])),
+                      st.sum(r0 + i));
       }
       gemm<Vec, BN>(rows, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W,
                     st.acc + r0 * p.v_pad, p.v_pad, true);
@@ -267,6 +269,72 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
   }
   const int64_t rows = p.n - i0 < count ? p.n - i0 : count;
   st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+}
+
+// dK += dS^T Q and dQ += dS Kc for a strip of keys and `pairs` query pairs,
+// in the pair layout (tiles.h, backward_pairs), as one product: both multiply
+// the same broadcast pair of dS^T (key r, queries 2d and 2d + 1), dK's by
+// query pair d of Q into key r's row, dQ's by key r's doubled Kc row into query
+// pair d's row. Apart, the two products loaded a broadcast per FMA and ran at
+// 1.3-1.6x their FMA time in L2; here a broadcast feeds two FMAs, over register
+// blocks of ROWS keys (their dK and Kc rows) by kPairBlock query pairs (their
+// Q and dQ rows). Each sum runs in the order the two products had (dK's over
+// d, dQ's over r): the same bits.
+template <class Vec>
+constexpr int kPairBlock = Vec::width / 2;  // divides pairs: BM is a multiple of the width
+template <class Vec>
+constexpr int kKeyBlock = (Vec::registers - 2 * kPairBlock<Vec> - 1) / 2;
+
+template <class Vec, int ROWS, int64_t BQ>
+inline void dk_dq_pairs_body(int64_t pairs, const typename Vec::T* ds_t, const typename Vec::T* q,
+                             const typename Vec::T* kc, typename Vec::T* dk, int64_t ldk,
+                             typename Vec::T* dq) {
+  constexpr int W = Vec::width, D = kPairBlock<Vec>;
+  Vec dk_acc[ROWS], kc_row[ROWS];
+  for (int r = 0; r < ROWS; ++r) {
+    dk_acc[r] = Vec::load(dk + r * ldk);
+    kc_row[r] = Vec::load(kc + r * W);
+  }
+  for (int64_t d0 = 0; d0 < pairs; d0 += D) {
+    Vec q_pair[D], dq_acc[D];
+    for (int e = 0; e < D; ++e) {
+      q_pair[e] = Vec::load(q + (d0 + e) * W);
+      dq_acc[e] = Vec::load(dq + (d0 + e) * W);
+    }
+    for (int r = 0; r < ROWS; ++r)
+      for (int e = 0; e < D; ++e) {
+        const Vec s = Vec::broadcast_pair(ds_t + r * BQ + 2 * (d0 + e));
+        dk_acc[r] = Vec::fmadd(s, q_pair[e], dk_acc[r]);
+        dq_acc[e] = Vec::fmadd(s, kc_row[r], dq_acc[e]);
+      }
+    for (int e = 0; e < D; ++e) dq_acc[e].store(dq + (d0 + e) * W);
+  }
+  for (int r = 0; r < ROWS; ++r) dk_acc[r].store(dk + r * ldk);
+}
+
+// The last rows % kKeyBlock keys: picks the block height at run time.
+template <class Vec, int64_t BQ, int ROWS = kKeyBlock<Vec> - 1>
+inline void dk_dq_pairs_tail(int64_t rows, int64_t pairs, const typename Vec::T* ds_t,
+                             const typename Vec::T* q, const typename Vec::T* kc,
+                             typename Vec::T* dk, int64_t ldk, typename Vec::T* dq) {
+  if constexpr (ROWS > 0) {
+    if (rows == ROWS)
+      dk_dq_pairs_body<Vec, ROWS, BQ>(pairs, ds_t, q, kc, dk, ldk, dq);
+    else
+      dk_dq_pairs_tail<Vec, BQ, ROWS - 1>(rows, pairs, ds_t, q, kc, dk, ldk, dq);
+  }
+}
+
+template <class Vec, int64_t BQ>
+inline void dk_dq_pairs(int64_t rows, int64_t pairs, const typename Vec::T* ds_t,
+                        const typename Vec::T* q, const typename Vec::T* kc, typename Vec::T* dk,
+                        int64_t ldk, typename Vec::T* dq) {
+  constexpr int R = kKeyBlock<Vec>, W = Vec::width;
+  int64_t r = 0;
+  for (; r + R <= rows; r += R)
+    dk_dq_pairs_body<Vec, R, BQ>(pairs, ds_t + r * BQ, q, kc + r * W, dk + r * ldk, ldk, dq);
+  if (r < rows)
+    dk_dq_pairs_tail<Vec, BQ>(rows - r, pairs, ds_t + r * BQ, q, kc + r * W, dk + r * ldk, ldk, dq);
 }
 
 template <class Vec, int64_t BQ>
@@ -318,13 +386,10 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
                   return Vec::load(pt + row * BQ + col) * (dp - Vec::load(delta + col));
                 });
       if (pairs) {
-        // dK += dS^T Q, query pairs: A = neighbouring entries of a dS^T row, B = Q in the
-        // pair layout; lanes 2c and 2c + 1 of a key's row sum its even and its odd queries
-        gemm_column_group<Vec, 1, 2, BQ>(rows, BM / 2, dst, BQ, 2, p.q + i0 / 2 * W, 0,
-                                         p.dk + j * p.qk_pad, p.qk_pad, true);
-        // dQ += dS K, query pairs: A = neighbouring entries of a dS^T row, B = Kc doubled
-        gemm_column_group<Vec, 1, 2, 2>(BM / 2, rows, dst, 2, BQ, p.kc + j * W, 0,
-                                        p.dq + i0 / 2 * W, W, true);
+        // dK += dS^T Q and dQ += dS Kc over query pairs: lanes 2c and 2c + 1 of a key's dK row
+        // sum its even and its odd queries; Q in the pair layout, Kc doubled
+        dk_dq_pairs<Vec, BQ>(rows, BM / 2, dst, p.q + i0 / 2 * W, p.kc + j * W,
+                             p.dk + j * p.qk_pad, p.qk_pad, p.dq + i0 / 2 * W);
       } else {
         // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
         gemm<Vec, BQ>(rows, p.qk_pad, BM, dst, BQ, 1, p.q + i0 * W, p.n_pad * W,

@@ -31,25 +31,18 @@ struct VecAvx2 {
     std::memcpy(&pair, p, sizeof pair);
     return {_mm256_castpd_ps(_mm256_set1_pd(pair))};
   }
-  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
-  static VecAvx2 zip_low(VecAvx2 a, VecAvx2 b) {
-    return {_mm256_permute2f128_ps(_mm256_unpacklo_ps(a.v, b.v), _mm256_unpackhi_ps(a.v, b.v), 0x20)};
-  }
-  static VecAvx2 zip_high(VecAvx2 a, VecAvx2 b) {
-    return {_mm256_permute2f128_ps(_mm256_unpacklo_ps(a.v, b.v), _mm256_unpackhi_ps(a.v, b.v), 0x31)};
-  }
   static VecAvx2 fmadd(VecAvx2 a, VecAvx2 b, VecAvx2 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static VecAvx2 max(VecAvx2 a, VecAvx2 b) { return {_mm256_max_ps(a.v, b.v)}; }
 
-  // 2^x: round to the nearest integer n, a degree-5 polynomial for 2^(x - n)
-  // on [-0.5, 0.5] (exp2_poly.h), times 2^n
+  // 2^x: n = floor(x), a degree-5 polynomial for 2^(x - n) on [0, 1)
+  // (exp2_poly.h), times 2^n
   // built in the exponent bits. Clamping to [-127, 128] maps -inf to exactly
   // 0 (biased exponent 0) and overflow to inf; the operand order of max/min
   // keeps a NaN input NaN.
   static VecAvx2 exp2(VecAvx2 x) {
     __m256 t = _mm256_max_ps(_mm256_set1_ps(-127.0f), x.v);
     t = _mm256_min_ps(_mm256_set1_ps(128.0f), t);
-    const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     const __m256 f = _mm256_sub_ps(t, n);
     __m256 p = _mm256_set1_ps(kExp2Poly[0]);
     for (unsigned i = 1; i < sizeof kExp2Poly / sizeof kExp2Poly[0]; ++i)
@@ -69,6 +62,10 @@ struct VecAvx2 {
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
     return _mm_cvtss_f32(m);
+  }
+  // Whether some lane is above x or NaN (not <= x).
+  bool any_above(float x) const {
+    return _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_set1_ps(x), _CMP_NLE_UQ)) != 0;
   }
   static float exp2_scalar(float a) { return __builtin_exp2f(a); }
   static float log2_scalar(float a) { return __builtin_log2f(a); }

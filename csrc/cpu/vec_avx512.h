@@ -36,25 +36,14 @@ struct VecAvx512 {
     std::memcpy(&pair, p, sizeof pair);
     return {_mm512_castpd_ps(_mm512_set1_pd(pair))};
   }
-  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
-  static VecAvx512 zip_low(VecAvx512 a, VecAvx512 b) {
-    const __m512i lanes = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    return {_mm512_permutex2var_ps(a.v, lanes, b.v)};
-  }
-  static VecAvx512 zip_high(VecAvx512 a, VecAvx512 b) {
-    const __m512i lanes =
-        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    return {_mm512_permutex2var_ps(a.v, lanes, b.v)};
-  }
   static VecAvx512 fmadd(VecAvx512 a, VecAvx512 b, VecAvx512 c) {
     return {_mm512_fmadd_ps(a.v, b.v, c.v)};
   }
   static VecAvx512 max(VecAvx512 a, VecAvx512 b) { return {_mm512_max_ps(a.v, b.v)}; }
 
-  // 2^x with VecAvx2::exp2's polynomial (exp2_poly.h) for 2^f, f = x - n and
-  // n the nearest integer (vreduceps gives f in one instruction, where
-  // vrndscaleps and a subtraction take three micro-ops), and vscalefps for the
-  // 2^n (one instruction where AVX2 builds it in the exponent bits with four).
+  // 2^x with VecAvx2::exp2's polynomial (exp2_poly.h) for 2^f, f = x - floor(x)
+  // (vreduceps, one instruction), and vscalefps for the 2^floor(x): it floors
+  // x itself, so n = x - f is never formed (8 instructions; AVX2's take 13).
   // The softmax's arguments are scores minus a running max or a log-sum-exp:
   // at most a rounding above 0, or -inf, or NaN (a +inf score makes the max
   // +inf and the argument NaN), so no overflow clamp. Below -126 (-inf
@@ -62,16 +51,17 @@ struct VecAvx512 {
   // same end); NaN stays NaN (the compare is unordered-true).
   static VecAvx512 exp2(VecAvx512 x) {
     const __mmask16 normal = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
-    const __m512 f = _mm512_reduce_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 n = _mm512_sub_ps(x.v, f);
+    const __m512 f = _mm512_reduce_ps(x.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     __m512 p = _mm512_set1_ps(kExp2Poly[0]);
     for (unsigned i = 1; i < sizeof kExp2Poly / sizeof kExp2Poly[0]; ++i)
       p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[i]));
-    return {_mm512_maskz_scalef_ps(normal, p, n)};
+    return {_mm512_maskz_scalef_ps(normal, p, x.v)};
   }
 
   float reduce_sum() const { return _mm512_reduce_add_ps(v); }
   float reduce_max() const { return _mm512_reduce_max_ps(v); }
+  // Whether some lane is above x or NaN (not <= x).
+  bool any_above(float x) const { return _mm512_cmp_ps_mask(v, _mm512_set1_ps(x), _CMP_NLE_UQ) != 0; }
   static float exp2_scalar(float a) { return __builtin_exp2f(a); }
   static float log2_scalar(float a) { return __builtin_log2f(a); }
 };

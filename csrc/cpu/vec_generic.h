@@ -36,9 +36,6 @@ struct VecGeneric {
     for (int i = 0; i < W; ++i) r.lane[i] = p[i % 2];
     return r;
   }
-  // a0, b0, a1, b1, ... from the low halves of a and b; zip_high: the high halves.
-  static VecGeneric zip_low(const VecGeneric& a, const VecGeneric& b) { return zip(a, b, 0); }
-  static VecGeneric zip_high(const VecGeneric& a, const VecGeneric& b) { return zip(a, b, W / 2); }
   static VecGeneric fmadd(const VecGeneric& a, const VecGeneric& b, const VecGeneric& c) {
     VecGeneric r;
     for (int i = 0; i < W; ++i) r.lane[i] = a.lane[i] * b.lane[i] + c.lane[i];
@@ -79,18 +76,14 @@ struct VecGeneric {
     for (int i = 1; i < W; ++i) m = lane[i] > m ? lane[i] : m;
     return m;
   }
+  // Whether some lane is above x or NaN (not <= x).
+  bool any_above(T x) const {
+    for (int i = 0; i < W; ++i)
+      if (!(lane[i] <= x)) return true;
+    return false;
+  }
   static T exp2_scalar(T a) { return std::exp2(a); }
   static T log2_scalar(T a) { return std::log2(a); }
-
- private:
-  static VecGeneric zip(const VecGeneric& a, const VecGeneric& b, int from) {
-    VecGeneric r;
-    for (int i = 0; i < W / 2; ++i) {
-      r.lane[2 * i] = a.lane[from + i];
-      r.lane[2 * i + 1] = b.lane[from + i];
-    }
-    return r;
-  }
 };
 
 }  // namespace sacolor::cpu
