@@ -304,9 +304,12 @@ def test_ctrl_c_during_a_film_is_one_line_and_exit_130(checkpoint, tmp_path):
     original = film.read_bytes()
     out = tmp_path / "out"
     out.mkdir()
+    # SIGINT at its default: a test run in the background (nohup, `cmd &`) inherits it ignored, and
+    # Python then installs no KeyboardInterrupt handler, so the child would run on (exit 0).
     process = subprocess.Popen(
         [sys.executable, "-m", "sacolor.cli.infer", str(film), "-o", str(out / "film.mp4"), "--checkpoint", checkpoint,
          "--batch-size", "1", "--quiet"], stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for _ in range(1200):  # interrupt once the film is being written
         if leftovers(out) or process.poll() is not None:
