@@ -292,6 +292,8 @@ struct Sizes {
 // AVX-512: 21.1 s -> 18.6 s), the backward's 64, its side being twice the
 // forward's per row (10 MB at 128x128, C = 64; 1 thread, AVX-512: backward
 // -5 %). Smaller maps keep one block per task, for load balance across threads.
+constexpr int64_t kForwardLargeMapBlocks = 256;
+constexpr int64_t kBackwardLargeMapBlocks = 64;
 int64_t rows_per_task(int64_t padded, int64_t block, int64_t large_map_blocks) {
   return block * (padded >= large_map_blocks * block ? 4 : 1);
 }
@@ -376,7 +378,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward(const Operands& op, double 
   Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
   Tensor lse = at::empty({s.batch, s.n}, op.x.options());
 
-  const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m, 256);
+  const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m, kForwardLargeMapBlocks);
   const int64_t blocks = (s.n_pad + task_rows - 1) / task_rows;
   const T* q_ptr = q.data_ptr<T>();
   const T* k_ptr = k_t.data_ptr<T>();
@@ -528,7 +530,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const T *dout_t_ptr = dout_t.data_ptr<T>(), *lse2_ptr = lse2.data_ptr<T>();
   const T* delta_ptr = delta.data_ptr<T>();
   T *dk_ptr = dk.data_ptr<T>(), *dv_ptr = dv.data_ptr<T>();
-  const int64_t task_keys = rows_per_task(s.m_pad, kt.block_n, 64);
+  const int64_t task_keys = rows_per_task(s.m_pad, kt.block_n, kBackwardLargeMapBlocks);
   const Tensor dq = sum_over_key_blocks<T>(
       s.batch, (s.m_pad + task_keys - 1) / task_keys,
       pairs ? std::vector<int64_t>{s.n_pad / 2, w} : std::vector<int64_t>{s.n_pad, s.qk_pad}, options,
