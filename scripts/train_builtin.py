@@ -75,7 +75,7 @@ COMMON_ARGS = [
     "--no-progress",
 ]
 BASE_ARGS = ["--recon-loss", "l2", "--rebalance", "0", "--gan-start-step", str(NEVER)]
-FINE_TUNE_ARGS = ["--recon-loss", "delta-e", "--rebalance", "0.3", "--gan-start-step", str(NEVER)]
+FINE_TUNE_ARGS = ["--recon-loss", "delta-e", "--rebalance", "0.2", "--gan-start-step", str(NEVER)]
 CONTACT_TILE = 200
 CONTACT_LABEL = 18
 CONTACT_PER_CATEGORY = 4  # 7 categories: 28 held-out photos on the sheet
