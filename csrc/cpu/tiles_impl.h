@@ -371,20 +371,20 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
       // P^T = exp2(S^T - lse), straight from the score registers (padded keys: 0)
       const int64_t valid_rows = valid - r0;
       const T* lse = p.lse2 + i0;
-      gemm<Vec>(rows, BM, p.qk, p.k + j * p.qk_pad, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt,
-                BQ, false, [valid_rows, lse](Vec s, int64_t row, int64_t col) {
-                  return row < valid_rows ? Vec::exp2(s - Vec::load(lse + col)) : Vec::zero();
-                });
+      gemm<Vec, 1>(rows, BM, p.qk, p.k + j * p.qk, 1, SR, p.qt + i0 * p.qk, p.qk * W, pt, BQ,
+                   false, [valid_rows, lse](Vec s, int64_t row, int64_t col) {
+                     return row < valid_rows ? Vec::exp2(s - Vec::load(lse + col)) : Vec::zero();
+                   });
       // dV += P^T dO
       gemm<Vec, BQ>(rows, p.v_pad, BM, pt, BQ, 1, p.dout + i0 * W, p.n_pad * W,
                     p.dv + j * p.v_pad, p.v_pad, true);
       // dS^T = P^T * (dP^T - delta), dP^T = V dO^T straight from the product's registers
       const T* delta = p.delta + i0;
-      gemm<Vec>(rows, BM, p.v_channels, p.v + j * p.v_pad, p.v_pad, 1,
-                p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BQ, false,
-                [pt, delta](Vec dp, int64_t row, int64_t col) {
-                  return Vec::load(pt + row * BQ + col) * (dp - Vec::load(delta + col));
-                });
+      gemm<Vec, 1>(rows, BM, p.v_channels, p.v + j * p.v_channels, 1, SR,
+                   p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BQ, false,
+                   [pt, delta](Vec dp, int64_t row, int64_t col) {
+                     return Vec::load(pt + row * BQ + col) * (dp - Vec::load(delta + col));
+                   });
       if (pairs) {
         // dK += dS^T Q and dQ += dS Kc over query pairs: lanes 2c and 2c + 1 of a key's dK row
         // sum its even and its odd queries; Q in the pair layout, Kc doubled
@@ -428,11 +428,13 @@ template <class Vec, int64_t BM, int64_t BN, int64_t BQ>
 constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
   static_assert(BM % Vec::width == 0 && BN % Vec::width == 0 && BQ % Vec::width == 0,
                 "blocks must hold whole vectors");
+  static_assert(BN % kStrip<Vec> == 0, "key blocks must hold whole strips");
   return KernelTable<typename Vec::T>{
       isa,
       BM,
       BN,
       Vec::width,
+      kStrip<Vec>,
       &forward_scratch<Vec, BN>,
       &backward_scratch<Vec, BQ>,
       &forward_block<Vec, BN>,
