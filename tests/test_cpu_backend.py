@@ -96,7 +96,8 @@ def _check(inputs, tol, dtype=torch.float64):
 @pytest.mark.parametrize("pool", [1, 2])
 @pytest.mark.parametrize("bias, out_proj, v", [(True, False, 4), (False, True, 3), (True, True, 6)])
 def test_gradcheck_float64(pool, bias, out_proj, v):
-    # N = 48 spans two float64 query/key blocks (32), so the online softmax merges blocks.
+    # N = 48 spans two float64 query blocks (32) and two key blocks (24), so the online softmax
+    # merges blocks.
     x, p, _, _ = _make(2, 4, 6, 8, v, pool, bias, out_proj, torch.float64, qk=2)
     names = list(p)
 
@@ -278,10 +279,10 @@ def test_channels_last_and_strided_inputs():
 
 def test_large_maps_take_several_blocks_per_task_and_agree_with_float32():
     # From 256 blocks up the forward gives each task four blocks of queries, and from 64 blocks
-    # up the backward four blocks of keys, the last task fewer. The float64 tiles (32-blocks)
-    # do both from 8 192 positions, where the float32 forward (64 to 112-blocks) still takes
-    # one block per task: 9 000 positions (282 blocks, 70.5 tasks) checks the one path
-    # against the other.
+    # up the backward four blocks of keys, the last task fewer. The float64 tiles (blocks of
+    # 32 queries, 24 keys) do both from 8 192 positions, where the float32 forward (64 to
+    # 112-blocks) still takes one block per task: 9 000 positions (282 blocks, 70.5 tasks)
+    # checks the one path against the other.
     x, p, dy, pool = inputs = _make(1, 8, 90, 100, 8, 1, True, False)
     _assert_matches(_run(*inputs, "cpu"), _run(*inputs, "cpu", torch.float64), 2e-5, x, dy, p["gamma"])
 

@@ -505,7 +505,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   };
   const Tensor q_t = panels(q_scaled.transpose(1, 2), s.qk, s.n_pad, w);
   const Tensor q = pairs ? pair_layout(q_scaled, s.n_pad) : panels(q_scaled, s.n_pad, s.qk_pad, w);
-  const Tensor k = padded(k_rows, s.m_pad, s.qk_pad);
+  const Tensor k = panels(k_rows.transpose(1, 2), s.qk, s.m_pad, kt.strip);
   // Each row of dS sums to 0 and each row of P to 1, so subtracting the mean
   // key from k in dq = dS k, and the mean value from v and o in
   // dS = P (dO v^T - rowsum(dO o)), changes nothing exactly but removes the
@@ -514,7 +514,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const Tensor k_mean = k_rows.mean(1, true), v_mean = v_rows.mean(1, true);  // (B, 1, ch)
   const Tensor k_centered = pairs ? padded((k_rows - k_mean).repeat_interleave(2, 2), s.m_pad, w)
                                   : panels(k_rows - k_mean, s.m_pad, s.qk_pad, w);
-  const Tensor v = padded(v_rows - v_mean, s.m_pad, s.v_pad);
+  const Tensor v = panels((v_rows - v_mean).transpose(1, 2), s.v, s.m_pad, kt.strip);
   const Tensor dout = panels(d_o, s.n_pad, s.v_pad, w);
   const Tensor dout_t = panels(d_o.transpose(1, 2), s.v, s.n_pad, w);
   // +inf log-sum-exp on padded queries gives them probability 0.
@@ -538,9 +538,9 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
         const BackwardProblem<T> p{
             qt_ptr + b * s.qk * s.n_pad,
             q_ptr + b * q.stride(0),
-            k_ptr + b * s.m_pad * s.qk_pad,
+            k_ptr + b * s.m_pad * s.qk,
             kc_ptr + b * s.m_pad * s.qk_pad,
-            v_ptr + b * s.m_pad * s.v_pad,
+            v_ptr + b * s.m_pad * s.v,
             dout_ptr + b * s.n_pad * s.v_pad,
             dout_t_ptr + b * s.v * s.n_pad,
             lse2_ptr + b * s.n_pad,

@@ -52,9 +52,13 @@ struct BackwardProblem {
   // (m_pad, width) in halves (see backward_pairs).
   const T* qt;     // queries transposed (qk x n_pad), times scale * log2(e), in panels
   const T* q;      // queries (n_pad x qk_pad), times scale * log2(e), in panels
-  const T* k;      // (m_pad, qk_pad), row-major
+  // "in strips": an (m_pad x depth) matrix stored as (m_pad / strip, depth, strip), the
+  // keys of a strip (KernelTable::strip) side by side: a product over a strip's keys as
+  // rows then reads them at compile-time offsets (its rows a run-time stride apart took
+  // more pointers than the integer registers hold; backward -2 %).
+  const T* k;      // keys (m_pad x qk), in strips
   const T* kc;     // keys minus their mean (m_pad x qk_pad), in panels; for dq
-  const T* v;      // (m_pad, v_pad), row-major: values minus their mean
+  const T* v;      // values minus their mean (m_pad x v_channels), in strips
   const T* dout;   // dO (n_pad x v_pad), the gradient of o, in panels
   const T* doutt;  // dO transposed (v_channels x n_pad), in panels
   const T* lse2;   // (n_pad,): log-sum-exp in base 2 (scaled scores), +inf on padding
@@ -73,6 +77,7 @@ struct KernelTable {
   int64_t block_m;  // queries per block; n_pad is a multiple of it
   int64_t block_n;  // keys per block; m_pad is a multiple of it
   int64_t width;    // vector width; qk_pad and v_pad are multiples of it
+  int64_t strip;    // keys per strip of the backward's k and v (BackwardProblem); divides block_n
   // Scratch elements one thread needs, given the padded channel widths (and
   // for the forward, the queries per call).
   int64_t (*forward_scratch)(int64_t task_rows, int64_t v_pad);

@@ -24,10 +24,11 @@ namespace {
 // 112 = 8 register tiles of 14 rows (two vectors per row: 28 accumulators of
 // 32 registers) = 7 tiles of 16 rows (one vector per row) = 7 vectors of 16
 // columns: no ragged tiles whichever way a block is used. The backward takes
-// 64 queries at a time (measured: 0.72 s at 112, 0.68 s at 64, 0.71 s at 48,
-// 1 thread, 128x128, C = 64), so that dO and dO^T of a chunk stay in L1 beside
-// the key strip's P^T and dS^T.
-constexpr KernelTable<float> kAvx512F32 = avx512::make_table<VecAvx512, 112, 112, 64>("avx512");
+// 128 queries at a time: with its keys and values in strips, 1.5-2 % faster
+// than 64 (kernel micro-benchmark, both interleaved, 1 thread, 128x128 and
+// 256x256, C = 64; 96: -0.8 %, 48: +1.4 %, 256: as 128), though a chunk's dO
+// and dO^T no longer fit in L1 (64 had been the best of 48, 64 and 112 before).
+constexpr KernelTable<float> kAvx512F32 = avx512::make_table<VecAvx512, 112, 112, 128>("avx512");
 }  // namespace
 const KernelTable<float>* avx512_f32() { return &kAvx512F32; }
 }  // namespace sacolor::cpu

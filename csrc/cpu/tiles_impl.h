@@ -251,24 +251,28 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
   const int64_t count = p.n_pad - i0 < p.task_rows ? p.n_pad - i0 : p.task_rows;
   T* s = scratch;  // (SR, BN) scores, then probabilities
   const SoftmaxRows<Vec> st = SoftmaxRows<Vec>::start(s + SR * BN, count, p.v_pad);
+  // Strips wholly of padded queries (never written out) and the padded keys of
+  // the last block, past the vector that holds its last key, are skipped: their
+  // probabilities are 0 (1 % of the work at 128x128, n_pad = m_pad = 16 464).
+  const int64_t live = p.n - i0 < count ? p.n - i0 : count;
   for (int64_t j0 = 0; j0 < p.m_pad; j0 += BN) {
     const int64_t valid = p.m - j0 < BN ? p.m - j0 : BN;
-    for (int64_t r0 = 0; r0 < count; r0 += SR) {
+    const int64_t cols = (valid + W - 1) / W * W;
+    for (int64_t r0 = 0; r0 < live; r0 += SR) {
       const int64_t rows = count - r0 < SR ? count - r0 : SR;
-      gemm<Vec>(rows, BN, p.qk, p.q + (i0 + r0) * p.qk_pad, p.qk_pad, 1, p.kt + j0 * p.qk,
+      gemm<Vec>(rows, cols, p.qk, p.q + (i0 + r0) * p.qk_pad, p.qk_pad, 1, p.kt + j0 * p.qk,
                 p.qk * W, s, BN, false);
       for (int64_t i = 0; i < rows; ++i) {
         T* row = s + i * BN;
-        for (int64_t j = valid; j < BN; ++j) row[j] = -__builtin_inf();
-        exp2_row<Vec>(row, BN, st.advance(r0 + i, row_max<Vec>(row, BN, st.run_max[r0 + i])),
+        for (int64_t j = valid; j < cols; ++j) row[j] = -__builtin_inf();
+        exp2_row<Vec>(row, cols, st.advance(r0 + i, row_max<Vec>(row, cols, st.run_max[r0 + i])),
                       st.sum(r0 + i));
       }
-      gemm<Vec, BN>(rows, p.v_pad, BN, s, BN, 1, p.v + j0 * W, p.m_pad * W,
+      gemm<Vec, BN>(rows, p.v_pad, valid, s, BN, 1, p.v + j0 * W, p.m_pad * W,
                     st.acc + r0 * p.v_pad, p.v_pad, true);
     }
   }
-  const int64_t rows = p.n - i0 < count ? p.n - i0 : count;
-  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+  st.write(live, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
 }
 
 // dK += dS^T Q and dQ += dS Kc for a strip of keys and `pairs` query pairs,
@@ -362,7 +366,8 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   const int64_t valid = p.m - j0 < count ? p.m - j0 : count;
   for (int64_t i = 0; i < count * p.qk_pad; ++i) p.dk[j0 * p.qk_pad + i] = T(0);
   for (int64_t i = 0; i < count * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
-  for (int64_t i0 = 0; i0 < p.n_pad; i0 += BQ) {
+  // Chunks wholly of padded queries (probability 0) add nothing.
+  for (int64_t i0 = 0; i0 < p.n; i0 += BQ) {
     const int64_t BM = p.n_pad - i0 < BQ ? p.n_pad - i0 : BQ;
     // Strips wholly of padded keys take no probability and add nothing.
     for (int64_t r0 = 0; r0 < valid; r0 += SR) {
@@ -371,20 +376,20 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
       // P^T = exp2(S^T - lse), straight from the score registers (padded keys: 0)
       const int64_t valid_rows = valid - r0;
       const T* lse = p.lse2 + i0;
-      gemm<Vec>(rows, BM, p.qk, p.k + j * p.qk_pad, p.qk_pad, 1, p.qt + i0 * p.qk, p.qk * W, pt,
-                BQ, false, [valid_rows, lse](Vec s, int64_t row, int64_t col) {
-                  return row < valid_rows ? Vec::exp2(s - Vec::load(lse + col)) : Vec::zero();
-                });
+      gemm<Vec, 1>(rows, BM, p.qk, p.k + j * p.qk, 1, SR, p.qt + i0 * p.qk, p.qk * W, pt, BQ,
+                   false, [valid_rows, lse](Vec s, int64_t row, int64_t col) {
+                     return row < valid_rows ? Vec::exp2(s - Vec::load(lse + col)) : Vec::zero();
+                   });
       // dV += P^T dO
       gemm<Vec, BQ>(rows, p.v_pad, BM, pt, BQ, 1, p.dout + i0 * W, p.n_pad * W,
                     p.dv + j * p.v_pad, p.v_pad, true);
       // dS^T = P^T * (dP^T - delta), dP^T = V dO^T straight from the product's registers
       const T* delta = p.delta + i0;
-      gemm<Vec>(rows, BM, p.v_channels, p.v + j * p.v_pad, p.v_pad, 1,
-                p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BQ, false,
-                [pt, delta](Vec dp, int64_t row, int64_t col) {
-                  return Vec::load(pt + row * BQ + col) * (dp - Vec::load(delta + col));
-                });
+      gemm<Vec, 1>(rows, BM, p.v_channels, p.v + j * p.v_channels, 1, SR,
+                   p.doutt + i0 * p.v_channels, p.v_channels * W, dst, BQ, false,
+                   [pt, delta](Vec dp, int64_t row, int64_t col) {
+                     return Vec::load(pt + row * BQ + col) * (dp - Vec::load(delta + col));
+                   });
       if (pairs) {
         // dK += dS^T Q and dQ += dS Kc over query pairs: lanes 2c and 2c + 1 of a key's dK row
         // sum its even and its odd queries; Q in the pair layout, Kc doubled
@@ -428,11 +433,13 @@ template <class Vec, int64_t BM, int64_t BN, int64_t BQ>
 constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
   static_assert(BM % Vec::width == 0 && BN % Vec::width == 0 && BQ % Vec::width == 0,
                 "blocks must hold whole vectors");
+  static_assert(BN % kStrip<Vec> == 0, "key blocks must hold whole strips");
   return KernelTable<typename Vec::T>{
       isa,
       BM,
       BN,
       Vec::width,
+      kStrip<Vec>,
       &forward_scratch<Vec, BN>,
       &backward_scratch<Vec, BQ>,
       &forward_block<Vec, BN>,
