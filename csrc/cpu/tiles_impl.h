@@ -346,12 +346,12 @@ int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
   return 2 * kStrip<Vec> * BQ;
 }
 
-// One key block against every query, BQ queries at a time (the last chunk of
-// n_pad may be narrower); scores transposed (keys are rows), a strip of keys
-// at a time, so that its P^T and dS^T and the chunk's dO stay in L1 through
-// the five products that use them.
-template <class Vec, int64_t BN, int64_t BQ>
-void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
+// Keys [j0, j0 + count) against every query, BQ queries at a time (the last
+// chunk of n_pad may be narrower); scores transposed (keys are rows), a strip
+// of keys at a time, so that its P^T and dS^T and the chunk's dO stay in L1
+// through the five products that use them.
+template <class Vec, int64_t BQ>
+void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t j0, int64_t count,
                     typename Vec::T* scratch) {
   using T = typename Vec::T;
   constexpr int W = Vec::width;
@@ -361,8 +361,6 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   // read them as A then know their row stride at compile time (gemm_tile_body).
   T* pt = scratch;        // (SR, BQ): probabilities P^T, the first BM columns
   T* dst = pt + SR * BQ;  // (SR, BQ): dP^T, then dS^T
-  const int64_t j0 = block * p.task_keys;
-  const int64_t count = p.m_pad - j0 < p.task_keys ? p.m_pad - j0 : p.task_keys;
   const int64_t valid = p.m - j0 < count ? p.m - j0 : count;
   for (int64_t i = 0; i < count * p.qk_pad; ++i) p.dk[j0 * p.qk_pad + i] = T(0);
   for (int64_t i = 0; i < count * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
@@ -443,7 +441,7 @@ constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
       &forward_scratch<Vec, BN>,
       &backward_scratch<Vec, BQ>,
       &forward_block<Vec, BN>,
-      &backward_block<Vec, BN, BQ>,
+      &backward_block<Vec, BQ>,
       &exp2_inplace<Vec>,
       &row_dots<Vec>,
   };
