@@ -284,18 +284,24 @@ struct Sizes {
   }
 };
 
-// Rows (queries in the forward, keys in the backward) per task, a multiple of
-// `block`. Each task streams the other side (keys and values; queries, dO and
-// dO^T) past its rows once; where that side no longer fits in L2, four blocks
-// per task make it a quarter as often. From `large_map_blocks` blocks up: the
-// forward's 256 (37 MB of keys and values at 256x512, C = 64; 1 thread,
-// AVX-512: 21.1 s -> 18.6 s), the backward's 64, its side being twice the
-// forward's per row (10 MB at 128x128, C = 64; 1 thread, AVX-512: backward
-// -5 %). Smaller maps keep one block per task, for load balance across threads.
+// Queries per forward task, a multiple of `block`. Each task streams the keys
+// and values past its queries once; where they no longer fit in L2, four
+// blocks per task make it a quarter as often: from 256 blocks up (37 MB of keys
+// and values at 256x512, C = 64; 1 thread, AVX-512: 21.1 s -> 18.6 s). Smaller
+// maps keep one block per task, for load balance across threads.
 constexpr int64_t kForwardLargeMapBlocks = 256;
-constexpr int64_t kBackwardLargeMapBlocks = 64;
-int64_t rows_per_task(int64_t padded, int64_t block, int64_t large_map_blocks) {
-  return block * (padded >= large_map_blocks * block ? 4 : 1);
+// Key blocks per backward call (sum_over_keys; a part smaller than that is one
+// call). Each call streams the queries' side (queries, dO, dO^T, dq: 10 MB at
+// 128x128, C = 64) past its keys once, and each key costs about 640 bytes of L2
+// (k, kc, v, dk, dv), so eight blocks (768 keys on AVX2, 896 on AVX-512: about
+// 0.5 MB) stream it an eighth as often and stay in L2 (1 thread, 128x128, the
+// backward op alone, all three interleaved, under load: four blocks 0.933 and
+// 0.564 s, eight 0.900 and 0.543 s, sixteen 0.900 and 0.546 s, AVX2 and
+// AVX-512; one block was 5 % slower than four). It no longer sets the load
+// balance, which the parts do.
+constexpr int64_t kBackwardTaskBlocks = 8;
+int64_t rows_per_task(int64_t padded, int64_t block) {
+  return block * (padded >= kForwardLargeMapBlocks * block ? 4 : 1);
 }
 
 // Runs task(i, scratch) for every i in [0, count) on torch's threads (so
@@ -395,7 +401,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward(const Operands& op, double 
   Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
   Tensor lse = at::empty({s.batch, s.n}, op.x.options());
 
-  const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m, kForwardLargeMapBlocks);
+  const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m);
   const int64_t blocks = (s.n_pad + task_rows - 1) / task_rows;
   const T* q_ptr = q.data_ptr<T>();
   const T* k_ptr = k_t.data_ptr<T>();
@@ -548,7 +554,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const T* delta_ptr = delta.data_ptr<T>();
   T *dk_ptr = dk.data_ptr<T>(), *dv_ptr = dv.data_ptr<T>();
   const Tensor dq = sum_over_keys<T>(
-      s.batch, s.m, s.m_pad, kt.strip, rows_per_task(s.m_pad, kt.block_n, kBackwardLargeMapBlocks),
+      s.batch, s.m, s.m_pad, kt.strip, kBackwardTaskBlocks * kt.block_n,
       pairs ? std::vector<int64_t>{s.n_pad / 2, w} : std::vector<int64_t>{s.n_pad, s.qk_pad}, options,
       kt.backward_scratch(s.qk_pad, s.v_pad),
       [&](int64_t b, int64_t first_key, int64_t keys, T* dq_b, T* work) {
