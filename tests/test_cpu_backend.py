@@ -278,9 +278,9 @@ def test_channels_last_and_strided_inputs():
 
 
 def test_large_maps_take_several_blocks_per_task_and_agree_with_float32():
-    # From 256 blocks up the forward gives each task four blocks of queries, and from 64 blocks
-    # up the backward four blocks of keys, the last task fewer. The float64 tiles (blocks of
-    # 32 queries, 24 keys) do both from 8 192 positions, where the float32 forward (64 to
+    # From 256 blocks up the forward gives each task four blocks of queries (the backward takes
+    # up to eight blocks of keys per call on every map). The float64 tiles (blocks of 32
+    # queries, 24 keys) do so from 8 192 positions, where the float32 forward (64 to
     # 112-blocks) still takes one block per task: 9 000 positions (282 blocks, 70.5 tasks)
     # checks the one path against the other.
     x, p, dy, pool = inputs = _make(1, 8, 90, 100, 8, 1, True, False)

@@ -284,18 +284,24 @@ struct Sizes {
   }
 };
 
-// Rows (queries in the forward, keys in the backward) per task, a multiple of
-// `block`. Each task streams the other side (keys and values; queries, dO and
-// dO^T) past its rows once; where that side no longer fits in L2, four blocks
-// per task make it a quarter as often. From `large_map_blocks` blocks up: the
-// forward's 256 (37 MB of keys and values at 256x512, C = 64; 1 thread,
-// AVX-512: 21.1 s -> 18.6 s), the backward's 64, its side being twice the
-// forward's per row (10 MB at 128x128, C = 64; 1 thread, AVX-512: backward
-// -5 %). Smaller maps keep one block per task, for load balance across threads.
+// Queries per forward task, a multiple of `block`. Each task streams the keys
+// and values past its queries once; where they no longer fit in L2, four
+// blocks per task make it a quarter as often: from 256 blocks up (37 MB of keys
+// and values at 256x512, C = 64; 1 thread, AVX-512: 21.1 s -> 18.6 s). Smaller
+// maps keep one block per task, for load balance across threads.
 constexpr int64_t kForwardLargeMapBlocks = 256;
-constexpr int64_t kBackwardLargeMapBlocks = 64;
-int64_t rows_per_task(int64_t padded, int64_t block, int64_t large_map_blocks) {
-  return block * (padded >= large_map_blocks * block ? 4 : 1);
+// Key blocks per backward call (sum_over_keys; a part smaller than that is one
+// call). Each call streams the queries' side (queries, dO, dO^T, dq: 10 MB at
+// 128x128, C = 64) past its keys once, and each key costs about 640 bytes of L2
+// (k, kc, v, dk, dv), so eight blocks (768 keys on AVX2, 896 on AVX-512: about
+// 0.5 MB) stream it an eighth as often and stay in L2 (1 thread, 128x128, the
+// backward op alone, all three interleaved, under load: four blocks 0.933 and
+// 0.564 s, eight 0.900 and 0.543 s, sixteen 0.900 and 0.546 s, AVX2 and
+// AVX-512; one block was 5 % slower than four). It no longer sets the load
+// balance, which the parts do.
+constexpr int64_t kBackwardTaskBlocks = 8;
+int64_t rows_per_task(int64_t padded, int64_t block) {
+  return block * (padded >= kForwardLargeMapBlocks * block ? 4 : 1);
 }
 
 // Runs task(i, scratch) for every i in [0, count) on torch's threads (so
@@ -323,22 +329,30 @@ void for_each_task(int64_t count, int64_t scratch_size, const Task& task) {
   });
 }
 
-// Runs block(b, key_block, dq_b, scratch) for every (batch element, key block)
-// in parallel and returns dq (B, dq_shape...), the sum of what the blocks add
-// into dq_b (the dq of batch element b). dq is a sum over key blocks, so each
-// part (a contiguous run of tasks, four parts per thread for load balance)
+// Runs keys(b, first_key, count, dq_b, scratch) over every batch element's
+// keys [0, m_pad) in parallel and returns dq (B, dq_shape...), the sum of what
+// the calls add into dq_b (the dq of batch element b). dq is a sum over keys,
+// so each part (four per thread, taken in turn by whichever thread is free)
 // sums into its own buffer and the parts are added in a fixed order
 // afterwards: no atomics, and the same bits on every run with the same thread
-// count. Extra memory: O((B + 4 * threads) * dq_shape).
-template <typename T, typename Block>
-Tensor sum_over_key_blocks(int64_t batch, int64_t key_blocks, std::vector<int64_t> dq_shape,
-                           const at::TensorOptions& options, int64_t scratch, const Block& block) {
-  const int64_t tasks = batch * key_blocks;
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(4 * at::get_num_threads(), tasks));
-  auto first_task = [&](int64_t part) { return part * tasks / parts; };
-  auto first_batch = [&](int64_t part) { return first_task(part) / key_blocks; };
+// count. The parts hold the same number of the m valid keys to within one
+// `unit` (a multiple of the kernels' key granularity), whatever `task_keys`
+// (the keys a call should take, for cache reuse; each part runs its keys in
+// calls of about that many): parts of whole tasks were uneven (43 tasks of 384
+// keys in 8 parts of 5 or 6, AVX2 at 128x128, C = 64: the last thread ran 6 %
+// of the backward alone). The padded keys past m go to the last call of each
+// batch element. Extra memory: O((B + 4 * threads) * dq_shape).
+template <typename T, typename Keys>
+Tensor sum_over_keys(int64_t batch, int64_t m, int64_t m_pad, int64_t unit, int64_t task_keys,
+                     std::vector<int64_t> dq_shape, const at::TensorOptions& options,
+                     int64_t scratch, const Keys& keys) {
+  const int64_t units = (m + unit - 1) / unit;  // per batch element
+  const int64_t total = batch * units;
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(4 * at::get_num_threads(), total));
+  auto first_unit = [&](int64_t part) { return part * total / parts; };
+  auto first_batch = [&](int64_t part) { return first_unit(part) / units; };
   auto batches = [&](int64_t part) {
-    return (first_task(part + 1) - 1) / key_blocks - first_batch(part) + 1;
+    return (first_unit(part + 1) - 1) / units - first_batch(part) + 1;
   };
   auto shape = [&](int64_t leading) {
     std::vector<int64_t> full{leading};
@@ -351,9 +365,18 @@ Tensor sum_over_key_blocks(int64_t batch, int64_t key_blocks, std::vector<int64_
   for (int64_t part = 0; part < parts; ++part) dq_parts.push_back(at::zeros(shape(batches(part)), options));
   for_each_task<T>(parts, scratch, [&](int64_t part, T* work) {
     T* dq_part = dq_parts[part].template data_ptr<T>();
-    for (int64_t task = first_task(part); task < first_task(part + 1); ++task) {
-      const int64_t b = task / key_blocks;
-      block(b, task % key_blocks, dq_part + (b - first_batch(part)) * per_batch, work);
+    for (int64_t u = first_unit(part); u < first_unit(part + 1);) {
+      const int64_t b = u / units;
+      const int64_t lo = u - b * units;
+      const int64_t hi = std::min(first_unit(part + 1), (b + 1) * units) - b * units;
+      const int64_t end = hi == units ? m_pad : hi * unit;
+      const int64_t calls = std::max<int64_t>(1, ((hi - lo) * unit + task_keys / 2) / task_keys);
+      for (int64_t call = 0; call < calls; ++call) {
+        const int64_t first = (lo + call * (hi - lo) / calls) * unit;
+        const int64_t last = call + 1 < calls ? (lo + (call + 1) * (hi - lo) / calls) * unit : end;
+        keys(b, first, last - first, dq_part + (b - first_batch(part)) * per_batch, work);
+      }
+      u = b * units + hi;
     }
   });
   Tensor dq = at::zeros(shape(batch), options);
@@ -378,7 +401,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward(const Operands& op, double 
   Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
   Tensor lse = at::empty({s.batch, s.n}, op.x.options());
 
-  const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m, kForwardLargeMapBlocks);
+  const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m);
   const int64_t blocks = (s.n_pad + task_rows - 1) / task_rows;
   const T* q_ptr = q.data_ptr<T>();
   const T* k_ptr = k_t.data_ptr<T>();
@@ -530,11 +553,11 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
   const T *dout_t_ptr = dout_t.data_ptr<T>(), *lse2_ptr = lse2.data_ptr<T>();
   const T* delta_ptr = delta.data_ptr<T>();
   T *dk_ptr = dk.data_ptr<T>(), *dv_ptr = dv.data_ptr<T>();
-  const int64_t task_keys = rows_per_task(s.m_pad, kt.block_n, kBackwardLargeMapBlocks);
-  const Tensor dq = sum_over_key_blocks<T>(
-      s.batch, (s.m_pad + task_keys - 1) / task_keys,
+  const Tensor dq = sum_over_keys<T>(
+      s.batch, s.m, s.m_pad, kt.strip, kBackwardTaskBlocks * kt.block_n,
       pairs ? std::vector<int64_t>{s.n_pad / 2, w} : std::vector<int64_t>{s.n_pad, s.qk_pad}, options,
-      kt.backward_scratch(s.qk_pad, s.v_pad), [&](int64_t b, int64_t key_block, T* dq_b, T* work) {
+      kt.backward_scratch(s.qk_pad, s.v_pad),
+      [&](int64_t b, int64_t first_key, int64_t keys, T* dq_b, T* work) {
         const BackwardProblem<T> p{
             qt_ptr + b * s.qk * s.n_pad,
             q_ptr + b * q.stride(0),
@@ -548,8 +571,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward(const Tensor& q_scaled, co
             dq_b,
             dk_ptr + b * dk.size(1) * dk.size(2),
             dv_ptr + b * s.m_pad * s.v_pad,
-            s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad, task_keys};
-        kt.backward_block(p, key_block, work);
+            s.n, s.m, s.n_pad, s.m_pad, s.qk, s.qk_pad, s.v, s.v_pad};
+        kt.backward_block(p, first_key, keys, work);
       });
   // The scores were (q * scale * log2 e) . k / log2 e: d/dq carries scale, d/dk 1 / log2 e.
   const Tensor dk_rows = pairs ? dk.view({s.batch, s.m_pad, w / 2, 2}).sum(3) : dk;  // halves added
@@ -594,9 +617,9 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward_bf16(const Tensor& q_scale
   const bf16_bits *dout_ptr = bf16_data(dout), *dout_t_ptr = bf16_data(dout_t);
   const float *lse2_ptr = lse2.data_ptr<float>(), *delta_ptr = delta.data_ptr<float>();
   float *dk_ptr = dk.data_ptr<float>(), *dv_ptr = dv.data_ptr<float>();
-  const Tensor dq_t = sum_over_key_blocks<float>(
-      batch, m_pad / kt.block_n, {qk_rows, n_pad}, options, kt.backward_scratch(),
-      [&](int64_t b, int64_t key_block, float* dq_t_b, float* work) {
+  const Tensor dq_t = sum_over_keys<float>(
+      batch, m, m_pad, kt.block_n, kt.block_n, {qk_rows, n_pad}, options, kt.backward_scratch(),
+      [&](int64_t b, int64_t first_key, int64_t keys, float* dq_t_b, float* work) {
         const Bf16BackwardProblem p{qt_ptr + b * qk2 * n_pad,  q_ptr + b * n_pad * qk_pad,
                                     k_ptr + b * m_pad * qk2,   kct_ptr + b * qk_rows * m_pad,
                                     v_ptr + b * m_pad * v2,    dout_ptr + b * n_pad * v_pad,
@@ -604,7 +627,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_backward_bf16(const Tensor& q_scale
                                     delta_ptr + b * n_pad,     dq_t_b,
                                     dk_ptr + b * m_pad * qk_pad, dv_ptr + b * m_pad * v_pad,
                                     n, m, n_pad, m_pad, qk_rows, qk2, qk_pad, v, v2, v_pad};
-        kt.backward_block(p, key_block, work);
+        for (int64_t j = first_key; j < first_key + keys; j += kt.block_n)
+          kt.backward_block(p, j / kt.block_n, work);
       });
   // As in the float32 backward: d/dq carries scale, d/dk 1 / log2 e.
   return {crop(dq_t.transpose(1, 2), n, qk).mul_(scale), crop(dk, m, qk).mul_(1.0 / kLog2e),

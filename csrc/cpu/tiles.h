@@ -64,10 +64,9 @@ struct BackwardProblem {
   const T* lse2;   // (n_pad,): log-sum-exp in base 2 (scaled scores), +inf on padding
   const T* delta;  // (n_pad,): rowsum(dO * (O - mean value)), from row_dots
   T* dq;           // (n_pad, qk_pad): accumulated into (+=)
-  T* dk;           // (m_pad, qk_pad): written, one key block per call
-  T* dv;           // (m_pad, v_pad): written, one key block per call
+  T* dk;           // (m_pad, qk_pad): written, the call's keys
+  T* dv;           // (m_pad, v_pad): written, the call's keys
   int64_t n, m, n_pad, m_pad, qk, qk_pad, v_channels, v_pad;
-  int64_t task_keys;  // keys per backward_block call: a multiple of block_n (the last call may have fewer)
 };
 
 // What one instruction set provides for one accumulation type.
@@ -84,8 +83,9 @@ struct KernelTable {
   int64_t (*backward_scratch)(int64_t qk_pad, int64_t v_pad);
   // Queries [block * task_rows, +task_rows) of one batch element: writes their o rows and lse.
   void (*forward_block)(const ForwardProblem<T>& p, int64_t block, T* scratch);
-  // Keys [block * task_keys, +task_keys): writes their dk, dv rows, adds their share of dq.
-  void (*backward_block)(const BackwardProblem<T>& p, int64_t block, T* scratch);
+  // Keys [first_key, +keys), both multiples of the strip: writes their dk, dv
+  // rows, adds their share of dq.
+  void (*backward_block)(const BackwardProblem<T>& p, int64_t first_key, int64_t keys, T* scratch);
   // x[i] = exp2(x[i]) with the tiles' own exp2 (benchmarks/floor.py times it).
   void (*exp2_inplace)(T* x, int64_t n);
   // out[i] = sum_d a[d, i] b[d, i] for i < cols (a multiple of the width), a and

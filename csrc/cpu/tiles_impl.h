@@ -275,40 +275,44 @@ void forward_block(const ForwardProblem<typename Vec::T>& p, int64_t block,
   st.write(live, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
 }
 
-// dK += dS^T Q and dQ += dS Kc for a strip of keys and `pairs` query pairs,
-// in the pair layout (tiles.h, backward_pairs), as one product: both multiply
-// the same broadcast pair of dS^T (key r, queries 2d and 2d + 1), dK's by
-// query pair d of Q into key r's row, dQ's by key r's doubled Kc row into query
-// pair d's row. Apart, the two products loaded a broadcast per FMA and ran at
-// 1.3-1.6x their FMA time in L2; here a broadcast feeds two FMAs, over register
-// blocks of ROWS keys (their dK and Kc rows) by kPairBlock query pairs (their
-// Q and dQ rows). Each sum runs in the order the two products had (dK's over
-// d, dQ's over r): the same bits.
-template <class Vec>
-constexpr int kPairBlock = Vec::width / 2;  // divides pairs: BM is a multiple of the width
-template <class Vec>
-constexpr int kKeyBlock = (Vec::registers - 2 * kPairBlock<Vec> - 1) / 2;
+// dK += dS^T Q and dQ += dS Kc for a strip of keys as one product: both
+// multiply the same broadcast of dS^T, dK's by a row of Q into key r's row,
+// dQ's by key r's row of Kc into the query's row. Two layouts, where the qk
+// channels take at most one vector: PAIRS (tiles.h, backward_pairs: qk at most
+// half a vector) broadcasts a pair of dS^T (key r, queries 2d and 2d + 1) onto
+// query pair d's rows of Q and dQ; otherwise (qk_pad = width: AVX2 at C = 64)
+// one entry (key r, query d) onto query d's rows. Apart, the two products
+// loaded a broadcast per FMA (and on AVX2 dK's six accumulators, one per key,
+// were too few for the FMA's latency); here a broadcast feeds two FMAs, over
+// register blocks of ROWS keys (their dK and Kc rows) by kQueryBlock query
+// pairs or queries (their Q and dQ rows). Each sum runs in the order the two
+// products had (dK's over d, dQ's over r): the same bits.
+template <class Vec, bool PAIRS>
+constexpr int kQueryBlock = PAIRS ? Vec::width / 2 : 1;  // divides BM, a multiple of the width
+template <class Vec, bool PAIRS>
+constexpr int kKeyBlock = (Vec::registers - 2 * kQueryBlock<Vec, PAIRS> - 1) / 2;
 
-template <class Vec, int ROWS, int64_t BQ>
-inline void dk_dq_pairs_body(int64_t pairs, const typename Vec::T* ds_t, const typename Vec::T* q,
-                             const typename Vec::T* kc, typename Vec::T* dk, int64_t ldk,
-                             typename Vec::T* dq) {
-  constexpr int W = Vec::width, D = kPairBlock<Vec>;
+template <class Vec, bool PAIRS, int ROWS, int64_t BQ>
+inline void dk_dq_body(int64_t count, const typename Vec::T* ds_t, const typename Vec::T* q,
+                       const typename Vec::T* kc, typename Vec::T* dk, int64_t ldk,
+                       typename Vec::T* dq) {
+  constexpr int W = Vec::width, D = kQueryBlock<Vec, PAIRS>;
   Vec dk_acc[ROWS], kc_row[ROWS];
   for (int r = 0; r < ROWS; ++r) {
     dk_acc[r] = Vec::load(dk + r * ldk);
     kc_row[r] = Vec::load(kc + r * W);
   }
-  for (int64_t d0 = 0; d0 < pairs; d0 += D) {
-    Vec q_pair[D], dq_acc[D];
+  for (int64_t d0 = 0; d0 < count; d0 += D) {
+    Vec q_row[D], dq_acc[D];
     for (int e = 0; e < D; ++e) {
-      q_pair[e] = Vec::load(q + (d0 + e) * W);
+      q_row[e] = Vec::load(q + (d0 + e) * W);
       dq_acc[e] = Vec::load(dq + (d0 + e) * W);
     }
     for (int r = 0; r < ROWS; ++r)
       for (int e = 0; e < D; ++e) {
-        const Vec s = Vec::broadcast_pair(ds_t + r * BQ + 2 * (d0 + e));
-        dk_acc[r] = Vec::fmadd(s, q_pair[e], dk_acc[r]);
+        const Vec s = PAIRS ? Vec::broadcast_pair(ds_t + r * BQ + 2 * (d0 + e))
+                            : Vec::broadcast(ds_t[r * BQ + d0 + e]);
+        dk_acc[r] = Vec::fmadd(s, q_row[e], dk_acc[r]);
         dq_acc[e] = Vec::fmadd(s, kc_row[r], dq_acc[e]);
       }
     for (int e = 0; e < D; ++e) dq_acc[e].store(dq + (d0 + e) * W);
@@ -317,28 +321,29 @@ inline void dk_dq_pairs_body(int64_t pairs, const typename Vec::T* ds_t, const t
 }
 
 // The last rows % kKeyBlock keys: picks the block height at run time.
-template <class Vec, int64_t BQ, int ROWS = kKeyBlock<Vec> - 1>
-inline void dk_dq_pairs_tail(int64_t rows, int64_t pairs, const typename Vec::T* ds_t,
-                             const typename Vec::T* q, const typename Vec::T* kc,
-                             typename Vec::T* dk, int64_t ldk, typename Vec::T* dq) {
+template <class Vec, bool PAIRS, int64_t BQ, int ROWS = kKeyBlock<Vec, PAIRS> - 1>
+inline void dk_dq_tail(int64_t rows, int64_t count, const typename Vec::T* ds_t,
+                       const typename Vec::T* q, const typename Vec::T* kc, typename Vec::T* dk,
+                       int64_t ldk, typename Vec::T* dq) {
   if constexpr (ROWS > 0) {
     if (rows == ROWS)
-      dk_dq_pairs_body<Vec, ROWS, BQ>(pairs, ds_t, q, kc, dk, ldk, dq);
+      dk_dq_body<Vec, PAIRS, ROWS, BQ>(count, ds_t, q, kc, dk, ldk, dq);
     else
-      dk_dq_pairs_tail<Vec, BQ, ROWS - 1>(rows, pairs, ds_t, q, kc, dk, ldk, dq);
+      dk_dq_tail<Vec, PAIRS, BQ, ROWS - 1>(rows, count, ds_t, q, kc, dk, ldk, dq);
   }
 }
 
-template <class Vec, int64_t BQ>
-inline void dk_dq_pairs(int64_t rows, int64_t pairs, const typename Vec::T* ds_t,
-                        const typename Vec::T* q, const typename Vec::T* kc, typename Vec::T* dk,
-                        int64_t ldk, typename Vec::T* dq) {
-  constexpr int R = kKeyBlock<Vec>, W = Vec::width;
+// count: query pairs (PAIRS) or queries.
+template <class Vec, bool PAIRS, int64_t BQ>
+inline void dk_dq(int64_t rows, int64_t count, const typename Vec::T* ds_t,
+                  const typename Vec::T* q, const typename Vec::T* kc, typename Vec::T* dk,
+                  int64_t ldk, typename Vec::T* dq) {
+  constexpr int R = kKeyBlock<Vec, PAIRS>, W = Vec::width;
   int64_t r = 0;
   for (; r + R <= rows; r += R)
-    dk_dq_pairs_body<Vec, R, BQ>(pairs, ds_t + r * BQ, q, kc + r * W, dk + r * ldk, ldk, dq);
+    dk_dq_body<Vec, PAIRS, R, BQ>(count, ds_t + r * BQ, q, kc + r * W, dk + r * ldk, ldk, dq);
   if (r < rows)
-    dk_dq_pairs_tail<Vec, BQ>(rows - r, pairs, ds_t + r * BQ, q, kc + r * W, dk + r * ldk, ldk, dq);
+    dk_dq_tail<Vec, PAIRS, BQ>(rows - r, count, ds_t + r * BQ, q, kc + r * W, dk + r * ldk, ldk, dq);
 }
 
 template <class Vec, int64_t BQ>
@@ -346,12 +351,12 @@ int64_t backward_scratch(int64_t /*qk_pad*/, int64_t /*v_pad*/) {
   return 2 * kStrip<Vec> * BQ;
 }
 
-// One key block against every query, BQ queries at a time (the last chunk of
-// n_pad may be narrower); scores transposed (keys are rows), a strip of keys
-// at a time, so that its P^T and dS^T and the chunk's dO stay in L1 through
-// the five products that use them.
-template <class Vec, int64_t BN, int64_t BQ>
-void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
+// Keys [j0, j0 + count) against every query, BQ queries at a time (the last
+// chunk of n_pad may be narrower); scores transposed (keys are rows), a strip
+// of keys at a time, so that its P^T and dS^T and the chunk's dO stay in L1
+// through the five products that use them.
+template <class Vec, int64_t BQ>
+void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t j0, int64_t count,
                     typename Vec::T* scratch) {
   using T = typename Vec::T;
   constexpr int W = Vec::width;
@@ -361,8 +366,6 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
   // read them as A then know their row stride at compile time (gemm_tile_body).
   T* pt = scratch;        // (SR, BQ): probabilities P^T, the first BM columns
   T* dst = pt + SR * BQ;  // (SR, BQ): dP^T, then dS^T
-  const int64_t j0 = block * p.task_keys;
-  const int64_t count = p.m_pad - j0 < p.task_keys ? p.m_pad - j0 : p.task_keys;
   const int64_t valid = p.m - j0 < count ? p.m - j0 : count;
   for (int64_t i = 0; i < count * p.qk_pad; ++i) p.dk[j0 * p.qk_pad + i] = T(0);
   for (int64_t i = 0; i < count * p.v_pad; ++i) p.dv[j0 * p.v_pad + i] = T(0);
@@ -393,8 +396,12 @@ void backward_block(const BackwardProblem<typename Vec::T>& p, int64_t block,
       if (pairs) {
         // dK += dS^T Q and dQ += dS Kc over query pairs: lanes 2c and 2c + 1 of a key's dK row
         // sum its even and its odd queries; Q in the pair layout, Kc doubled
-        dk_dq_pairs<Vec, BQ>(rows, BM / 2, dst, p.q + i0 / 2 * W, p.kc + j * W,
+        dk_dq<Vec, true, BQ>(rows, BM / 2, dst, p.q + i0 / 2 * W, p.kc + j * W,
                              p.dk + j * p.qk_pad, p.qk_pad, p.dq + i0 / 2 * W);
+      } else if (p.qk_pad == W) {
+        // the same over single queries, a row of Q, Kc, dK and dQ one vector
+        dk_dq<Vec, false, BQ>(rows, BM, dst, p.q + i0 * W, p.kc + j * W, p.dk + j * p.qk_pad,
+                              p.qk_pad, p.dq + i0 * W);
       } else {
         // dK += dS^T Q; dQ += dS K (dS^T read transposed through the A strides)
         gemm<Vec, BQ>(rows, p.qk_pad, BM, dst, BQ, 1, p.q + i0 * W, p.n_pad * W,
@@ -443,7 +450,7 @@ constexpr KernelTable<typename Vec::T> make_table(const char* isa) {
       &forward_scratch<Vec, BN>,
       &backward_scratch<Vec, BQ>,
       &forward_block<Vec, BN>,
-      &backward_block<Vec, BN, BQ>,
+      &backward_block<Vec, BQ>,
       &exp2_inplace<Vec>,
       &row_dots<Vec>,
   };
