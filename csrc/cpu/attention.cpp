@@ -437,12 +437,16 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
   const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
   const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
   const Tensor k_t = pair_panels(proj.k, qk2, m_pad, kt.width);
-  const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width);
+  Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width);
   // Column v of the m keys, (B, m_pad / 2, 2) in the pair panels: ones (an
   // at::cat of the transposed values and a ones column took 4 ms at 128x128).
   const Tensor ones_column = values.select(1, v / kt.width).select(2, v % kt.width);
   ones_column.narrow(1, 0, m / 2).fill_(1);
   if (m % 2 == 1) ones_column.select(1, m / 2).select(1, 0).fill_(1);
+  if (const int64_t step = kt.value_step(qk, v); step > 0)  // tiles.h: the values in steps
+    values = values.view({batch, v_pad / kt.width, m_pad / step, step / 2, kt.width, 2})
+                 .permute({0, 2, 1, 3, 4, 5})
+                 .contiguous();
   Tensor o = at::empty({batch, n, v}, op.x.options());
   Tensor lse = at::empty({batch, n}, op.x.options());
 
@@ -453,7 +457,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
     const int64_t b = task / blocks;
     const Bf16ForwardProblem p{q_ptr + b * n_pad * qk2, k_ptr + b * qk2 * m_pad,
                                v_ptr + b * m_pad * v_pad, o_ptr + b * n * v, lse_ptr + b * n,
-                               n, m, n_pad, m_pad, qk2, v, v_pad};
+                               n, m, n_pad, m_pad, qk, qk2, v, v_pad};
     kt.forward_block(p, task % blocks, work);
   });
   return {o, lse, q_scaled.contiguous()};

@@ -29,12 +29,14 @@ inline void store_bf16(bf16_bits* p, __m512 x) {
 // or NaN (+inf would have made the max +inf and the argument NaN). Below -126
 // (-inf included) the result is exactly 0, as in the float32 exp2; NaN stays
 // NaN (the compare is unordered-true).
+template <bool FLUSH = true>
 inline __m512 exp2_bf16(__m512 x) {
-  const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
   const __m512 f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.07706718146800995f), f, _mm512_set1_ps(0.22764484584331512f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6951168179512024f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  if constexpr (!FLUSH) return _mm512_scalef_ps(p, x);
+  const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
   return _mm512_maskz_scalef_ps(normal, p, x);
 }
 
@@ -191,13 +193,15 @@ void backward_block_bf16(const Bf16BackwardProblem& p, int64_t block, float* scr
 
 namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
 
+inline int64_t values_in_panels(int64_t /*qk*/, int64_t /*v_channels*/) { return 0; }
+
 template <class Dot, int64_t BM, int64_t BN>
 constexpr Bf16KernelTable make_bf16_table(const char* isa) {
   static_assert(BM % Dot::depth_multiple == 0 && BN % Dot::depth_multiple == 0 &&
                     BM % Dot::row_multiple == 0 && BN % Dot::row_multiple == 0,
                 "blocks must be whole depth steps and whole row tiles");
   return Bf16KernelTable{isa, BM, BN, kLanes, Dot::depth_multiple, Dot::row_multiple,
-                         &forward_scratch_bf16<BM, BN>, &backward_scratch_bf16<BM, BN>,
+                         &forward_scratch_bf16<BM, BN>, &values_in_panels, &backward_scratch_bf16<BM, BN>,
                          &forward_block_bf16<Dot, BM, BN>, &backward_block_bf16<Dot, BM, BN>};
 }
 
