@@ -146,7 +146,8 @@ template <int64_t BM>
 int64_t fused_forward_scratch(int64_t v_pad) {
   // two steps' scores (16 x 32 float32) and probabilities (16 x 32 bfloat16),
   // the rows' sums twice over (16 lanes each), their shifts, the softmax state
-  return 2 * kFusedRows * kFusedStep * 3 / 2 + 2 * BM * kLanes + BM + SoftmaxRows<VecAvx512>::scratch(BM, v_pad);
+  return 2 * kFusedRows * kFusedStep * 3 / 2 + 2 * BM * kLanes + BM +
+         SoftmaxRows<VecAvx512>::scratch(BM, v_pad);
 }
 
 // Tiles 0-3 and 6-7 16 rows of 64 bytes; 4 (Q) 16 rows and 5 (K) `pairs`
