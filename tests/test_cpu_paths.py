@@ -11,6 +11,8 @@ its flash kernel runs), at ordinary and peaky (q and k weights x3) scores.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -199,3 +201,35 @@ def test_bfloat16_within_2x_pytorch_bfloat16_128x128(monkeypatch, path, pool, pe
     skip_unless_runs(path)
     monkeypatch.setenv(ISA_ENV_VAR, path)
     _check_bf16(path, 128, pool, peaky)
+
+
+@pytest.mark.parametrize("path", BF16_PATHS)
+def test_bfloat16_where_scores_rise_along_the_keys(monkeypatch, path):
+    """Every query's scores climb along the key order (by about 290 in log2 units
+    for the largest queries), so a row's max keeps moving: the AMX forward's lazy
+    softmax, which rescales a row's output only when a score passes its shift by
+    more than 14 (log2), must take that branch many times per row, within chunks
+    and across them (without it, probabilities past 2^128 overflow). Held to the
+    same bar as the cases above, at 32x32 (1024 keys)."""
+    skip_unless_runs(path)
+    monkeypatch.setenv(ISA_ENV_VAR, path)
+    torch.manual_seed(3)
+    module = sacolor.SelfAttention(CHANNELS)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, CHANNELS, 32, 32, generator=gen)
+    with torch.no_grad():
+        module.gamma.fill_(0.7)
+        # q and k both read channel 0, which rises along the raster (key) order.
+        x[:, 0] = torch.linspace(0, 1, 32 * 32).view(32, 32)
+        module.query.weight[:, 0] = 5.0
+        module.key.weight[:, 0] = 5.0
+    module = module.to(torch.bfloat16)
+    x = x.to(torch.bfloat16)
+    oracle = copy.deepcopy(module).double()
+    oracle.backend = "reference"
+    want = _output_and_grads(oracle, x.double(), lambda m, v: m(v))
+    theirs = _errors(_output_and_grads(module, x, _pytorch_bf16), want)
+    module.backend = "cpu"
+    ours = _errors(_output_and_grads(module, x, lambda m, v: m(v)), want)
+    for name in want:
+        assert ours[name] <= 2 * theirs[name], f"{path}: {name} error {ours[name]:.3g} > 2 x PyTorch's {theirs[name]:.3g}"

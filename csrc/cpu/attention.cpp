@@ -198,15 +198,19 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // 64, so that a transposed view is read a whole cache line at a time: ATen's
 // copy of (N, C) rows into (C, N) order, or its add of such a view to a
 // contiguous tensor, took 9 ms at N = 16 384, C = 64 (this: under 1 ms).
+// With `group` (a divisor of depth_pad, even with pairs), the panels of each
+// `group` depth rows side by side: (B, depth_pad / group, cols_pad / width,
+// group, width) (the values of Bf16KernelTable::value_step).
 template <typename S, typename D>
 void pack_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width, bool pairs,
-                 double fill, Tensor& out) {
+                 double fill, Tensor& out, int64_t group = 0) {
   constexpr int64_t kBlock = 64;
   const int64_t batch = t.size(0), depth = t.size(1), cols = t.size(2);
   const int64_t sb = t.stride(0), sd = t.stride(1), sc = t.stride(2);
   const int64_t panel_count = cols_pad / width, depth_blocks = (depth_pad + kBlock - 1) / kBlock;
   const int64_t lane_blocks = (width + kBlock - 1) / kBlock;
   const int64_t step = pairs ? 2 : 1;
+  if (group == 0) group = depth_pad;
   const D pad = static_cast<D>(fill);
   const S* src = t.data_ptr<S>();
   D* dst = out.data_ptr<D>();
@@ -218,10 +222,12 @@ void pack_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t w
       const int64_t d1 = std::min(d0 + kBlock, depth_pad);
       const int64_t p = task / (lane_blocks * depth_blocks) % panel_count;
       const int64_t b = task / (lane_blocks * depth_blocks * panel_count);
-      D* panel = dst + (b * panel_count + p) * depth_pad * width;
+      D* matrix = dst + b * depth_pad * cols_pad;
       const int64_t lanes = std::clamp<int64_t>(cols - p * width, l0, l1);  // lanes of real columns
       for (int64_t d = d0; d < d1; ++d) {
-        D* row = pairs ? panel + d / 2 * 2 * width + d % 2 : panel + d * width;
+        D* panel = matrix + d / group * group * cols_pad + p * group * width;
+        const int64_t e = d % group;  // the row in its group's panel
+        D* row = pairs ? panel + e / 2 * 2 * width + e % 2 : panel + e * width;
         const int64_t valid = d < depth ? lanes : l0;
         const S* in = src + b * sb + d * sd + p * width * sc;
         for (int64_t l = l0; l < valid; ++l) row[l * step] = static_cast<D>(in[l * sc]);
@@ -255,11 +261,13 @@ Tensor transposed(const Tensor& t) { return padded(t.transpose(1, 2), t.size(2),
 // The right-hand operand layout of the bfloat16 tiles (tiles.h, "pair
 // panels"): t (B, depth, cols) rounded to bfloat16 (to nearest even, as
 // vcvtneps2bf16 and ATen's .to), zero-padded to (B, depth_pad, cols_pad), stored as (B,
-// cols_pad / width, depth_pad / 2, width, 2).
-Tensor pair_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width) {
+// cols_pad / width, depth_pad / 2, width, 2); with `group`, in groups of that
+// many depth rows (pack_panels).
+Tensor pair_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width,
+                   int64_t group = 0) {
   Tensor out = at::empty({t.size(0), cols_pad / width, depth_pad / 2, width, 2},
                          t.options().dtype(at::kBFloat16));
-  pack_panels<float, at::BFloat16>(t.to(at::kFloat), depth_pad, cols_pad, width, true, 0.0, out);
+  pack_panels<float, at::BFloat16>(t.to(at::kFloat), depth_pad, cols_pad, width, true, 0.0, out, group);
   return out;
 }
 
@@ -437,12 +445,16 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
   const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
   const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
   const Tensor k_t = pair_panels(proj.k, qk2, m_pad, kt.width);
-  const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width);
-  // Column v of the m keys, (B, m_pad / 2, 2) in the pair panels: ones (an
-  // at::cat of the transposed values and a ones column took 4 ms at 128x128).
-  const Tensor ones_column = values.select(1, v / kt.width).select(2, v % kt.width);
-  ones_column.narrow(1, 0, m / 2).fill_(1);
-  if (m % 2 == 1) ones_column.select(1, m / 2).select(1, 0).fill_(1);
+  // tiles.h: the values in pair panels, or in steps (a kernel that then sums its rows itself)
+  const int64_t step = kt.value_step(qk, v);
+  const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width, step);
+  if (step == 0) {
+    // Column v of the m keys, (B, m_pad / 2, 2) in the pair panels: ones (an
+    // at::cat of the transposed values and a ones column took 4 ms at 128x128).
+    const Tensor ones_column = values.select(1, v / kt.width).select(2, v % kt.width);
+    ones_column.narrow(1, 0, m / 2).fill_(1);
+    if (m % 2 == 1) ones_column.select(1, m / 2).select(1, 0).fill_(1);
+  }
   Tensor o = at::empty({batch, n, v}, op.x.options());
   Tensor lse = at::empty({batch, n}, op.x.options());
 
@@ -453,7 +465,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
     const int64_t b = task / blocks;
     const Bf16ForwardProblem p{q_ptr + b * n_pad * qk2, k_ptr + b * qk2 * m_pad,
                                v_ptr + b * m_pad * v_pad, o_ptr + b * n * v, lse_ptr + b * n,
-                               n, m, n_pad, m_pad, qk2, v, v_pad};
+                               n, m, n_pad, m_pad, qk, qk2, v, v_pad};
     kt.forward_block(p, task % blocks, work);
   });
   return {o, lse, q_scaled.contiguous()};

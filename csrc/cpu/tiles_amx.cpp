@@ -109,6 +109,292 @@ struct TileDot {
 
 #include "tiles_bf16_impl.h"
 
+namespace sacolor::cpu::amx {
+namespace {
+
+// The forward fused on the tile unit, for one strip of 16 queries at a time,
+// its output O held in tiles 0 .. NV - 1 (NV = v_channels / 16 rounded up,
+// at most 4) across a chunk of keys: the generic products above load and
+// store their C tiles around every call. Tile 4 holds the strip's queries
+// (as deep as qk: loaded once a strip), 5 the keys of 16 (as deep as qk, a
+// quarter of a full tile at qk = 8), 6 the scores of 16 keys and then V's
+// panels, 7 the probabilities. The row sums are the float32 probabilities'
+// sums, added by the softmax (a ones column in V would take a fifth O tile).
+//
+// The softmax is lazy (as in FlashAttention-4): a row keeps its shift (the
+// running max at its last rescale) until a score exceeds it by more than
+// kLazyShift, so O is touched only then; until then probabilities go up to
+// 2^kLazyShift, which bfloat16 and the float32 sums hold exactly as well as
+// probabilities up to 1 (the same relative rounding), far from overflow (the
+// sums are at most 2^16 times the number of keys times the largest value).
+constexpr int64_t kFusedRows = 16;  // queries per strip: one tile's height
+constexpr int64_t kFusedStep = 32;  // keys per step: one A tile's depth
+constexpr int kFusedPanels = 4;     // O tiles, beside the four operand tiles
+constexpr float kLazyShift = 16.0f;
+// The softmax checks the sums of pairs of probabilities, which is cheaper than
+// the scores: a pair above 2^kLazyShift has a probability above 2^(kLazyShift
+// - 1), whose row then moves (it is more than kLazyShift - 2 above its shift).
+constexpr float kLazyBound = 65536.0f;  // 2^kLazyShift
+
+// Whether a problem takes the fused forward: qk up to one tile's depth, the
+// values' columns (v_channels, not the ones column) in kFusedPanels tiles.
+inline bool fused_forward(int64_t qk, int64_t v_channels) {
+  return qk <= kFusedStep && v_channels <= kFusedPanels * kLanes;
+}
+
+template <int64_t BM>
+int64_t fused_forward_scratch(int64_t v_pad) {
+  // two steps' scores (16 x 32 float32) and probabilities (16 x 32 bfloat16),
+  // the rows' sums twice over (16 lanes each), their shifts, the softmax state
+  return 2 * kFusedRows * kFusedStep * 3 / 2 + 2 * BM * kLanes + BM +
+         SoftmaxRows<VecAvx512>::scratch(BM, v_pad);
+}
+
+// Tiles 0-3 and 6-7 16 rows of 64 bytes; 4 (Q) 16 rows and 5 (K) `pairs`
+// rows of 4 * pairs bytes and 64 bytes: `pairs` pair rows of depth, qk / 2
+// rounded up. Loaded for each block and released after it, as TileDot::Scope.
+struct FusedScope {
+  explicit FusedScope(int64_t pairs) {
+    TileConfig config;
+    config.colsb[4] = static_cast<uint16_t>(4 * pairs);
+    config.rows[5] = static_cast<uint8_t>(pairs);
+    _tile_loadconfig(&config);
+  }
+  ~FusedScope() { _tile_release(); }
+  FusedScope(const FusedScope&) = delete;
+  FusedScope& operator=(const FusedScope&) = delete;
+};
+
+template <int NV>
+inline void load_o(const float* acc, int64_t stride) {
+  _tile_loadd(0, acc, stride);
+  if constexpr (NV > 1) _tile_loadd(1, acc + 16, stride);
+  if constexpr (NV > 2) _tile_loadd(2, acc + 32, stride);
+  if constexpr (NV > 3) _tile_loadd(3, acc + 48, stride);
+}
+
+template <int NV>
+inline void store_o(float* acc, int64_t stride) {
+  _tile_stored(0, acc, stride);
+  if constexpr (NV > 1) _tile_stored(1, acc + 16, stride);
+  if constexpr (NV > 2) _tile_stored(2, acc + 32, stride);
+  if constexpr (NV > 3) _tile_stored(3, acc + 48, stride);
+}
+
+// O += P V for one step: P (16 x 32 bfloat16, rows 64 bytes apart) into tile
+// 7, V's panels (the step's pair rows, panel_stride apart) into tile 6 in turn.
+template <int NV>
+inline void times_values(const bf16_bits* prob, const bf16_bits* v, int64_t panel_stride) {
+  _tile_loadd(7, prob, 64);
+  _tile_loadd(6, v, 64);
+  _tile_dpbf16ps(0, 7, 6);
+  if constexpr (NV > 1) {
+    _tile_loadd(6, v + panel_stride, 64);
+    _tile_dpbf16ps(1, 7, 6);
+  }
+  if constexpr (NV > 2) {
+    _tile_loadd(6, v + 2 * panel_stride, 64);
+    _tile_dpbf16ps(2, 7, 6);
+  }
+  if constexpr (NV > 3) {
+    _tile_loadd(6, v + 3 * panel_stride, 64);
+    _tile_dpbf16ps(3, 7, 6);
+  }
+}
+
+// The scores of one step against the queries in tile 4: (16 x 32) float32,
+// rows 128 bytes apart, 16 keys per product.
+inline void step_scores(const bf16_bits* kt, int64_t qk2, float* s) {
+  _tile_zero(6);
+  _tile_loadd(5, kt, 64);
+  _tile_dpbf16ps(6, 4, 5);
+  _tile_stored(6, s, kFusedStep * 4);
+  _tile_zero(6);
+  _tile_loadd(5, kt + qk2 * kLanes, 64);
+  _tile_dpbf16ps(6, 4, 5);
+  _tile_stored(6, s + kLanes, kFusedStep * 4);
+}
+
+// P = bfloat16(exp2(S - shift)) for one step's 16 rows; each row's sum (16
+// lanes) plus its float32 probabilities goes to `sums_out` (the step may be
+// done again from the same `sums`); with CHECK, whether some score exceeds its
+// row's shift by more than kLazyShift (NaN does not: vmaxps returns its second
+// operand, the running max, when the first is NaN).
+template <bool CHECK>
+inline bool step_probabilities(const float* s, const float* shift, const float* sums, float* sums_out,
+                               bf16_bits* prob) {
+  // Four running maxima, rows i % 4: one would chain 32 vmaxps a step.
+  __m512 most[4];
+  for (__m512& m : most) m = _mm512_set1_ps(-__builtin_inff());
+  for (int64_t i = 0; i < kFusedRows; ++i) {
+    const __m512 sh = _mm512_set1_ps(shift[i]);
+    const __m512 x0 = _mm512_sub_ps(_mm512_loadu_ps(s + i * kFusedStep), sh);
+    const __m512 x1 = _mm512_sub_ps(_mm512_loadu_ps(s + i * kFusedStep + kLanes), sh);
+    const __m512 p0 = exp2_bf16(x0), p1 = exp2_bf16(x1);
+    _mm512_storeu_si512(prob + i * kFusedStep, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
+    const __m512 pair_sums = _mm512_add_ps(p0, p1);
+    _mm512_storeu_ps(sums_out + i * kLanes, _mm512_add_ps(_mm512_loadu_ps(sums + i * kLanes), pair_sums));
+    if constexpr (CHECK) most[i % 4] = _mm512_max_ps(pair_sums, most[i % 4]);
+  }
+  // A probability above 2^kLazyShift makes its pair's sum so (+inf included).
+  const __m512 top = _mm512_max_ps(_mm512_max_ps(most[0], most[1]), _mm512_max_ps(most[2], most[3]));
+  return CHECK && _mm512_cmp_ps_mask(top, _mm512_set1_ps(kLazyBound), _CMP_GT_OQ) != 0;
+}
+
+template <int NV, int64_t BM, int64_t BN>
+void fused_forward_block(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
+  using Vec = VecAvx512;
+  [[maybe_unused]] const FusedScope scope((p.qk + 1) / 2);
+  float* scores[2] = {scratch, scratch + kFusedRows * kFusedStep};
+  bf16_bits* prob[2];
+  prob[0] = reinterpret_cast<bf16_bits*>(scratch + 2 * kFusedRows * kFusedStep);
+  prob[1] = prob[0] + kFusedRows * kFusedStep;
+  // The rows' sums of probabilities, (BM, 16) twice: a step reads one and
+  // writes the other, so a step done again (a row's shift moved) starts
+  // from the sums before it.
+  float* sums[2] = {scratch + 2 * kFusedRows * kFusedStep * 3 / 2, nullptr};
+  sums[1] = sums[0] + BM * kLanes;
+  float* shift = sums[1] + BM * kLanes;  // (BM,): finite_or_zero_max(run_max)
+  for (int64_t i = 0; i < BM * kLanes; ++i) sums[0][i] = 0.0f;
+  for (int64_t i = 0; i < BM; ++i) shift[i] = 0.0f;
+  int side[BM / kFusedRows] = {};  // which of sums holds a strip's rows
+  // O's column v_channels (v_pad > v_channels) takes the sums at the end, for st.write.
+  const SoftmaxRows<Vec> st = SoftmaxRows<Vec>::start(shift + BM, BM, p.v_pad, /*sum_column=*/p.v_channels);
+  const int64_t i0 = block * BM;
+  const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
+  const int64_t o_stride = p.v_pad * 4, v_panel = kFusedStep * kLanes;  // values in steps
+  // Whether a strip has a row with no finite max yet (every row, at first):
+  // its rows' shifts are 0 and mean nothing, so each step moves them eagerly
+  // (a shift must stay within kLazyShift below the row's max, or its
+  // probabilities would underflow).
+  bool unset[BM / kFusedRows];
+  for (bool& u : unset) u = true;
+  // One pipeline over every (chunk of keys, strip, step) in that order: the
+  // next item's scores go to the tile unit before this item's softmax, the
+  // previous item's P V after it, also across strips and chunks, so that no
+  // vector load waits for the tile stores just issued, nor a tile load for
+  // the vector stores. Steps wholly of padded keys are skipped.
+  struct Item {
+    int64_t c0, r0, t;  // chunk's first key, strip's first row, step in the chunk
+    int64_t n;          // the item's place in the pipeline
+  };
+  auto steps_of = [&](int64_t c0) { return ((p.m - c0 < BN ? p.m - c0 : BN) + kFusedStep - 1) / kFusedStep; };
+  auto next = [&](Item it) {
+    ++it.n;
+    if (++it.t < steps_of(it.c0)) return it;
+    it.t = 0;
+    if ((it.r0 += kFusedRows) < rows) return it;
+    it.r0 = 0;
+    it.c0 += BN;
+    return it;
+  };
+  auto buffer = [](const Item& it) { return it.n % 2; };
+  int64_t queries = -1;  // the strip whose queries tile 4 holds
+  auto scores_of = [&](const Item& it) {
+    if (queries != it.r0) _tile_loadd(4, p.q + (i0 + it.r0) * p.qk2, p.qk2 * 2);
+    queries = it.r0;
+    float* s = scores[buffer(it)];
+    const int64_t j0 = it.c0 + it.t * kFusedStep;
+    step_scores(p.kt + j0 * p.qk2, p.qk2, s);
+    // The last step's padded keys score -inf.
+    for (int64_t i = 0; i < kFusedRows && p.m - j0 < kFusedStep; ++i)
+      for (int64_t j = p.m - j0; j < kFusedStep; ++j) s[i * kFusedStep + j] = -__builtin_inff();
+  };
+  int64_t held = -1;  // the strip whose O tiles 0 .. NV - 1 hold
+  auto hold = [&](int64_t r0) {
+    if (held == r0) return;
+    if (held >= 0) store_o<NV>(st.acc + held * p.v_pad, o_stride);
+    load_o<NV>(st.acc + r0 * p.v_pad, o_stride);
+    held = r0;
+  };
+  auto times_values_of = [&](const Item& it) {
+    hold(it.r0);
+    times_values<NV>(prob[buffer(it)], p.v + (it.c0 + it.t * kFusedStep) * p.v_pad, v_panel);
+  };
+  Item prev{}, cur{0, 0, 0, 0};
+  bool pending = false;  // prev's P V not yet added
+  scores_of(cur);
+  while (cur.c0 < p.m) {
+    const Item after = next(cur);
+    if (after.c0 < p.m) scores_of(after);
+    const float* s = scores[buffer(cur)];
+    bf16_bits* pr = prob[buffer(cur)];
+    const int64_t strip = cur.r0 / kFusedRows;
+    const float* sums_in = sums[side[strip]] + cur.r0 * kLanes;
+    float* sums_out = sums[1 - side[strip]] + cur.r0 * kLanes;
+    if (step_probabilities<true>(s, shift + cur.r0, sums_in, sums_out, pr) || unset[strip]) {
+      // Some row moved past its shift, or has had no finite max yet: its O
+      // and sum, complete to the previous step, are rescaled in memory and
+      // this step is done again.
+      if (pending) times_values_of(prev);
+      pending = false;
+      if (held == cur.r0) store_o<NV>(st.acc + held * p.v_pad, o_stride);
+      unset[strip] = false;
+      for (int64_t i = cur.r0; i < cur.r0 + kFusedRows; ++i) {
+        const float old_max = st.run_max[i];
+        const float bm = row_max<Vec>(s + (i - cur.r0) * kFusedStep, kFusedStep, old_max);
+        if (bm - old_max > kLazyShift - 2 || (old_max == -__builtin_inff() && bm > old_max)) {
+          shift[i] = st.advance(i, bm);
+          // as advance scales O
+          if (st.run_max[i] != old_max) {
+            float* sum = sums[side[strip]] + i * kLanes;
+            (Vec::load(sum) * Vec::broadcast(Vec::exp2_scalar(old_max - shift[i]))).store(sum);
+          }
+        }
+        unset[strip] |= st.run_max[i] == -__builtin_inff();
+      }
+      if (held == cur.r0) load_o<NV>(st.acc + held * p.v_pad, o_stride);
+      step_probabilities<false>(s, shift + cur.r0, sums_in, sums_out, pr);
+    }
+    side[strip] = 1 - side[strip];
+    if (pending) times_values_of(prev);
+    pending = true;
+    prev = cur;
+    cur = after;
+  }
+  if (pending) times_values_of(prev);
+  if (held >= 0) store_o<NV>(st.acc + held * p.v_pad, o_stride);
+  for (int64_t i = 0; i < rows; ++i)
+    st.acc[i * p.v_pad + p.v_channels] = Vec::load(sums[side[i / kFusedRows]] + i * kLanes).reduce_sum();
+  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+}
+
+// The fused forward where it applies (fused_forward), the generic one
+// otherwise; keys in chunks of CHUNK, each chunk against every strip of the
+// block in turn, so the chunk's keys and values are read from L1 or L2 by all
+// eight strips.
+template <int64_t BM, int64_t BN, int64_t CHUNK>
+void amx_forward_block(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
+  if (!fused_forward(p.qk, p.v_channels)) return forward_block_bf16<TileDot, BM, BN>(p, block, scratch);
+  switch ((p.v_channels + kLanes - 1) / kLanes) {
+    case 1: return fused_forward_block<1, BM, CHUNK>(p, block, scratch);
+    case 2: return fused_forward_block<2, BM, CHUNK>(p, block, scratch);
+    case 3: return fused_forward_block<3, BM, CHUNK>(p, block, scratch);
+    default: return fused_forward_block<4, BM, CHUNK>(p, block, scratch);
+  }
+}
+
+template <int64_t BM, int64_t BN>
+int64_t amx_forward_scratch(int64_t v_pad) {
+  const int64_t fused = fused_forward_scratch<BM>(v_pad), tiled = forward_scratch_bf16<BM, BN>(v_pad);
+  return fused > tiled ? fused : tiled;
+}
+
+inline int64_t amx_value_step(int64_t qk, int64_t v_channels) {
+  return fused_forward(qk, v_channels) ? kFusedStep : 0;
+}
+
+template <int64_t BM, int64_t BN, int64_t CHUNK>
+constexpr Bf16KernelTable with_fused_forward(Bf16KernelTable table) {
+  table.forward_scratch = &amx_forward_scratch<BM, BN>;
+  table.value_step = &amx_value_step;
+  table.forward_block = &amx_forward_block<BM, BN, CHUNK>;
+  return table;
+}
+
+}  // namespace
+}  // namespace sacolor::cpu::amx
+
 namespace sacolor::cpu {
 namespace {
 // Queries in blocks of 128 (4 depth steps of 32, 4 row pairs of tiles), keys
@@ -116,7 +402,8 @@ namespace {
 // store of its C tiles, and each row's max is reduced half as often
 // (1 thread, 128x128, C = 64: forward 0.138 -> 0.125 s, forward + backward
 // 0.387 -> 0.370 s; 512 keys, or 256 queries, were slower forward + backward).
-constexpr Bf16KernelTable kAmx = amx::make_bf16_table<amx::TileDot, 128, 256>("amx");
+constexpr Bf16KernelTable kAmx =
+    amx::with_fused_forward<128, 256, 256>(amx::make_bf16_table<amx::TileDot, 128, 256>("amx"));
 }  // namespace
 const Bf16KernelTable* amx_kernels() { return &kAmx; }
 }  // namespace sacolor::cpu
