@@ -200,7 +200,7 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // contiguous tensor, took 9 ms at N = 16 384, C = 64 (this: under 1 ms).
 // With `group` (a divisor of depth_pad, even with pairs), the panels of each
 // `group` depth rows side by side: (B, depth_pad / group, cols_pad / width,
-// group, width) (the values of Bf16KernelTable::value_step).
+// group, width) (the values of Bf16ForwardLayout::value_step).
 template <typename S, typename D>
 void pack_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width, bool pairs,
                  double fill, Tensor& out, int64_t group = 0) {
@@ -438,15 +438,18 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
                                                           const Bf16KernelTable& kt) {
   const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
   const int64_t qk = op.wq.size(0), v = op.wv.size(0);
-  const int64_t n_pad = round_up(n, kt.block_m), m_pad = round_up(m, kt.block_n);
+  const Bf16ForwardLayout layout = kt.forward_layout(qk, v);
+  const int64_t n_pad = round_up(n, layout.block_m), m_pad = round_up(m, kt.block_n);
   // One more value column, of ones: the kernel's P V then sums each row of P too.
   const int64_t qk2 = round_up(qk, kt.depth_multiple), v_pad = round_up(v + 1, kt.width);
   const Projections proj = project_all(op);
   const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
   const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
   const Tensor k_t = pair_panels(proj.k, qk2, m_pad, kt.width);
+  // (B, m_pad / width, qk2 / 2, width, 2): row qk is pair row qk / 2, element qk % 2
+  if (layout.shift_row) k_t.select(2, qk / 2).select(3, qk % 2).fill_(1);
   // tiles.h: the values in pair panels, or in steps (a kernel that then sums its rows itself)
-  const int64_t step = kt.value_step(qk, v);
+  const int64_t step = layout.value_step;
   const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width, step);
   if (step == 0) {
     // Column v of the m keys, (B, m_pad / 2, 2) in the pair panels: ones (an
@@ -458,7 +461,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
   Tensor o = at::empty({batch, n, v}, op.x.options());
   Tensor lse = at::empty({batch, n}, op.x.options());
 
-  const int64_t blocks = n_pad / kt.block_m;
+  const int64_t blocks = n_pad / layout.block_m;
   const bf16_bits *q_ptr = bf16_data(q), *k_ptr = bf16_data(k_t), *v_ptr = bf16_data(values);
   float *o_ptr = o.data_ptr<float>(), *lse_ptr = lse.data_ptr<float>();
   for_each_task<float>(batch * blocks, kt.forward_scratch(v_pad), [&](int64_t task, float* work) {

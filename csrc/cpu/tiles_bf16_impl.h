@@ -34,14 +34,40 @@ inline void store_bf16(bf16_bits* p, __m512 x) {
 // -126)), which bfloat16 rounding would flush anyway but which cost a
 // microcode assist each: without it, the AMX forward on peaky scores (q and k
 // x3) ran 16x slower.
-inline __m512 exp2_bf16(__m512 x) {
-  const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+//
+// 2^f, the polynomial part, for x's fraction (vreduceps: x - floor(x)).
+inline __m512 exp2_fraction_bf16(__m512 x) {
   const __m512 f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.07706718146800995f), f, _mm512_set1_ps(0.22764484584331512f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6951168179512024f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(normal, p, x);
+  return _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
 }
+
+inline __m512 exp2_bf16(__m512 x) {
+  const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+  return _mm512_maskz_scalef_ps(normal, exp2_fraction_bf16(x), x);
+}
+
+// The same without the mask, for code that runs with MXCSR's flush-to-zero
+// and denormals-are-zero set (FlushDenormals): vscalefps then writes 0 where
+// it would make a denormal, with no assist, and the same 0 or NaN as the mask
+// elsewhere (vreduceps of -inf is 0, and 2^-inf scales it to 0): one compare
+// fewer per 16 exponentials.
+inline __m512 exp2_bf16_ftz(__m512 x) { return _mm512_scalef_ps(exp2_fraction_bf16(x), x); }
+
+// MXCSR's flush-to-zero and denormals-are-zero for the scope's lifetime, the
+// caller's MXCSR after it.
+class FlushDenormals {
+ public:
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  static constexpr unsigned int kFlushToZero = 0x8000, kDenormalsAreZero = 0x0040;
+  unsigned int saved_;
+};
 
 // dst[j] = bfloat16(exp2(row[j] - shift)), 32 at a time where it can (one
 // vcvtne2ps2bf16 for two vectors). The row sums come from the P V product (a
@@ -196,7 +222,11 @@ void backward_block_bf16(const Bf16BackwardProblem& p, int64_t block, float* scr
 
 namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
 
-inline int64_t values_in_panels(int64_t /*qk*/, int64_t /*v_channels*/) { return 0; }
+// Blocks of BM queries, values in pair panels, no shift row.
+template <int64_t BM>
+Bf16ForwardLayout plain_layout(int64_t /*qk*/, int64_t /*v_channels*/) {
+  return {BM, 0, false};
+}
 
 template <class Dot, int64_t BM, int64_t BN>
 constexpr Bf16KernelTable make_bf16_table(const char* isa) {
@@ -204,7 +234,7 @@ constexpr Bf16KernelTable make_bf16_table(const char* isa) {
                     BM % Dot::row_multiple == 0 && BN % Dot::row_multiple == 0,
                 "blocks must be whole depth steps and whole row tiles");
   return Bf16KernelTable{isa, BM, BN, kLanes, Dot::depth_multiple, Dot::row_multiple,
-                         &forward_scratch_bf16<BM, BN>, &values_in_panels,
+                         &forward_scratch_bf16<BM, BN>, &plain_layout<BM>,
                          &backward_scratch_bf16<BM, BN>,
                          &forward_block_bf16<Dot, BM, BN>, &backward_block_bf16<Dot, BM, BN>};
 }
