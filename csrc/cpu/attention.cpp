@@ -255,8 +255,6 @@ Tensor padded(const Tensor& t, int64_t rows, int64_t cols, double fill = 0.0) {
   return panels(t, rows, cols, cols, fill).view({t.size(0), rows, cols});
 }
 
-// t (B, r, c), of any strides, as a contiguous (B, c, r).
-Tensor transposed(const Tensor& t) { return padded(t.transpose(1, 2), t.size(2), t.size(1)); }
 
 // The right-hand operand layout of the bfloat16 tiles (tiles.h, "pair
 // panels"): t (B, depth, cols) rounded to bfloat16 (to nearest even, as
@@ -479,6 +477,39 @@ Tensor output_rows(const Operands& op, const Tensor& o) {
   return op.wo.has_value() ? at::linear(o, *op.wo, op.bo) : o;
 }
 
+// y = gamma * rows^T + x in x's dtype, rounded once: rows (B, N, C) contiguous
+// in the accumulation type, x (B, C, ...) in its own. One pass over blocks of
+// 64 queries (their rows in L1 while each channel's 64 outputs are written):
+// ATen's add of a transposed view to x ran 10x slower than a transposed copy
+// and the add apart, and that copy, the multiply, the add and the rounding
+// copy took four passes and two float32 tensors.
+Tensor residual_output(const Tensor& rows, const Tensor& gamma, const Tensor& x) {
+  constexpr int64_t kBlock = 64;
+  const int64_t batch = rows.size(0), n = rows.size(1), c = rows.size(2);
+  const Tensor xc = x.contiguous();
+  Tensor y = at::empty_like(xc);
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "residual_output", [&] {
+    using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const A g = gamma.item<A>();
+    const A* r = rows.data_ptr<A>();
+    const scalar_t* xs = xc.data_ptr<scalar_t>();
+    scalar_t* ys = y.data_ptr<scalar_t>();
+    at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / blocks, i0 = task % blocks * kBlock, i1 = std::min(i0 + kBlock, n);
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const A* in = r + b * n * c + ch;
+          const int64_t row = (b * c + ch) * n;
+          for (int64_t i = i0; i < i1; ++i)
+            ys[row + i] = static_cast<scalar_t>(in[i * c] * g + static_cast<A>(xs[row + i]));
+        }
+      }
+    });
+  });
+  return y;
+}
+
 std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
     const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk, const OptTensor& bk,
     const Tensor& wv, const OptTensor& bv, const OptTensor& wo, const OptTensor& bo,
@@ -492,10 +523,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
   auto [o, lse, q] = bf16 != nullptr                     ? attention_forward_bf16(op, scale, *bf16)
                      : op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
                                                          : attention_forward<float>(op, scale);
-  // gamma * attended + x, on a contiguous copy: ATen's add of a transposed view
-  // to x ran 10x slower than the transpose and the add apart.
-  Tensor y = transposed(output_rows(op, o)).view(op.x.sizes()).mul_(op.gamma).add_(op.x);
-  return {y.to(x.scalar_type()), o, lse, q};
+  return {residual_output(output_rows(op, o), op.gamma, x), o, lse, q};
 }
 
 // ---- backward ------------------------------------------------------------
