@@ -207,18 +207,23 @@ def test_bfloat16_within_2x_pytorch_bfloat16_128x128(monkeypatch, path, pool, pe
     _check_bf16(path, 128, pool, peaky)
 
 
+# qk 8 (C / 8), odd (the AMX forward's shift column the second of a depth
+# pair), 31 (the shift column the tile's last), 32 (no room for it: the AMX
+# forward's generic tiles).
+@pytest.mark.parametrize("qk", [8, 7, 31, 32])
 @pytest.mark.parametrize("path", BF16_PATHS)
-def test_bfloat16_where_scores_rise_along_the_keys(monkeypatch, path):
+def test_bfloat16_where_scores_rise_along_the_keys(monkeypatch, path, qk):
     """Every query's scores climb along the key order (by about 290 in log2 units
     for the largest queries), so a row's max keeps moving: the AMX forward's lazy
     softmax, which rescales a row's output only when a score passes its shift by
     more than 14 (log2), must take that branch many times per row, within chunks
-    and across them (without it, probabilities past 2^128 overflow). Held to the
+    and across them (without it, probabilities past 2^128 overflow), and each
+    time compute the step's scores again with the row's new shift. Held to the
     same bar as the cases above, at 32x32 (1024 keys)."""
     skip_unless_runs(path)
     monkeypatch.setenv(ISA_ENV_VAR, path)
     torch.manual_seed(3)
-    module = sacolor.SelfAttention(CHANNELS)
+    module = sacolor.SelfAttention(CHANNELS, qk_channels=qk)
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, CHANNELS, 32, 32, generator=gen)
     with torch.no_grad():

@@ -200,7 +200,7 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // contiguous tensor, took 9 ms at N = 16 384, C = 64 (this: under 1 ms).
 // With `group` (a divisor of depth_pad, even with pairs), the panels of each
 // `group` depth rows side by side: (B, depth_pad / group, cols_pad / width,
-// group, width) (the values of Bf16KernelTable::value_step).
+// group, width) (the values of Bf16ForwardLayout::value_step).
 template <typename S, typename D>
 void pack_panels(const Tensor& t, int64_t depth_pad, int64_t cols_pad, int64_t width, bool pairs,
                  double fill, Tensor& out, int64_t group = 0) {
@@ -255,8 +255,6 @@ Tensor padded(const Tensor& t, int64_t rows, int64_t cols, double fill = 0.0) {
   return panels(t, rows, cols, cols, fill).view({t.size(0), rows, cols});
 }
 
-// t (B, r, c), of any strides, as a contiguous (B, c, r).
-Tensor transposed(const Tensor& t) { return padded(t.transpose(1, 2), t.size(2), t.size(1)); }
 
 // The right-hand operand layout of the bfloat16 tiles (tiles.h, "pair
 // panels"): t (B, depth, cols) rounded to bfloat16 (to nearest even, as
@@ -438,15 +436,18 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
                                                           const Bf16KernelTable& kt) {
   const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
   const int64_t qk = op.wq.size(0), v = op.wv.size(0);
-  const int64_t n_pad = round_up(n, kt.block_m), m_pad = round_up(m, kt.block_n);
+  const Bf16ForwardLayout layout = kt.forward_layout(qk, v);
+  const int64_t n_pad = round_up(n, layout.block_m), m_pad = round_up(m, kt.block_n);
   // One more value column, of ones: the kernel's P V then sums each row of P too.
   const int64_t qk2 = round_up(qk, kt.depth_multiple), v_pad = round_up(v + 1, kt.width);
   const Projections proj = project_all(op);
   const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
   const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
   const Tensor k_t = pair_panels(proj.k, qk2, m_pad, kt.width);
+  // (B, m_pad / width, qk2 / 2, width, 2): row qk is pair row qk / 2, element qk % 2
+  if (layout.shift_row) k_t.select(2, qk / 2).select(3, qk % 2).fill_(1);
   // tiles.h: the values in pair panels, or in steps (a kernel that then sums its rows itself)
-  const int64_t step = kt.value_step(qk, v);
+  const int64_t step = layout.value_step;
   const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width, step);
   if (step == 0) {
     // Column v of the m keys, (B, m_pad / 2, 2) in the pair panels: ones (an
@@ -458,7 +459,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
   Tensor o = at::empty({batch, n, v}, op.x.options());
   Tensor lse = at::empty({batch, n}, op.x.options());
 
-  const int64_t blocks = n_pad / kt.block_m;
+  const int64_t blocks = n_pad / layout.block_m;
   const bf16_bits *q_ptr = bf16_data(q), *k_ptr = bf16_data(k_t), *v_ptr = bf16_data(values);
   float *o_ptr = o.data_ptr<float>(), *lse_ptr = lse.data_ptr<float>();
   for_each_task<float>(batch * blocks, kt.forward_scratch(v_pad), [&](int64_t task, float* work) {
@@ -476,6 +477,39 @@ Tensor output_rows(const Operands& op, const Tensor& o) {
   return op.wo.has_value() ? at::linear(o, *op.wo, op.bo) : o;
 }
 
+// y = gamma * rows^T + x in x's dtype, rounded once: rows (B, N, C) contiguous
+// in the accumulation type, x (B, C, ...) in its own. One pass over blocks of
+// 64 queries (their rows in L1 while each channel's 64 outputs are written):
+// ATen's add of a transposed view to x ran 10x slower than a transposed copy
+// and the add apart, and that copy, the multiply, the add and the rounding
+// copy took four passes and two float32 tensors.
+Tensor residual_output(const Tensor& rows, const Tensor& gamma, const Tensor& x) {
+  constexpr int64_t kBlock = 64;
+  const int64_t batch = rows.size(0), n = rows.size(1), c = rows.size(2);
+  const Tensor xc = x.contiguous();
+  Tensor y = at::empty_like(xc);
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "residual_output", [&] {
+    using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const A g = gamma.item<A>();
+    const A* r = rows.data_ptr<A>();
+    const scalar_t* xs = xc.data_ptr<scalar_t>();
+    scalar_t* ys = y.data_ptr<scalar_t>();
+    at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / blocks, i0 = task % blocks * kBlock, i1 = std::min(i0 + kBlock, n);
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const A* in = r + b * n * c + ch;
+          const int64_t row = (b * c + ch) * n;
+          for (int64_t i = i0; i < i1; ++i)
+            ys[row + i] = static_cast<scalar_t>(in[i * c] * g + static_cast<A>(xs[row + i]));
+        }
+      }
+    });
+  });
+  return y;
+}
+
 std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
     const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk, const OptTensor& bk,
     const Tensor& wv, const OptTensor& bv, const OptTensor& wo, const OptTensor& bo,
@@ -489,10 +523,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
   auto [o, lse, q] = bf16 != nullptr                     ? attention_forward_bf16(op, scale, *bf16)
                      : op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
                                                          : attention_forward<float>(op, scale);
-  // gamma * attended + x, on a contiguous copy: ATen's add of a transposed view
-  // to x ran 10x slower than the transpose and the add apart.
-  Tensor y = transposed(output_rows(op, o)).view(op.x.sizes()).mul_(op.gamma).add_(op.x);
-  return {y.to(x.scalar_type()), o, lse, q};
+  return {residual_output(output_rows(op, o), op.gamma, x), o, lse, q};
 }
 
 // ---- backward ------------------------------------------------------------

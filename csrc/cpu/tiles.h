@@ -111,7 +111,7 @@ struct Bf16ForwardProblem {
   const bf16_bits* v;   // values (m_pad x v_pad), in pair panels: column v_channels is
                         // 1 for the m keys (P V's column v_channels is then the row
                         // sum of the rounded P), so v_pad > v_channels; or in steps
-                        // (Bf16KernelTable::value_step), column v_channels 0
+                        // (Bf16ForwardLayout::value_step), column v_channels 0
   float* o;             // (n, v_channels), normalised
   float* lse;           // (n,): base-2 log-sum-exp
   int64_t n, m, n_pad, m_pad, qk, qk2, v_channels, v_pad;
@@ -136,6 +136,22 @@ struct Bf16BackwardProblem {
   int64_t n, m, n_pad, m_pad, qk_rows, qk2, qk_pad, v_channels, v2, v_pad;
 };
 
+// How a table's forward wants its operands, for given qk and v_channels.
+struct Bf16ForwardLayout {
+  // Queries per forward_block call; the forward's n_pad is a multiple of it
+  // (a multiple of block_m).
+  int64_t block_m;
+  // The values: 0, in pair panels with the ones column; else in steps of that
+  // many keys, (m_pad / step, v_pad / width, step / 2, width, 2), the pair
+  // panels of a step's keys side by side (a product over a step's keys then
+  // reads them from one place, not from v_pad / width panels m_pad * width
+  // apart), without the ones column: the kernel sums its rows itself.
+  int64_t value_step;
+  // Whether row qk of the keys (qk < qk2) is 1 for the m keys: the kernel's
+  // queries then carry each row's -shift in their column qk.
+  bool shift_row;
+};
+
 struct Bf16KernelTable {
   const char* isa;
   int64_t block_m, block_n, width;
@@ -143,12 +159,7 @@ struct Bf16KernelTable {
   int64_t row_multiple;    // the rows of dq^T (qk_rows) are a multiple of it
   // Scratch floats one thread needs.
   int64_t (*forward_scratch)(int64_t v_pad);
-  // The forward's values: 0, in pair panels with the ones column; else in
-  // steps of that many keys, (m_pad / step, v_pad / width, step / 2, width, 2),
-  // the pair panels of a step's keys side by side (a product over a step's
-  // keys then reads them from one place, not from v_pad / width panels m_pad *
-  // width apart), without the ones column: the kernel sums its rows itself.
-  int64_t (*value_step)(int64_t qk, int64_t v_channels);
+  Bf16ForwardLayout (*forward_layout)(int64_t qk, int64_t v_channels);
   int64_t (*backward_scratch)();
   void (*forward_block)(const Bf16ForwardProblem& p, int64_t block, float* scratch);
   void (*backward_block)(const Bf16BackwardProblem& p, int64_t block, float* scratch);
