@@ -436,7 +436,7 @@ int64_t amx_forward_scratch(int64_t v_pad) {
 template <int64_t BM, int64_t FUSED_BM>
 Bf16ForwardLayout amx_forward_layout(int64_t qk, int64_t v_channels) {
   if (fused_forward(qk, v_channels)) return {FUSED_BM, kFusedStep, true};
-  return {BM, 0, false};
+  return plain_layout<BM>(qk, v_channels);
 }
 
 template <int64_t BM, int64_t BN, int64_t FUSED_BM, int64_t CHUNK>
@@ -460,7 +460,8 @@ namespace {
 // 0.387 -> 0.370 s; 512 keys, or 256 queries, were slower forward + backward).
 // The fused forward in blocks of 512 queries, so each chunk's values come
 // from L3 once for 32 strips, not 8 (1 thread, 128x128, the kernel alone:
-// 0.061 -> 0.055 s; 1024 queries no faster, chunks of 128 or 512 keys even).
+// 0.061 -> 0.055 s; 1024 queries 1.6 % faster, but a small map would then
+// not split across two threads; chunks of 128 keys 4 % slower).
 constexpr Bf16KernelTable kAmx =
     amx::with_fused_forward<128, 256, 512, 256>(amx::make_bf16_table<amx::TileDot, 128, 256>("amx"));
 }  // namespace
