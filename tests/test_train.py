@@ -1,6 +1,7 @@
 """The trainer end to end on tiny synthetic photos: losses, checkpoints, metrics, exact resume, CLI."""
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -25,6 +26,8 @@ from sacolor.evaluation.scoring import evaluate_images
 from sacolor.inference.colorizer import Colorizer
 from sacolor.training import build_run, fit
 from sacolor.training.config import PRESETS, TrainConfig, flag, merge_config
+from sacolor.training.state import save_run
+from sacolor.training.step import learning_rate_factor, train_step
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +94,32 @@ def test_resume_continues_exactly(photos, tmp_path):
     assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == [3, 6]
     for a, b in zip(*records):
         assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_learning_rate_factor():
+    assert [learning_rate_factor("constant", s, 4) for s in range(4)] == [1.0] * 4
+    assert [learning_rate_factor("cosine", s, 4) for s in range(5)] == pytest.approx([1.0, 0.8536, 0.5, 0.1464, 0.0], abs=1e-4)
+
+
+def test_cosine_schedule_decays_and_resumes_on_the_same_curve(photos, tmp_path):
+    common = dict(max_steps=6, eval_every=6, save_every=3, lr_schedule="cosine")
+    straight = build_run(tiny(photos, tmp_path / "straight", **common))
+    fit(straight)
+    # The last step (index 5 of 6) ran at 0.5 (1 + cos(5 pi / 6)) = 6.7 % of the base rates.
+    for optimizer in (straight.opt_G, straight.opt_D):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * learning_rate_factor("cosine", 5, 6))
+
+    # Stopped after 3 of its 6 steps (as a killed run is), then resumed: the same curve, the same weights.
+    interrupted = build_run(tiny(photos, tmp_path / "resumed", **common))
+    interrupted.sampler.set_position(0, 0)
+    for batch in itertools.islice(interrupted.loader, 3):
+        train_step(interrupted, batch)
+    save_run(interrupted)
+    fit(build_run(tiny(photos, tmp_path / "resumed", **common, resume=True)))
+    expected = load_file(tmp_path / "straight" / "tiny" / "latest.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "tiny" / "latest.safetensors")
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], msg=name)
 
 
 # Resumes a run to step 4 and dies (os._exit, no clean-up) right after the Nth

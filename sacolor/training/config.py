@@ -25,6 +25,7 @@ RESIZE_MODES = ("crop", "stretch", "random")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
 RECON_LOSSES = ("l1", "l2", "delta-e", "ce")
 AMP_DTYPES = ("bf16", "fp16")
+LR_SCHEDULES = ("constant", "cosine")
 # The discriminator's two last 4x4 convs (stride 1, padding 1) need at least this
 # many rows and columns left after its stride-2 layers.
 DISCRIMINATOR_MIN_FEATURE = 3
@@ -185,6 +186,9 @@ class TrainConfig:
     lr_g: float = option(2e-4, "generator Adam learning rate", OPTIMISATION)
     lr_d: float = option(2e-4, "discriminator Adam learning rate (TTUR: set it apart from --lr-g, e.g. 4e-4 vs "
         "1e-4)", OPTIMISATION)
+    lr_schedule: str = option("constant", "learning rates over the run: constant, or cosine (from --lr-g / --lr-d at "
+        "the first step down to 0 at --max-steps: the last steps average out the batches' noise)", OPTIMISATION,
+        choices=LR_SCHEDULES)
     beta1: float = option(0.5, "Adam beta1", OPTIMISATION)
     beta2: float = option(0.999, "Adam beta2", OPTIMISATION)
     amp: bool = option(False, "mixed precision: autocast with float32 master weights (on CPU always bf16, whose "

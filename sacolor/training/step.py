@@ -3,6 +3,8 @@ begun), then a generator update with D's parameters frozen."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -26,6 +28,23 @@ def reconstruction_losses(run: TrainingRun, L: Tensor, fake: Tensor, ab: Tensor,
     return losses
 
 
+def learning_rate_factor(schedule: str, step: int, max_steps: int) -> float:
+    """The share of the base learning rates that step ``step`` (0-based) of ``max_steps`` uses."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / max_steps))
+    return 1.0
+
+
+def set_learning_rates(run: TrainingRun) -> None:
+    """Puts this step's rates in both optimisers: a function of the step alone, so a resumed run needs no
+    scheduler state to continue on the same curve. Each group's base rate is kept in its ``initial_lr``
+    (as torch's schedulers keep it), which the optimiser's saved state carries."""
+    factor = learning_rate_factor(run.config.lr_schedule, run.step, run.max_steps)
+    for optimizer in (run.opt_G, run.opt_D):
+        for group in optimizer.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
+
 def train_step(run: TrainingRun, batch: dict[str, Tensor]) -> dict[str, float]:
     """One step on ``batch`` (``{"L": (B, 1, H, W), "ab": (B, 2, H, W)}`` normalised).
 
@@ -45,6 +64,7 @@ def train_step(run: TrainingRun, batch: dict[str, Tensor]) -> dict[str, float]:
     if hasattr(G, "freeze_encoder"):
         G.freeze_encoder = run.step < config.freeze_encoder_steps
     adversarial = run.step >= config.gan_start_step
+    set_learning_rates(run)
     run.G.train()
     run.D.train()
     extra = {"hints": sample_hints(ab, config.hint_share)} if config.hint_share else {}
