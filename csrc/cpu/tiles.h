@@ -150,6 +150,27 @@ struct Bf16ForwardLayout {
   // Whether row qk of the keys (qk < qk2) is 1 for the m keys: the kernel's
   // queries then carry each row's -shift in their column qk.
   bool shift_row;
+  // Whether the table's forward_operands writes this layout's q, kt and v
+  // from x (without pooling: keys are the queries' positions).
+  bool operands;
+};
+
+// The forward's operands of one batch element straight from x, without
+// pooling (m = n): the stacked 1x1 projection [q k v] = W x + b on the table's
+// products, its float32 sums rounded once, and the rounding packed in the
+// layouts of Bf16ForwardProblem (the values in steps, the keys with their
+// shift row): no float32 projection in memory, and no packing pass over it.
+struct Bf16OperandsProblem {
+  const bf16_bits* x;  // (channels, n)
+  const bf16_bits* w;  // [Wq; Wk; Wv]^T (c2 x out_pad), in pair panels; out = 2 qk + v_channels
+  const float* bias;   // (out_pad,): [bq; bk; bv], 0 where absent and past out
+  float q_factor;      // scale * log2(e)
+  float* q_scaled;     // (n, qk): (Wq x + bq) * q_factor in float32 (the forward returns it)
+  bf16_bits* q;        // (n_pad, qk2), as Bf16ForwardProblem
+  bf16_bits* kt;       // (qk2 x m_pad), as Bf16ForwardProblem, with the shift row
+  bf16_bits* v;        // (m_pad x v_pad), as Bf16ForwardProblem, in steps
+  // c2: channels rounded up to depth_multiple (zero rows of w).
+  int64_t channels, c2, n, n_pad, m_pad, qk, qk2, v_channels, v_pad, out_pad;
 };
 
 struct Bf16KernelTable {
@@ -163,6 +184,13 @@ struct Bf16KernelTable {
   int64_t (*backward_scratch)();
   void (*forward_block)(const Bf16ForwardProblem& p, int64_t block, float* scratch);
   void (*backward_block)(const Bf16BackwardProblem& p, int64_t block, float* scratch);
+  // Where a layout says `operands`: positions per forward_operands call (it
+  // divides the layout's block_m and block_n), the scratch floats one thread
+  // needs for it, and positions [block * operands_rows, +operands_rows) of
+  // one batch element (their q; their keys and values below m_pad).
+  int64_t operands_rows;
+  int64_t (*operands_scratch)(int64_t c2, int64_t out_pad);
+  void (*forward_operands)(const Bf16OperandsProblem& p, int64_t block, float* scratch);
 };
 
 // Compiled for AVX-512F + AVX512-BF16 (+BW), and for those + AMX-TILE and
