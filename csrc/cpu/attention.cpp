@@ -539,13 +539,16 @@ Tensor output_rows(const Operands& op, const Tensor& o) {
 // 64 queries (their rows in L1 while each channel's 64 outputs are written):
 // ATen's add of a transposed view to x ran 10x slower than a transposed copy
 // and the add apart, and that copy, the multiply, the add and the rounding
-// copy took four passes and two float32 tensors.
+// copy took four passes and two float32 tensors. bfloat16 x takes the
+// bfloat16 tiles' residual where this call's path has them (the same rounding,
+// vectorised).
 Tensor residual_output(const Tensor& rows, const Tensor& gamma, const Tensor& x) {
   constexpr int64_t kBlock = 64;
   const int64_t batch = rows.size(0), n = rows.size(1), c = rows.size(2);
   const Tensor xc = x.contiguous();
   Tensor y = at::empty_like(xc);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const Bf16KernelTable* bf16 = x.scalar_type() == at::kBFloat16 ? bf16_kernels() : nullptr;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "residual_output", [&] {
     using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const A g = gamma.item<A>();
@@ -555,6 +558,13 @@ Tensor residual_output(const Tensor& rows, const Tensor& gamma, const Tensor& x)
     at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / blocks, i0 = task % blocks * kBlock, i1 = std::min(i0 + kBlock, n);
+        if constexpr (std::is_same_v<scalar_t, at::BFloat16>) {
+          if (bf16 != nullptr) {
+            bf16->residual(reinterpret_cast<const float*>(r + b * n * c), n, c, static_cast<float>(g), reinterpret_cast<const bf16_bits*>(xs + b * c * n),
+                           reinterpret_cast<bf16_bits*>(ys + b * c * n), i0, i1);
+            continue;
+          }
+        }
         for (int64_t ch = 0; ch < c; ++ch) {
           const A* in = r + b * n * c + ch;
           const int64_t row = (b * c + ch) * n;

@@ -184,6 +184,10 @@ struct Bf16KernelTable {
   int64_t (*backward_scratch)();
   void (*forward_block)(const Bf16ForwardProblem& p, int64_t block, float* scratch);
   void (*backward_block)(const Bf16BackwardProblem& p, int64_t block, float* scratch);
+  // y = gamma * rows^T + x for positions [i0, i1) of one batch element: rows
+  // (n, c) float32, x and y (c, n) bfloat16.
+  void (*residual)(const float* rows, int64_t n, int64_t c, float gamma, const bf16_bits* x, bf16_bits* y,
+                   int64_t i0, int64_t i1);
   // Where a layout says `operands`: positions per forward_operands call (it
   // divides the layout's block_m and block_n), the scratch floats one thread
   // needs for it, and positions [block * operands_rows, +operands_rows) of

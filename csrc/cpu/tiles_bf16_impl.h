@@ -259,6 +259,36 @@ void backward_block_bf16(const Bf16BackwardProblem& p, int64_t block, float* scr
   }
 }
 
+// y = gamma * rows^T + x for positions [i0, i1) of one batch element: rows
+// (n, c) float32, x and y (c, n) bfloat16; rounded as the dispatcher's generic
+// residual (the product, the sum, then bfloat16), 16 x 16 blocks of rows
+// transposed in registers (the generic one's strided reads took 2 % of the AMX
+// forward at 128x128, C = 64).
+inline void residual_bf16(const float* rows, int64_t n, int64_t c, float gamma, const bf16_bits* x,
+                          bf16_bits* y, int64_t i0, int64_t i1) {
+  const __m512 g = _mm512_set1_ps(gamma);
+  for (int64_t i = i0; i < i1; i += kLanes) {
+    const int64_t positions = i1 - i < kLanes ? i1 - i : kLanes;
+    const __mmask32 live = first_lanes(positions);
+    for (int64_t ch = 0; ch < c; ch += kLanes) {
+      const __mmask16 channels = first_lanes(c - ch);
+      __m512i r[16];
+      for (int j = 0; j < 16; ++j)
+        r[j] = j < positions ? _mm512_maskz_loadu_epi32(channels, rows + (i + j) * c + ch) : _mm512_setzero_si512();
+      transpose_16x16(r);
+      for (int64_t j = 0; j < kLanes && ch + j < c; ++j) {
+        const int64_t at = (ch + j) * n + i;
+        const __m256i x16 = _mm512_castsi512_si256(_mm512_maskz_loadu_epi16(live, x + at));
+        const __m512 xs = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x16), 16));
+        // the product rounded apart (the compiler would fuse a plain multiply and add)
+        const __m512 product = _mm512_mul_round_ps(_mm512_castsi512_ps(r[j]), g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 out = _mm512_add_ps(product, xs);
+        _mm512_mask_storeu_epi16(y + at, live, _mm512_castsi256_si512(to_bf16(out)));
+      }
+    }
+  }
+}
+
 }  // namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE
 
 namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
@@ -278,7 +308,7 @@ constexpr Bf16KernelTable make_bf16_table(const char* isa) {
                          &forward_scratch_bf16<BM, BN>, &plain_layout<BM>,
                          &backward_scratch_bf16<BM, BN>,
                          &forward_block_bf16<Dot, BM, BN>, &backward_block_bf16<Dot, BM, BN>,
-                         0, nullptr, nullptr};
+                         &residual_bf16, 0, nullptr, nullptr};
 }
 
 }  // namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE
