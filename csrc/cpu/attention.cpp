@@ -14,6 +14,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -465,6 +466,30 @@ Bf16Operands packed_operands(const Operands& op, double scale, const Bf16KernelT
   return {q, k_t, values, q_scaled.contiguous()};
 }
 
+// A bfloat16 buffer of `shape` that this thread reuses from call to call
+// (`slot` tells the buffers of one call apart), grown to the largest seen:
+// fresh ones of 4.6 MB a call (128x128, C = 64) set glibc trimming its heap
+// and faulting every page in again (2 200 page faults a forward, 6 % of it at
+// 1 thread). Only for buffers that do not leave the call.
+Tensor reused_bf16(int slot, at::IntArrayRef shape) {
+  struct Buffer {
+    std::unique_ptr<void, decltype(&std::free)> data{nullptr, &std::free};
+    int64_t bytes = 0;
+  };
+  thread_local std::array<Buffer, 3> buffers;
+  int64_t bytes = sizeof(at::BFloat16);
+  for (int64_t d : shape) bytes *= d;
+  Buffer& buffer = buffers.at(slot);
+  if (buffer.bytes < bytes) {
+    buffer.data.reset();  // the old one freed before the new one is taken
+    buffer.bytes = 0;
+    buffer.data.reset(std::aligned_alloc(64, round_up(bytes, 64)));
+    TORCH_CHECK(buffer.data != nullptr, "sacolor cpu kernel: out of memory for ", bytes, " bytes of operands");
+    buffer.bytes = bytes;
+  }
+  return at::from_blob(buffer.data.get(), shape, at::TensorOptions().dtype(at::kBFloat16));
+}
+
 // The operands from the table's own projection (forward_operands), straight
 // from x in bfloat16: ATen's float32 GEMM on x widened, and the packing
 // passes over its result, took 7 % of the forward (1 thread, 128x128, C = 64).
@@ -475,10 +500,9 @@ Bf16Operands tile_operands(const Operands& op, double scale, const Bf16KernelTab
   const Tensor w_t = pair_panels(w.t().unsqueeze(0), c2, out_pad, kt.width);
   Tensor bias = at::zeros({out_pad}, op.acc_options());
   if (b.has_value()) bias.narrow(0, 0, out).copy_(*b);
-  const auto bf16 = op.acc_options().dtype(at::kBFloat16);
-  Tensor q = at::empty({s.batch, s.n_pad, s.qk2}, bf16);
-  Tensor k_t = at::empty({s.batch, s.m_pad / kt.width, s.qk2 / 2, kt.width, 2}, bf16);
-  Tensor values = at::empty({s.batch, s.m_pad, s.v_pad}, bf16);  // in steps
+  Tensor q = reused_bf16(0, {s.batch, s.n_pad, s.qk2});
+  Tensor k_t = reused_bf16(1, {s.batch, s.m_pad / kt.width, s.qk2 / 2, kt.width, 2});
+  Tensor values = reused_bf16(2, {s.batch, s.m_pad, s.v_pad});  // in steps
   Tensor q_scaled = at::empty({s.batch, s.n, s.qk}, op.acc_options());
   const bf16_bits *x_ptr = bf16_data(op.x), *w_ptr = bf16_data(w_t);
   const float* bias_ptr = bias.data_ptr<float>();
