@@ -530,7 +530,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
                                                           const Bf16KernelTable& kt) {
   const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
   const int64_t qk = op.wq.size(0), v = op.wv.size(0);
-  const Bf16ForwardLayout layout = kt.forward_layout(qk, v);
+  const Bf16ForwardLayout layout = kt.forward_layout(qk, v, n, at::get_num_threads());
   // One more value column, of ones: the kernel's P V then sums each row of P too.
   const Bf16Sizes s{batch, n, m, round_up(n, layout.block_m), round_up(m, kt.block_n),
                     qk, round_up(qk, kt.depth_multiple), v, round_up(v + 1, kt.width)};
@@ -547,7 +547,7 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
     const int64_t b = task / blocks;
     const Bf16ForwardProblem p{q_ptr + b * s.n_pad * s.qk2, k_ptr + b * s.qk2 * s.m_pad,
                                v_ptr + b * s.m_pad * s.v_pad, o_ptr + b * n * v, lse_ptr + b * n,
-                               n, m, s.n_pad, s.m_pad, qk, s.qk2, v, s.v_pad};
+                               n, m, s.n_pad, s.m_pad, qk, s.qk2, v, s.v_pad, layout.block_m};
     kt.forward_block(p, task % blocks, work);
   });
   return {o, lse, operands.q_scaled};

@@ -115,6 +115,7 @@ struct Bf16ForwardProblem {
   float* o;             // (n, v_channels), normalised
   float* lse;           // (n,): base-2 log-sum-exp
   int64_t n, m, n_pad, m_pad, qk, qk2, v_channels, v_pad;
+  int64_t block_m;  // queries per forward_block call: the layout's (Bf16ForwardLayout)
 };
 
 // The backward on the same rounded operands; dq comes out transposed (its
@@ -136,7 +137,8 @@ struct Bf16BackwardProblem {
   int64_t n, m, n_pad, m_pad, qk_rows, qk2, qk_pad, v_channels, v2, v_pad;
 };
 
-// How a table's forward wants its operands, for given qk and v_channels.
+// How a table's forward wants its operands, for given qk and v_channels, n
+// queries and the threads that share them.
 struct Bf16ForwardLayout {
   // Queries per forward_block call; the forward's n_pad is a multiple of it
   // (a multiple of block_m).
@@ -180,7 +182,7 @@ struct Bf16KernelTable {
   int64_t row_multiple;    // the rows of dq^T (qk_rows) are a multiple of it
   // Scratch floats one thread needs.
   int64_t (*forward_scratch)(int64_t v_pad);
-  Bf16ForwardLayout (*forward_layout)(int64_t qk, int64_t v_channels);
+  Bf16ForwardLayout (*forward_layout)(int64_t qk, int64_t v_channels, int64_t n, int64_t threads);
   int64_t (*backward_scratch)();
   void (*forward_block)(const Bf16ForwardProblem& p, int64_t block, float* scratch);
   void (*backward_block)(const Bf16BackwardProblem& p, int64_t block, float* scratch);

@@ -524,32 +524,46 @@ void forward_operands(const Bf16OperandsProblem& p, int64_t block, float* scratc
   }
 }
 
+// The fused forward for values of NV tiles, in blocks of FBM queries.
+template <int64_t FBM, int64_t CHUNK>
+void fused_forward_blocks(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
+  switch ((p.v_channels + kLanes - 1) / kLanes) {
+    case 1: return fused_forward_block<1, FBM, CHUNK>(p, block, scratch);
+    case 2: return fused_forward_block<2, FBM, CHUNK>(p, block, scratch);
+    case 3: return fused_forward_block<3, FBM, CHUNK>(p, block, scratch);
+    default: return fused_forward_block<4, FBM, CHUNK>(p, block, scratch);
+  }
+}
+
 // The fused forward where it applies (fused_forward), in blocks of FUSED_BM
-// queries, the generic one otherwise, in blocks of BM; the fused one's keys in
-// chunks of CHUNK, each chunk against every strip of the block in turn, so
-// that the chunk's keys and values, read from L3 by the first strip, are read
-// from L1 or L2 by the FUSED_BM / 16 - 1 others.
+// queries, or twice that on large maps (amx_forward_layout), the generic one
+// otherwise, in blocks of BM; the fused one's keys in chunks of CHUNK, each
+// chunk against every strip of the block in turn, so that the chunk's keys
+// and values, read from L3 by the first strip, are read from L1 or L2 by the
+// block's other strips.
 template <int64_t BM, int64_t BN, int64_t FUSED_BM, int64_t CHUNK>
 void amx_forward_block(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
   if (!fused_forward(p.qk, p.v_channels)) return forward_block_bf16<TileDot, BM, BN>(p, block, scratch);
-  switch ((p.v_channels + kLanes - 1) / kLanes) {
-    case 1: return fused_forward_block<1, FUSED_BM, CHUNK>(p, block, scratch);
-    case 2: return fused_forward_block<2, FUSED_BM, CHUNK>(p, block, scratch);
-    case 3: return fused_forward_block<3, FUSED_BM, CHUNK>(p, block, scratch);
-    default: return fused_forward_block<4, FUSED_BM, CHUNK>(p, block, scratch);
-  }
+  if (p.block_m == 2 * FUSED_BM) return fused_forward_blocks<2 * FUSED_BM, CHUNK>(p, block, scratch);
+  return fused_forward_blocks<FUSED_BM, CHUNK>(p, block, scratch);
 }
 
 template <int64_t BM, int64_t BN, int64_t FUSED_BM>
 int64_t amx_forward_scratch(int64_t v_pad) {
-  const int64_t fused = fused_forward_scratch<FUSED_BM>(v_pad), tiled = forward_scratch_bf16<BM, BN>(v_pad);
+  const int64_t fused = fused_forward_scratch<2 * FUSED_BM>(v_pad), tiled = forward_scratch_bf16<BM, BN>(v_pad);
   return fused > tiled ? fused : tiled;
 }
 
+// Blocks of 2 FUSED_BM queries where every thread still gets this many:
+// the keys and values then stream from L3 half as often (1 thread, 128x128,
+// the kernel alone 1.6 % faster), and a small map still splits across threads.
+constexpr int64_t kLargeBlocksPerThread = 4;
+
 template <int64_t BM, int64_t FUSED_BM>
-Bf16ForwardLayout amx_forward_layout(int64_t qk, int64_t v_channels) {
-  if (fused_forward(qk, v_channels)) return {FUSED_BM, kFusedStep, true, true};
-  return plain_layout<BM>(qk, v_channels);
+Bf16ForwardLayout amx_forward_layout(int64_t qk, int64_t v_channels, int64_t n, int64_t threads) {
+  if (!fused_forward(qk, v_channels)) return plain_layout<BM>(qk, v_channels, n, threads);
+  const bool large = n >= kLargeBlocksPerThread * threads * 2 * FUSED_BM;
+  return {large ? 2 * FUSED_BM : FUSED_BM, kFusedStep, true, true};
 }
 
 template <int64_t BM, int64_t BN, int64_t FUSED_BM, int64_t CHUNK>
@@ -577,8 +591,8 @@ namespace {
 // 0.387 -> 0.370 s; 512 keys, or 256 queries, were slower forward + backward).
 // The fused forward in blocks of 512 queries, so each chunk's values come
 // from L3 once for 32 strips, not 8 (1 thread, 128x128, the kernel alone:
-// 0.061 -> 0.055 s; 1024 queries 1.6 % faster, but a small map would then
-// not split across two threads; chunks of 128 keys 4 % slower).
+// 0.061 -> 0.055 s; chunks of 128 keys 4 % slower), and of 1024 where each
+// thread still gets four blocks (amx_forward_layout).
 constexpr Bf16KernelTable kAmx =
     amx::with_fused_forward<128, 256, 512, 256>(amx::make_bf16_table<amx::TileDot, 128, 256>("amx"));
 }  // namespace

@@ -295,7 +295,7 @@ namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
 
 // Blocks of BM queries, values in pair panels, no shift row; the dispatcher packs the operands.
 template <int64_t BM>
-Bf16ForwardLayout plain_layout(int64_t /*qk*/, int64_t /*v_channels*/) {
+Bf16ForwardLayout plain_layout(int64_t /*qk*/, int64_t /*v_channels*/, int64_t /*n*/, int64_t /*threads*/) {
   return {BM, 0, false, false};
 }
 
