@@ -293,21 +293,26 @@ def test_amx_forward_projects_and_packs_its_own_operands(monkeypatch, shape):
 
 
 @pytest.mark.parametrize("path", BF16_PATHS)
+@pytest.mark.parametrize("out_proj", [False, True], ids=["in-kernel", "after-wo"])
 @pytest.mark.parametrize("channels, height, width", [(64, 9, 11), (40, 5, 7), (24, 16, 12)])
-def test_bfloat16_residual_rounds_as_the_generic_one(monkeypatch, path, channels, height, width):
-    """y = gamma * o^T + x on the bfloat16 tiles' vectorised residual, bit for
-    bit the float32 product, the float32 sum, then bfloat16, at positions past a
-    whole vector (99, 35, 192) and channels not a multiple of 16 (40, 24)."""
+def test_bfloat16_residual_rounds_as_the_generic_one(monkeypatch, path, out_proj, channels, height, width):
+    """y = gamma * o^T + x, written by the bf16 forward's blocks (no output
+    projection) or by the vectorised residual after Wo, bit for bit the float32
+    product, the float32 sum, then bfloat16, at positions past a whole vector
+    (99, 35, 192) and channels not a multiple of 16 (40, 24)."""
     skip_unless_runs(path)
     monkeypatch.setenv(ISA_ENV_VAR, path)
     gen = torch.Generator().manual_seed(channels)
     x = torch.randn(2, channels, height, width, generator=gen).to(torch.bfloat16)
+    v = channels // 2 if out_proj else channels
     w = [(torch.randn(rows, channels, generator=gen) * channels**-0.5).to(torch.bfloat16)
-         for rows in (channels // 8, channels // 8, channels)]
+         for rows in (channels // 8, channels // 8, v)]
+    wo = (torch.randn(channels, v, generator=gen) * v**-0.5).to(torch.bfloat16) if out_proj else None
     gamma = torch.tensor(0.7).to(torch.bfloat16)
-    y, o, _, _ = torch.ops.sacolor_C.self_attention_fwd(x, w[0], None, w[1], None, w[2], None, None, None,
+    y, o, _, _ = torch.ops.sacolor_C.self_attention_fwd(x, w[0], None, w[1], None, w[2], None, wo, None,
                                                         gamma, 1, 1.0)
-    want = (o.transpose(1, 2).reshape(x.shape) * gamma.float() + x.float()).to(torch.bfloat16)
+    rows = o if wo is None else F.linear(o, wo.float())
+    want = (rows.transpose(1, 2).reshape(x.shape) * gamma.float() + x.float()).to(torch.bfloat16)
     assert torch.equal(y, want)
 
 

@@ -526,8 +526,11 @@ Bf16Operands tile_operands(const Operands& op, double scale, const Bf16KernelTab
 // The same on the bfloat16 tiles: q (times scale * log2 e), k and v rounded to
 // bfloat16 once, products accumulated in float32. Returns the queries unrounded
 // (float32), like the float32 path: the backward rounds them again bit for bit.
+// With y defined (no output projection, v = C), the kernel writes y = gamma
+// o^T + x into it block by block, while each block's o is in cache (the
+// residual apart read all of o back: 1.5 % of the forward at 1 thread, 128x128).
 std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, double scale,
-                                                          const Bf16KernelTable& kt) {
+                                                          const Bf16KernelTable& kt, const Tensor& y) {
   const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
   const int64_t qk = op.wq.size(0), v = op.wv.size(0);
   const Bf16ForwardLayout layout = kt.forward_layout(qk, v, n, at::get_num_threads());
@@ -543,11 +546,15 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, do
   const bf16_bits *q_ptr = bf16_data(operands.q), *k_ptr = bf16_data(operands.k_t);
   const bf16_bits* v_ptr = bf16_data(operands.values);
   float *o_ptr = o.data_ptr<float>(), *lse_ptr = lse.data_ptr<float>();
+  const bf16_bits* x_ptr = bf16_data(op.x);
+  bf16_bits* y_ptr = y.defined() ? reinterpret_cast<bf16_bits*>(y.data_ptr<at::BFloat16>()) : nullptr;
+  const float gamma = op.gamma.item<float>();
   for_each_task<float>(batch * blocks, kt.forward_scratch(s.v_pad), [&](int64_t task, float* work) {
     const int64_t b = task / blocks;
     const Bf16ForwardProblem p{q_ptr + b * s.n_pad * s.qk2, k_ptr + b * s.qk2 * s.m_pad,
                                v_ptr + b * s.m_pad * s.v_pad, o_ptr + b * n * v, lse_ptr + b * n,
-                               n, m, s.n_pad, s.m_pad, qk, s.qk2, v, s.v_pad, layout.block_m};
+                               n, m, s.n_pad, s.m_pad, qk, s.qk2, v, s.v_pad, layout.block_m,
+                               x_ptr + b * v * n, y_ptr == nullptr ? nullptr : y_ptr + b * v * n, gamma};
     kt.forward_block(p, task % blocks, work);
   });
   return {o, lse, operands.q_scaled};
@@ -610,10 +617,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   check_inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
   const Operands op = cast_operands(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
-  const Bf16KernelTable* bf16 = x.scalar_type() == at::kBFloat16 ? bf16_kernels() : nullptr;
-  auto [o, lse, q] = bf16 != nullptr                     ? attention_forward_bf16(op, scale, *bf16)
-                     : x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
-                                                         : attention_forward<float>(op, scale);
+  if (const Bf16KernelTable* bf16 = x.scalar_type() == at::kBFloat16 ? bf16_kernels() : nullptr) {
+    const bool in_kernel = !op.wo.has_value() && op.wv.size(0) == op.channels();
+    const Tensor y = in_kernel ? at::empty_like(x) : Tensor();
+    auto [o, lse, q] = attention_forward_bf16(op, scale, *bf16, y);
+    return {in_kernel ? y : residual_output(output_rows(op, o), op.gamma, x), o, lse, q};
+  }
+  auto [o, lse, q] = x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
+                                                   : attention_forward<float>(op, scale);
   return {residual_output(output_rows(op, o), op.gamma, x), o, lse, q};
 }
 

@@ -116,6 +116,12 @@ struct Bf16ForwardProblem {
   float* lse;           // (n,): base-2 log-sum-exp
   int64_t n, m, n_pad, m_pad, qk, qk2, v_channels, v_pad;
   int64_t block_m;  // queries per forward_block call: the layout's (Bf16ForwardLayout)
+  // With y (no output projection, so v_channels = C): each block also writes
+  // its y = gamma * o^T + x (Bf16KernelTable::residual), x and y (v_channels,
+  // n), while its o rows are in cache.
+  const bf16_bits* x;
+  bf16_bits* y;
+  float gamma;
 };
 
 // The backward on the same rounded operands; dq comes out transposed (its

@@ -408,7 +408,7 @@ void fused_forward_block(const Bf16ForwardProblem& p, int64_t block, float* scra
   if (held >= 0) store_o<NV>(st.acc + held * p.v_pad, o_stride);
   for (int64_t i = 0; i < rows; ++i)
     st.acc[i * p.v_pad + p.v_channels] = Vec::load(sums[side[i / kFusedRows]] + i * kLanes).reduce_sum();
-  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+  write_block(st, p, i0, rows);
 }
 
 // ---- the fused forward's operands from x (Bf16OperandsProblem) ----------

@@ -157,6 +157,42 @@ inline void score_gradient_rows(const float* p_rows, const float* dp_rows, const
   }
 }
 
+// y = gamma * rows^T + x for positions [i0, i1) of one batch element: rows
+// (n, c) float32, x and y (c, n) bfloat16; rounded as the dispatcher's generic
+// residual (the product, the sum, then bfloat16), 16 x 16 blocks of rows
+// transposed in registers (the generic one's strided reads took 2 % of the AMX
+// forward at 128x128, C = 64).
+inline void residual_bf16(const float* rows, int64_t n, int64_t c, float gamma, const bf16_bits* x,
+                          bf16_bits* y, int64_t i0, int64_t i1) {
+  const __m512 g = _mm512_set1_ps(gamma);
+  for (int64_t i = i0; i < i1; i += kLanes) {
+    const int64_t positions = i1 - i < kLanes ? i1 - i : kLanes;
+    const __mmask32 live = first_lanes(positions);
+    for (int64_t ch = 0; ch < c; ch += kLanes) {
+      const __mmask16 channels = first_lanes(c - ch);
+      __m512i r[16];
+      for (int j = 0; j < 16; ++j)
+        r[j] = j < positions ? _mm512_maskz_loadu_epi32(channels, rows + (i + j) * c + ch) : _mm512_setzero_si512();
+      transpose_16x16(r);
+      for (int64_t j = 0; j < kLanes && ch + j < c; ++j) {
+        const int64_t at = (ch + j) * n + i;
+        const __m256i x16 = _mm512_castsi512_si256(_mm512_maskz_loadu_epi16(live, x + at));
+        const __m512 xs = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x16), 16));
+        // the product rounded apart (the compiler would fuse a plain multiply and add)
+        const __m512 product = _mm512_mul_round_ps(_mm512_castsi512_ps(r[j]), g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 out = _mm512_add_ps(product, xs);
+        _mm512_mask_storeu_epi16(y + at, live, _mm512_castsi256_si512(to_bf16(out)));
+      }
+    }
+  }
+}
+
+// The end of a forward block: its o rows and log-sum-exps, and with p.y its y.
+inline void write_block(const SoftmaxRows<VecAvx512>& st, const Bf16ForwardProblem& p, int64_t i0, int64_t rows) {
+  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+  if (p.y != nullptr) residual_bf16(p.o, p.n, p.v_channels, p.gamma, p.x, p.y, i0, i0 + rows);
+}
+
 // The forward works on strips of 32 query rows (two AMX tile heights), so a
 // strip's scores (32 x BN float32) stay in L1, in a software pipeline: the
 // scores of the next strip are computed before the softmax of this one and
@@ -212,7 +248,7 @@ void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scrat
   }
   times_values(steps - 1);
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
-  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+  write_block(st, p, i0, rows);
 }
 
 template <int64_t BM, int64_t BN>
@@ -256,36 +292,6 @@ void backward_block_bf16(const Bf16BackwardProblem& p, int64_t block, float* scr
     // dK += dS^T Q; dQ^T += Kc^T dS^T
     Dot::dot(BN, p.qk_pad, BM, dst16, BM, p.q + i0 * kLanes, p.n_pad * kLanes, dk, p.qk_pad, true);
     Dot::dot(p.qk_rows, BM, BN, p.kct + j0, p.m_pad, ds_pairs, BN * kLanes, p.dqt + i0, p.n_pad, true);
-  }
-}
-
-// y = gamma * rows^T + x for positions [i0, i1) of one batch element: rows
-// (n, c) float32, x and y (c, n) bfloat16; rounded as the dispatcher's generic
-// residual (the product, the sum, then bfloat16), 16 x 16 blocks of rows
-// transposed in registers (the generic one's strided reads took 2 % of the AMX
-// forward at 128x128, C = 64).
-inline void residual_bf16(const float* rows, int64_t n, int64_t c, float gamma, const bf16_bits* x,
-                          bf16_bits* y, int64_t i0, int64_t i1) {
-  const __m512 g = _mm512_set1_ps(gamma);
-  for (int64_t i = i0; i < i1; i += kLanes) {
-    const int64_t positions = i1 - i < kLanes ? i1 - i : kLanes;
-    const __mmask32 live = first_lanes(positions);
-    for (int64_t ch = 0; ch < c; ch += kLanes) {
-      const __mmask16 channels = first_lanes(c - ch);
-      __m512i r[16];
-      for (int j = 0; j < 16; ++j)
-        r[j] = j < positions ? _mm512_maskz_loadu_epi32(channels, rows + (i + j) * c + ch) : _mm512_setzero_si512();
-      transpose_16x16(r);
-      for (int64_t j = 0; j < kLanes && ch + j < c; ++j) {
-        const int64_t at = (ch + j) * n + i;
-        const __m256i x16 = _mm512_castsi512_si256(_mm512_maskz_loadu_epi16(live, x + at));
-        const __m512 xs = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x16), 16));
-        // the product rounded apart (the compiler would fuse a plain multiply and add)
-        const __m512 product = _mm512_mul_round_ps(_mm512_castsi512_ps(r[j]), g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m512 out = _mm512_add_ps(product, xs);
-        _mm512_mask_storeu_epi16(y + at, live, _mm512_castsi256_si512(to_bf16(out)));
-      }
-    }
   }
 }
 
