@@ -469,8 +469,8 @@ Bf16Operands packed_operands(const Operands& op, double scale, const Bf16KernelT
 // A bfloat16 buffer of `shape` that this thread reuses from call to call
 // (`slot` tells the buffers of one call apart), grown to the largest seen:
 // fresh ones of 4.6 MB a call (128x128, C = 64) set glibc trimming its heap
-// and faulting every page in again (2 200 page faults a forward, 6 % of it at
-// 1 thread). Only for buffers that do not leave the call.
+// and faulting every page in again (2 200 page faults a forward, about 5 % of
+// it at 1 thread). Only for buffers that do not leave the call.
 Tensor reused_bf16(int slot, at::IntArrayRef shape) {
   struct Buffer {
     std::unique_ptr<void, decltype(&std::free)> data{nullptr, &std::free};
@@ -591,7 +591,8 @@ Tensor residual_output(const Tensor& rows, const Tensor& gamma, const Tensor& x)
         const int64_t b = task / blocks, i0 = task % blocks * kBlock, i1 = std::min(i0 + kBlock, n);
         if constexpr (std::is_same_v<scalar_t, at::BFloat16>) {
           if (bf16 != nullptr) {
-            bf16->residual(reinterpret_cast<const float*>(r + b * n * c), n, c, static_cast<float>(g), reinterpret_cast<const bf16_bits*>(xs + b * c * n),
+            bf16->residual(reinterpret_cast<const float*>(r + b * n * c), n, c, static_cast<float>(g),
+                           reinterpret_cast<const bf16_bits*>(xs + b * c * n),
                            reinterpret_cast<bf16_bits*>(ys + b * c * n), i0, i1);
             continue;
           }

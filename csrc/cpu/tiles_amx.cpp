@@ -449,7 +449,8 @@ void forward_operands(const Bf16OperandsProblem& p, int64_t block, float* scratc
   const int64_t n0 = block * kOperandRows;
   bf16_bits* xt = reinterpret_cast<bf16_bits*>(scratch);  // (kOperandRows, c2)
   float* c = scratch + kOperandRows * p.c2 / 2;             // (kOperandRows, out_pad)
-  for (int64_t r = 0; r < kOperandRows; r += kLanes) x_rows_transposed(p.x, p.channels, p.n, n0 + r, p.c2, xt + r * p.c2);
+  for (int64_t r = 0; r < kOperandRows; r += kLanes)
+    x_rows_transposed(p.x, p.channels, p.n, n0 + r, p.c2, xt + r * p.c2);
   {
     [[maybe_unused]] const TileDot::Scope scope;
     TileDot::dot(kOperandRows, p.out_pad, p.c2, xt, p.c2, p.w, p.c2 * kLanes, c, p.out_pad, false);
@@ -462,7 +463,8 @@ void forward_operands(const Bf16OperandsProblem& p, int64_t block, float* scratc
     const int64_t i = n0 + r;
     const float* row = c + r * p.out_pad;
     __m512 low = _mm512_maskz_mul_ps(q_low, _mm512_add_ps(_mm512_maskz_loadu_ps(q_low, row), bq_low), factor);
-    __m512 high = _mm512_maskz_mul_ps(q_high, _mm512_add_ps(_mm512_maskz_loadu_ps(q_high, row + kLanes), bq_high), factor);
+    __m512 high =
+        _mm512_maskz_mul_ps(q_high, _mm512_add_ps(_mm512_maskz_loadu_ps(q_high, row + kLanes), bq_high), factor);
     if (i < p.n) {
       _mm512_mask_storeu_ps(p.q_scaled + i * p.qk, q_low, low);
       _mm512_mask_storeu_ps(p.q_scaled + i * p.qk + kLanes, q_high, high);
@@ -518,7 +520,8 @@ void forward_operands(const Bf16OperandsProblem& p, int64_t block, float* scratc
       const float* col = c + r * p.out_pad + 2 * p.qk + ch;
       const __m512 bias = _mm512_maskz_loadu_ps(live, p.bias + 2 * p.qk + ch);
       const __m512 even = _mm512_maskz_add_ps(j < p.n ? live : 0, _mm512_maskz_loadu_ps(live, col), bias);
-      const __m512 odd = _mm512_maskz_add_ps(j + 1 < p.n ? live : 0, _mm512_maskz_loadu_ps(live, col + p.out_pad), bias);
+      const __m512 odd =
+          _mm512_maskz_add_ps(j + 1 < p.n ? live : 0, _mm512_maskz_loadu_ps(live, col + p.out_pad), bias);
       _mm512_storeu_si512(step + pn * kFusedStep * kLanes, pair_row(even, odd));
     }
   }

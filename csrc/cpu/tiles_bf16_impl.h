@@ -179,7 +179,8 @@ inline void residual_bf16(const float* rows, int64_t n, int64_t c, float gamma, 
         const __m256i x16 = _mm512_castsi512_si256(_mm512_maskz_loadu_epi16(live, x + at));
         const __m512 xs = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x16), 16));
         // the product rounded apart (the compiler would fuse a plain multiply and add)
-        const __m512 product = _mm512_mul_round_ps(_mm512_castsi512_ps(r[j]), g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 product =
+            _mm512_mul_round_ps(_mm512_castsi512_ps(r[j]), g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         const __m512 out = _mm512_add_ps(product, xs);
         _mm512_mask_storeu_epi16(y + at, live, _mm512_castsi256_si512(to_bf16(out)));
       }
