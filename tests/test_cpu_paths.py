@@ -239,3 +239,99 @@ def test_bfloat16_where_scores_rise_along_the_keys(monkeypatch, path, qk):
     want = _output_and_grads(oracle, x.double(), lambda m, v: m(v))
     theirs = _errors(_output_and_grads(module, x, _pytorch_bf16), want)
     _assert_within_2x(path, module, x, want, theirs)
+
+
+# B, C, H, W, qk, v, bias: positions past a whole tile (99 = 6 x 16 + 3), channels
+# not a multiple of the tile depth (40, 33: an odd one pairs with a zero; 200: seven
+# depth steps), qk odd (the shift row the second of a pair) and 31 (the last), v of
+# one, one and a bit, and four value tiles.
+OPERAND_SHAPES = [(2, 64, 9, 11, 8, 64, True), (1, 40, 5, 7, 5, 40, True), (2, 33, 10, 13, 7, 17, False),
+                  (1, 64, 12, 12, 31, 64, True), (1, 200, 12, 12, 3, 1, True)]
+
+
+@pytest.mark.parametrize("shape", OPERAND_SHAPES, ids=lambda s: "B{}-C{}-{}x{}-qk{}-v{}{}".format(*s[:6], "-bias" * s[6]))
+def test_amx_forward_projects_and_packs_its_own_operands(monkeypatch, shape):
+    """Without pooling, the AMX forward (qk < 32, v <= 64) takes q, k and v from
+    its own projection of the bfloat16 x on the tile unit (forward_operands), not
+    from ATen's float32 GEMM: the float32 queries it returns must be ATen's up to
+    summation order, and o and the log-sum-exp those of float64 attention on the
+    same projections rounded to bfloat16 (a key, value or channel packed in the
+    wrong place is an error of order 1)."""
+    skip_unless_runs("amx")
+    monkeypatch.setenv(ISA_ENV_VAR, "amx")
+    batch, c, height, width, qk, v, bias = shape
+    gen = torch.Generator().manual_seed(c + qk)
+
+    def r(*size, std=1.0):
+        return (torch.randn(*size, generator=gen) * std).to(torch.bfloat16)
+
+    x = r(batch, c, height, width)
+    w = {name: r(rows, c, std=c**-0.5) for name, rows in (("q", qk), ("k", qk), ("v", v))}
+    b = {name: r(t.shape[0], std=0.5) if bias else None for name, t in w.items()}
+    wo = r(c, v, std=v**-0.5) if v != c else None  # an output projection where v_channels != C
+    gamma = torch.tensor(0.7).to(torch.bfloat16)
+    y, o, lse, q = torch.ops.sacolor_C.self_attention_fwd(x, w["q"], b["q"], w["k"], b["k"], w["v"], b["v"],
+                                                          wo, None, gamma, 1, 1.0)
+
+    def project(name):  # (B, N, rows) in float32, as the float32 path computes it
+        out = torch.einsum("oc,bcn->bno", w[name].float(), x.float().flatten(2))
+        return out if b[name] is None else out + b[name].float()
+
+    log2e = torch.tensor(1.0).exp().log2().item()
+    q_want = project("q") * log2e
+    assert ((q - q_want).norm() / q_want.norm()).item() < 1e-6
+    k_bf16, v_bf16 = (project(name).to(torch.bfloat16).double() for name in "kv")
+    scores = q_want.to(torch.bfloat16).double() @ k_bf16.transpose(1, 2)  # base 2
+    lse_want = torch.logsumexp(scores * torch.log(torch.tensor(2.0)).double(), -1) * log2e
+    o_want = torch.softmax(scores / log2e, -1) @ v_bf16
+    # P is rounded to bfloat16 (a relative 2^-9 each): errors of about 1e-3
+    assert ((o.double() - o_want).norm() / o_want.norm()).item() < 4e-3
+    assert (lse.double() - lse_want).abs().max().item() < 1e-2
+    out = o_want if wo is None else o_want @ wo.double().t()
+    y_want = 0.7 * out.transpose(1, 2).reshape(x.shape) + x.double()
+    assert ((y.double() - y_want).norm() / y_want.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("path", BF16_PATHS)
+@pytest.mark.parametrize("out_proj", [False, True], ids=["in-kernel", "after-wo"])
+@pytest.mark.parametrize("channels, height, width", [(64, 9, 11), (40, 5, 7), (24, 16, 12)])
+def test_bfloat16_residual_rounds_as_the_generic_one(monkeypatch, path, out_proj, channels, height, width):
+    """y = gamma * o^T + x, written by the bf16 forward's blocks (no output
+    projection) or by the vectorised residual after Wo, bit for bit the float32
+    product, the float32 sum, then bfloat16, at positions past a whole vector
+    (99, 35, 192) and channels not a multiple of 16 (40, 24)."""
+    skip_unless_runs(path)
+    monkeypatch.setenv(ISA_ENV_VAR, path)
+    gen = torch.Generator().manual_seed(channels)
+    x = torch.randn(2, channels, height, width, generator=gen).to(torch.bfloat16)
+    v = channels // 2 if out_proj else channels
+    w = [(torch.randn(rows, channels, generator=gen) * channels**-0.5).to(torch.bfloat16)
+         for rows in (channels // 8, channels // 8, v)]
+    wo = (torch.randn(channels, v, generator=gen) * v**-0.5).to(torch.bfloat16) if out_proj else None
+    gamma = torch.tensor(0.7).to(torch.bfloat16)
+    y, o, _, _ = torch.ops.sacolor_C.self_attention_fwd(x, w[0], None, w[1], None, w[2], None, wo, None,
+                                                        gamma, 1, 1.0)
+    rows = o if wo is None else F.linear(o, wo.float())
+    want = (rows.transpose(1, 2).reshape(x.shape) * gamma.float() + x.float()).to(torch.bfloat16)
+    assert torch.equal(y, want)
+
+
+def test_amx_forward_in_blocks_of_1024_queries_matches_512(monkeypatch):
+    """The AMX forward takes blocks of 1024 queries where each thread still gets
+    four (9 600 queries on one thread), of 512 otherwise (on eight): every row's
+    arithmetic is its own strip's either way, so o, the log-sum-exp and y agree
+    bit for bit, the last, partly padded block included."""
+    skip_unless_runs("amx")
+    monkeypatch.setenv(ISA_ENV_VAR, "amx")
+    x, p, _, pool = _make(1, 64, 96, 100, 64, 1, True, False, torch.bfloat16)
+    args = (x, p["wq"], p["bq"], p["wk"], p["bk"], p["wv"], p["bv"], None, None, p["gamma"], pool, 1.0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        large = torch.ops.sacolor_C.self_attention_fwd(*args)
+        torch.set_num_threads(8)
+        small = torch.ops.sacolor_C.self_attention_fwd(*args)
+    finally:
+        torch.set_num_threads(threads)
+    for name, a, b in zip(("y", "o", "lse", "q"), large, small):
+        assert torch.equal(a, b), name

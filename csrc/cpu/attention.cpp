@@ -14,6 +14,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -109,10 +110,11 @@ void check_inputs(const Tensor& x, const Tensor& wq, const OptTensor& bq, const 
     if (t->has_value()) check_same_dtype(**t, name, x);
 }
 
-// The inputs in the accumulation dtype (float64 stays; float32, bfloat16 and
-// float16 accumulate in float32).
+// The inputs, the parameters in the accumulation dtype (float64 stays;
+// float32, bfloat16 and float16 accumulate in float32), x in its own (the
+// bfloat16 tiles' own projection reads it so; the others widen it).
 struct Operands {
-  Tensor x;           // (B, C, H, W)
+  Tensor x;           // (B, C, H, W), contiguous
   Tensor wq, wk, wv;  // (qk, C), (qk, C), (v, C)
   OptTensor bq, bk, bv, wo, bo;
   Tensor gamma;  // 0-dim
@@ -122,7 +124,8 @@ struct Operands {
   int64_t channels() const { return x.size(1); }
   int64_t queries() const { return x.size(2) * x.size(3); }
   int64_t keys() const { return queries() / (pool * pool); }
-  Tensor x_rows() const { return x.view({batch(), channels(), queries()}); }  // (B, C, N)
+  at::TensorOptions acc_options() const { return wq.options(); }
+  Tensor x_rows() const { return x.view({batch(), channels(), queries()}).to(wq.scalar_type()); }  // (B, C, N)
 };
 
 Operands cast_operands(const Tensor& x, const Tensor& wq, const OptTensor& bq, const Tensor& wk,
@@ -134,7 +137,7 @@ Operands cast_operands(const Tensor& x, const Tensor& wq, const OptTensor& bq, c
   auto cast_opt = [&](const OptTensor& t) -> OptTensor {
     return t.has_value() ? OptTensor(cast(*t)) : std::nullopt;
   };
-  return {cast(x),      cast(wq),     cast(wk),     cast(wv),     cast_opt(bq),
+  return {x,            cast(wq),     cast(wk),     cast(wv),     cast_opt(bq),
           cast_opt(bk), cast_opt(bv), cast_opt(wo), cast_opt(bo), cast(gamma).reshape({}),
           pool};
 }
@@ -404,8 +407,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward(const Operands& op, double 
   const Tensor q = padded(q_scaled, s.n_pad, s.qk_pad);
   const Tensor k_t = panels(proj.k, s.qk, s.m_pad, kt.width);
   const Tensor v = panels(proj.v.transpose(1, 2), s.m_pad, s.v_pad, kt.width);
-  Tensor o = at::empty({s.batch, s.n, s.v}, op.x.options());
-  Tensor lse = at::empty({s.batch, s.n}, op.x.options());
+  Tensor o = at::empty({s.batch, s.n, s.v}, op.acc_options());
+  Tensor lse = at::empty({s.batch, s.n}, op.acc_options());
 
   const int64_t task_rows = rows_per_task(s.n_pad, kt.block_m);
   const int64_t blocks = (s.n_pad + task_rows - 1) / task_rows;
@@ -429,47 +432,132 @@ std::tuple<Tensor, Tensor, Tensor> attention_forward(const Operands& op, double 
   return {o, lse, q_scaled.contiguous()};
 }
 
-// The same on the bfloat16 tiles: q (times scale * log2 e), k and v rounded to
-// bfloat16 once, products accumulated in float32. Returns the queries unrounded
-// (float32), like the float32 path: the backward rounds them again bit for bit.
-std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, double scale,
-                                                          const Bf16KernelTable& kt) {
-  const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
-  const int64_t qk = op.wq.size(0), v = op.wv.size(0);
-  const Bf16ForwardLayout layout = kt.forward_layout(qk, v);
-  const int64_t n_pad = round_up(n, layout.block_m), m_pad = round_up(m, kt.block_n);
-  // One more value column, of ones: the kernel's P V then sums each row of P too.
-  const int64_t qk2 = round_up(qk, kt.depth_multiple), v_pad = round_up(v + 1, kt.width);
+// The padded sizes of one bfloat16 forward.
+struct Bf16Sizes {
+  int64_t batch, n, m, n_pad, m_pad, qk, qk2, v, v_pad;
+};
+
+// The bfloat16 forward's operands in its kernels' layouts (Bf16ForwardProblem),
+// and the queries unrounded (float32, (B, N, qk)) as the forward returns them.
+struct Bf16Operands {
+  Tensor q, k_t, values, q_scaled;
+};
+
+// The operands from ATen's float32 projection (project_all), rounded and
+// packed here.
+Bf16Operands packed_operands(const Operands& op, double scale, const Bf16KernelTable& kt,
+                             const Bf16ForwardLayout& layout, const Bf16Sizes& s) {
   const Projections proj = project_all(op);
   const Tensor q_scaled = (proj.q * (scale * kLog2e)).transpose(1, 2);
-  const Tensor q = padded(q_scaled.to(at::kBFloat16), n_pad, qk2);
-  const Tensor k_t = pair_panels(proj.k, qk2, m_pad, kt.width);
+  const Tensor q = padded(q_scaled.to(at::kBFloat16), s.n_pad, s.qk2);
+  const Tensor k_t = pair_panels(proj.k, s.qk2, s.m_pad, kt.width);
   // (B, m_pad / width, qk2 / 2, width, 2): row qk is pair row qk / 2, element qk % 2
-  if (layout.shift_row) k_t.select(2, qk / 2).select(3, qk % 2).fill_(1);
+  if (layout.shift_row) k_t.select(2, s.qk / 2).select(3, s.qk % 2).fill_(1);
   // tiles.h: the values in pair panels, or in steps (a kernel that then sums its rows itself)
   const int64_t step = layout.value_step;
-  const Tensor values = pair_panels(proj.v.transpose(1, 2), m_pad, v_pad, kt.width, step);
+  const Tensor values = pair_panels(proj.v.transpose(1, 2), s.m_pad, s.v_pad, kt.width, step);
   if (step == 0) {
     // Column v of the m keys, (B, m_pad / 2, 2) in the pair panels: ones (an
     // at::cat of the transposed values and a ones column took 4 ms at 128x128).
-    const Tensor ones_column = values.select(1, v / kt.width).select(2, v % kt.width);
-    ones_column.narrow(1, 0, m / 2).fill_(1);
-    if (m % 2 == 1) ones_column.select(1, m / 2).select(1, 0).fill_(1);
+    const Tensor ones_column = values.select(1, s.v / kt.width).select(2, s.v % kt.width);
+    ones_column.narrow(1, 0, s.m / 2).fill_(1);
+    if (s.m % 2 == 1) ones_column.select(1, s.m / 2).select(1, 0).fill_(1);
   }
-  Tensor o = at::empty({batch, n, v}, op.x.options());
-  Tensor lse = at::empty({batch, n}, op.x.options());
+  return {q, k_t, values, q_scaled.contiguous()};
+}
 
-  const int64_t blocks = n_pad / layout.block_m;
-  const bf16_bits *q_ptr = bf16_data(q), *k_ptr = bf16_data(k_t), *v_ptr = bf16_data(values);
-  float *o_ptr = o.data_ptr<float>(), *lse_ptr = lse.data_ptr<float>();
-  for_each_task<float>(batch * blocks, kt.forward_scratch(v_pad), [&](int64_t task, float* work) {
+// A bfloat16 buffer of `shape` that this thread reuses from call to call
+// (`slot` tells the buffers of one call apart), grown to the largest seen:
+// fresh ones of 4.6 MB a call (128x128, C = 64) set glibc trimming its heap
+// and faulting every page in again (2 200 page faults a forward, about 5 % of
+// it at 1 thread). Only for buffers that do not leave the call.
+Tensor reused_bf16(int slot, at::IntArrayRef shape) {
+  struct Buffer {
+    std::unique_ptr<void, decltype(&std::free)> data{nullptr, &std::free};
+    int64_t bytes = 0;
+  };
+  thread_local std::array<Buffer, 3> buffers;
+  int64_t bytes = sizeof(at::BFloat16);
+  for (int64_t d : shape) bytes *= d;
+  Buffer& buffer = buffers.at(slot);
+  if (buffer.bytes < bytes) {
+    buffer.data.reset();  // the old one freed before the new one is taken
+    buffer.bytes = 0;
+    buffer.data.reset(std::aligned_alloc(64, round_up(bytes, 64)));
+    TORCH_CHECK(buffer.data != nullptr, "sacolor cpu kernel: out of memory for ", bytes, " bytes of operands");
+    buffer.bytes = bytes;
+  }
+  return at::from_blob(buffer.data.get(), shape, at::TensorOptions().dtype(at::kBFloat16));
+}
+
+// The operands from the table's own projection (forward_operands), straight
+// from x in bfloat16: ATen's float32 GEMM on x widened, and the packing
+// passes over its result, took 7 % of the forward (1 thread, 128x128, C = 64).
+Bf16Operands tile_operands(const Operands& op, double scale, const Bf16KernelTable& kt, const Bf16Sizes& s) {
+  const int64_t channels = op.channels(), c2 = round_up(channels, kt.depth_multiple);
+  const int64_t out = 2 * s.qk + s.v, out_pad = round_up(out, kt.width);
+  const auto [w, b] = stacked_weights(op);  // bfloat16 values: exact in bfloat16 again
+  const Tensor w_t = pair_panels(w.t().unsqueeze(0), c2, out_pad, kt.width);
+  Tensor bias = at::zeros({out_pad}, op.acc_options());
+  if (b.has_value()) bias.narrow(0, 0, out).copy_(*b);
+  Tensor q = reused_bf16(0, {s.batch, s.n_pad, s.qk2});
+  Tensor k_t = reused_bf16(1, {s.batch, s.m_pad / kt.width, s.qk2 / 2, kt.width, 2});
+  Tensor values = reused_bf16(2, {s.batch, s.m_pad, s.v_pad});  // in steps
+  Tensor q_scaled = at::empty({s.batch, s.n, s.qk}, op.acc_options());
+  const bf16_bits *x_ptr = bf16_data(op.x), *w_ptr = bf16_data(w_t);
+  const float* bias_ptr = bias.data_ptr<float>();
+  float* q_scaled_ptr = q_scaled.data_ptr<float>();
+  bf16_bits* q_ptr = reinterpret_cast<bf16_bits*>(q.data_ptr<at::BFloat16>());
+  bf16_bits* k_ptr = reinterpret_cast<bf16_bits*>(k_t.data_ptr<at::BFloat16>());
+  bf16_bits* v_ptr = reinterpret_cast<bf16_bits*>(values.data_ptr<at::BFloat16>());
+  const float q_factor = static_cast<float>(scale * kLog2e);  // as ATen's multiply by the double
+  const int64_t blocks = s.n_pad / kt.operands_rows;
+  for_each_task<float>(s.batch * blocks, kt.operands_scratch(c2, out_pad), [&](int64_t task, float* work) {
     const int64_t b = task / blocks;
-    const Bf16ForwardProblem p{q_ptr + b * n_pad * qk2, k_ptr + b * qk2 * m_pad,
-                               v_ptr + b * m_pad * v_pad, o_ptr + b * n * v, lse_ptr + b * n,
-                               n, m, n_pad, m_pad, qk, qk2, v, v_pad};
+    const Bf16OperandsProblem p{x_ptr + b * channels * s.n, w_ptr, bias_ptr, q_factor,
+                                q_scaled_ptr + b * s.n * s.qk, q_ptr + b * s.n_pad * s.qk2,
+                                k_ptr + b * s.qk2 * s.m_pad, v_ptr + b * s.m_pad * s.v_pad,
+                                channels, c2, s.n, s.n_pad, s.m_pad, s.qk, s.qk2, s.v, s.v_pad, out_pad};
+    kt.forward_operands(p, task % blocks, work);
+  });
+  return {q, k_t, values, q_scaled};
+}
+
+// The same on the bfloat16 tiles: q (times scale * log2 e), k and v rounded to
+// bfloat16 once, products accumulated in float32. Returns the queries unrounded
+// (float32), like the float32 path: the backward rounds them again bit for bit.
+// With y defined (no output projection, v = C), the kernel writes y = gamma
+// o^T + x into it block by block, while each block's o is in cache (the
+// residual apart read all of o back: 1.5 % of the forward at 1 thread, 128x128).
+std::tuple<Tensor, Tensor, Tensor> attention_forward_bf16(const Operands& op, double scale,
+                                                          const Bf16KernelTable& kt, const Tensor& y) {
+  const int64_t batch = op.batch(), n = op.queries(), m = op.keys();
+  const int64_t qk = op.wq.size(0), v = op.wv.size(0);
+  const Bf16ForwardLayout layout = kt.forward_layout(qk, v, n, at::get_num_threads());
+  // One more value column, of ones: the kernel's P V then sums each row of P too.
+  const Bf16Sizes s{batch, n, m, round_up(n, layout.block_m), round_up(m, kt.block_n),
+                    qk, round_up(qk, kt.depth_multiple), v, round_up(v + 1, kt.width)};
+  const Bf16Operands operands = layout.operands && op.pool == 1 ? tile_operands(op, scale, kt, s)
+                                                                : packed_operands(op, scale, kt, layout, s);
+  Tensor o = at::empty({batch, n, v}, op.acc_options());
+  Tensor lse = at::empty({batch, n}, op.acc_options());
+
+  const int64_t blocks = s.n_pad / layout.block_m;
+  const bf16_bits *q_ptr = bf16_data(operands.q), *k_ptr = bf16_data(operands.k_t);
+  const bf16_bits* v_ptr = bf16_data(operands.values);
+  float *o_ptr = o.data_ptr<float>(), *lse_ptr = lse.data_ptr<float>();
+  const bf16_bits* x_ptr = bf16_data(op.x);
+  bf16_bits* y_ptr = y.defined() ? reinterpret_cast<bf16_bits*>(y.data_ptr<at::BFloat16>()) : nullptr;
+  const float gamma = op.gamma.item<float>();
+  for_each_task<float>(batch * blocks, kt.forward_scratch(s.v_pad), [&](int64_t task, float* work) {
+    const int64_t b = task / blocks;
+    const Bf16ForwardProblem p{q_ptr + b * s.n_pad * s.qk2, k_ptr + b * s.qk2 * s.m_pad,
+                               v_ptr + b * s.m_pad * s.v_pad, o_ptr + b * n * v, lse_ptr + b * n,
+                               n, m, s.n_pad, s.m_pad, qk, s.qk2, v, s.v_pad, layout.block_m,
+                               x_ptr + b * v * n, y_ptr == nullptr ? nullptr : y_ptr + b * v * n, gamma};
     kt.forward_block(p, task % blocks, work);
   });
-  return {o, lse, q_scaled.contiguous()};
+  return {o, lse, operands.q_scaled};
 }
 
 // The op's output after the attention core: (Wo o + bo) (B, N, C), or o.
@@ -482,13 +570,16 @@ Tensor output_rows(const Operands& op, const Tensor& o) {
 // 64 queries (their rows in L1 while each channel's 64 outputs are written):
 // ATen's add of a transposed view to x ran 10x slower than a transposed copy
 // and the add apart, and that copy, the multiply, the add and the rounding
-// copy took four passes and two float32 tensors.
+// copy took four passes and two float32 tensors. bfloat16 x takes the
+// bfloat16 tiles' residual where this call's path has them (the same rounding,
+// vectorised).
 Tensor residual_output(const Tensor& rows, const Tensor& gamma, const Tensor& x) {
   constexpr int64_t kBlock = 64;
   const int64_t batch = rows.size(0), n = rows.size(1), c = rows.size(2);
   const Tensor xc = x.contiguous();
   Tensor y = at::empty_like(xc);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const Bf16KernelTable* bf16 = x.scalar_type() == at::kBFloat16 ? bf16_kernels() : nullptr;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "residual_output", [&] {
     using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const A g = gamma.item<A>();
@@ -498,6 +589,14 @@ Tensor residual_output(const Tensor& rows, const Tensor& gamma, const Tensor& x)
     at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / blocks, i0 = task % blocks * kBlock, i1 = std::min(i0 + kBlock, n);
+        if constexpr (std::is_same_v<scalar_t, at::BFloat16>) {
+          if (bf16 != nullptr) {
+            bf16->residual(reinterpret_cast<const float*>(r + b * n * c), n, c, static_cast<float>(g),
+                           reinterpret_cast<const bf16_bits*>(xs + b * c * n),
+                           reinterpret_cast<bf16_bits*>(ys + b * c * n), i0, i1);
+            continue;
+          }
+        }
         for (int64_t ch = 0; ch < c; ++ch) {
           const A* in = r + b * n * c + ch;
           const int64_t row = (b * c + ch) * n;
@@ -519,10 +618,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> self_attention_fwd(
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   check_inputs(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
   const Operands op = cast_operands(x, wq, bq, wk, bk, wv, bv, wo, bo, gamma, pool);
-  const Bf16KernelTable* bf16 = x.scalar_type() == at::kBFloat16 ? bf16_kernels() : nullptr;
-  auto [o, lse, q] = bf16 != nullptr                     ? attention_forward_bf16(op, scale, *bf16)
-                     : op.x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
-                                                         : attention_forward<float>(op, scale);
+  if (const Bf16KernelTable* bf16 = x.scalar_type() == at::kBFloat16 ? bf16_kernels() : nullptr) {
+    const bool in_kernel = !op.wo.has_value() && op.wv.size(0) == op.channels();
+    const Tensor y = in_kernel ? at::empty_like(x) : Tensor();
+    auto [o, lse, q] = attention_forward_bf16(op, scale, *bf16, y);
+    return {in_kernel ? y : residual_output(output_rows(op, o), op.gamma, x), o, lse, q};
+  }
+  auto [o, lse, q] = x.scalar_type() == at::kDouble ? attention_forward<double>(op, scale)
+                                                   : attention_forward<float>(op, scale);
   return {residual_output(output_rows(op, o), op.gamma, x), o, lse, q};
 }
 

@@ -115,6 +115,13 @@ struct Bf16ForwardProblem {
   float* o;             // (n, v_channels), normalised
   float* lse;           // (n,): base-2 log-sum-exp
   int64_t n, m, n_pad, m_pad, qk, qk2, v_channels, v_pad;
+  int64_t block_m;  // queries per forward_block call: the layout's (Bf16ForwardLayout)
+  // With y (no output projection, so v_channels = C): each block also writes
+  // its y = gamma * o^T + x (Bf16KernelTable::residual), x and y (v_channels,
+  // n), while its o rows are in cache.
+  const bf16_bits* x;
+  bf16_bits* y;
+  float gamma;
 };
 
 // The backward on the same rounded operands; dq comes out transposed (its
@@ -136,7 +143,8 @@ struct Bf16BackwardProblem {
   int64_t n, m, n_pad, m_pad, qk_rows, qk2, qk_pad, v_channels, v2, v_pad;
 };
 
-// How a table's forward wants its operands, for given qk and v_channels.
+// How a table's forward wants its operands, for given qk and v_channels, n
+// queries and the threads that share them.
 struct Bf16ForwardLayout {
   // Queries per forward_block call; the forward's n_pad is a multiple of it
   // (a multiple of block_m).
@@ -150,6 +158,27 @@ struct Bf16ForwardLayout {
   // Whether row qk of the keys (qk < qk2) is 1 for the m keys: the kernel's
   // queries then carry each row's -shift in their column qk.
   bool shift_row;
+  // Whether the table's forward_operands writes this layout's q, kt and v
+  // from x (without pooling: keys are the queries' positions).
+  bool operands;
+};
+
+// The forward's operands of one batch element straight from x, without
+// pooling (m = n): the stacked 1x1 projection [q k v] = W x + b on the table's
+// products, its float32 sums rounded once, and the rounding packed in the
+// layouts of Bf16ForwardProblem (the values in steps, the keys with their
+// shift row): no float32 projection in memory, and no packing pass over it.
+struct Bf16OperandsProblem {
+  const bf16_bits* x;  // (channels, n)
+  const bf16_bits* w;  // [Wq; Wk; Wv]^T (c2 x out_pad), in pair panels; out = 2 qk + v_channels
+  const float* bias;   // (out_pad,): [bq; bk; bv], 0 where absent and past out
+  float q_factor;      // scale * log2(e)
+  float* q_scaled;     // (n, qk): (Wq x + bq) * q_factor in float32 (the forward returns it)
+  bf16_bits* q;        // (n_pad, qk2), as Bf16ForwardProblem
+  bf16_bits* kt;       // (qk2 x m_pad), as Bf16ForwardProblem, with the shift row
+  bf16_bits* v;        // (m_pad x v_pad), as Bf16ForwardProblem, in steps
+  // c2: channels rounded up to depth_multiple (zero rows of w).
+  int64_t channels, c2, n, n_pad, m_pad, qk, qk2, v_channels, v_pad, out_pad;
 };
 
 struct Bf16KernelTable {
@@ -159,10 +188,21 @@ struct Bf16KernelTable {
   int64_t row_multiple;    // the rows of dq^T (qk_rows) are a multiple of it
   // Scratch floats one thread needs.
   int64_t (*forward_scratch)(int64_t v_pad);
-  Bf16ForwardLayout (*forward_layout)(int64_t qk, int64_t v_channels);
+  Bf16ForwardLayout (*forward_layout)(int64_t qk, int64_t v_channels, int64_t n, int64_t threads);
   int64_t (*backward_scratch)();
   void (*forward_block)(const Bf16ForwardProblem& p, int64_t block, float* scratch);
   void (*backward_block)(const Bf16BackwardProblem& p, int64_t block, float* scratch);
+  // y = gamma * rows^T + x for positions [i0, i1) of one batch element: rows
+  // (n, c) float32, x and y (c, n) bfloat16.
+  void (*residual)(const float* rows, int64_t n, int64_t c, float gamma, const bf16_bits* x, bf16_bits* y,
+                   int64_t i0, int64_t i1);
+  // Where a layout says `operands`: positions per forward_operands call (it
+  // divides the layout's block_m and block_n), the scratch floats one thread
+  // needs for it, and positions [block * operands_rows, +operands_rows) of
+  // one batch element (their q; their keys and values below m_pad).
+  int64_t operands_rows;
+  int64_t (*operands_scratch)(int64_t c2, int64_t out_pad);
+  void (*forward_operands)(const Bf16OperandsProblem& p, int64_t block, float* scratch);
 };
 
 // Compiled for AVX-512F + AVX512-BF16 (+BW), and for those + AMX-TILE and

@@ -408,43 +408,177 @@ void fused_forward_block(const Bf16ForwardProblem& p, int64_t block, float* scra
   if (held >= 0) store_o<NV>(st.acc + held * p.v_pad, o_stride);
   for (int64_t i = 0; i < rows; ++i)
     st.acc[i * p.v_pad + p.v_channels] = Vec::load(sums[side[i / kFusedRows]] + i * kLanes).reduce_sum();
-  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+  write_block(st, p, i0, rows);
+}
+
+// ---- the fused forward's operands from x (Bf16OperandsProblem) ----------
+
+// Positions per forward_operands call: two steps of keys, four row tiles.
+constexpr int64_t kOperandRows = 2 * kFusedStep;
+
+int64_t operands_scratch(int64_t c2, int64_t out_pad) {
+  // x^T (rows x c2 bfloat16), then the products (rows x out_pad float32)
+  return kOperandRows * c2 / 2 + kOperandRows * out_pad;
+}
+
+// Rows [n0, n0 + 16) of x^T (c2 bfloat16 each, zero past the channels and the
+// n positions) from x (channels, n): 32 channels at a time, the two rows of
+// each channel pair interleaved into one dword per position, the 16 x 16
+// dwords transposed.
+inline void x_rows_transposed(const bf16_bits* x, int64_t channels, int64_t n, int64_t n0, int64_t c2,
+                              bf16_bits* out) {
+  const int64_t valid = n - n0 < kLanes ? (n - n0 > 0 ? n - n0 : 0) : kLanes;
+  const __mmask32 mask = static_cast<__mmask32>((1u << valid) - 1);
+  auto row = [&](int64_t c) {  // channel c's 16 positions, zero-extended to dwords
+    if (c >= channels) return _mm512_setzero_si512();
+    return _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_maskz_loadu_epi16(mask, x + c * n + n0)));
+  };
+  for (int64_t c0 = 0; c0 < c2; c0 += 2 * kLanes) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = _mm512_or_si512(row(c0 + 2 * i), _mm512_slli_epi32(row(c0 + 2 * i + 1), 16));
+    transpose_16x16(r);
+    for (int i = 0; i < 16; ++i) _mm512_storeu_si512(out + i * c2 + c0, r[i]);
+  }
+}
+
+// C = x^T W^T (positions as rows, all 2 qk + v outputs as columns) on the
+// tile unit, then each row's queries, each pair of channels of 16 keys, and
+// each pair of keys' values, the bias added, rounded and packed.
+void forward_operands(const Bf16OperandsProblem& p, int64_t block, float* scratch) {
+  const int64_t n0 = block * kOperandRows;
+  bf16_bits* xt = reinterpret_cast<bf16_bits*>(scratch);  // (kOperandRows, c2)
+  float* c = scratch + kOperandRows * p.c2 / 2;             // (kOperandRows, out_pad)
+  for (int64_t r = 0; r < kOperandRows; r += kLanes)
+    x_rows_transposed(p.x, p.channels, p.n, n0 + r, p.c2, xt + r * p.c2);
+  {
+    [[maybe_unused]] const TileDot::Scope scope;
+    TileDot::dot(kOperandRows, p.out_pad, p.c2, xt, p.c2, p.w, p.c2 * kLanes, c, p.out_pad, false);
+  }
+  // Queries: (c + bq) * q_factor, float32 for q_scaled, rounded for q (qk2 = 32, zero past qk).
+  const __mmask16 q_low = first_lanes(p.qk), q_high = first_lanes(p.qk - kLanes);
+  const __m512 factor = _mm512_set1_ps(p.q_factor);
+  const __m512 bq_low = _mm512_maskz_loadu_ps(q_low, p.bias), bq_high = _mm512_maskz_loadu_ps(q_high, p.bias + kLanes);
+  for (int64_t r = 0; r < kOperandRows; ++r) {
+    const int64_t i = n0 + r;
+    const float* row = c + r * p.out_pad;
+    __m512 low = _mm512_maskz_mul_ps(q_low, _mm512_add_ps(_mm512_maskz_loadu_ps(q_low, row), bq_low), factor);
+    __m512 high =
+        _mm512_maskz_mul_ps(q_high, _mm512_add_ps(_mm512_maskz_loadu_ps(q_high, row + kLanes), bq_high), factor);
+    if (i < p.n) {
+      _mm512_mask_storeu_ps(p.q_scaled + i * p.qk, q_low, low);
+      _mm512_mask_storeu_ps(p.q_scaled + i * p.qk + kLanes, q_high, high);
+    } else {  // padded queries: zero, as the dispatcher's own packing leaves them
+      low = high = _mm512_setzero_ps();
+    }
+    _mm512_storeu_si512(p.q + i * p.qk2, (__m512i)_mm512_cvtne2ps_pbh(high, low));
+  }
+  if (n0 >= p.m_pad) return;
+  // Keys: pair row d / 2 of a panel of 16 keys holds channels d, d + 1 of each
+  // key side by side, which are neighbours in c's rows too: one 64-bit gather
+  // per key. Channel qk is the shift row (1), channels past it 0; so are the
+  // padded keys' channels below qk.
+  const int64_t pairs = (p.qk + 2) / 2;
+  const __m512i key_rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                              _mm512_set1_epi32(static_cast<int>(p.out_pad)));
+  for (int64_t r0 = 0; r0 < kOperandRows; r0 += kLanes) {
+    bf16_bits* panel = p.kt + (n0 + r0) * p.qk2;  // (qk2 / 2, 16, 2)
+    const int64_t keys = p.n - (n0 + r0);  // of the 16, the real ones
+    for (int64_t pr = 0; pr < p.qk2 / 2; ++pr) {
+      if (pr >= pairs) {
+        _mm512_storeu_si512(panel + pr * 2 * kLanes, _mm512_setzero_si512());
+        continue;
+      }
+      const int64_t d = 2 * pr;  // channel of the even lanes
+      const __m512i index = _mm512_add_epi32(key_rows, _mm512_set1_epi32(static_cast<int>(r0 * p.out_pad + p.qk + d)));
+      double bias_pair;
+      std::memcpy(&bias_pair, p.bias + p.qk + d, sizeof bias_pair);
+      const __m512 bias = _mm512_castpd_ps(_mm512_set1_pd(bias_pair));
+      // lanes 2 j and 2 j + 1: channels d and d + 1 of key j (keys 0-7 low, 8-15 high)
+      const __mmask16 real = p.qk - d >= 2 ? 0xffff : p.qk - d == 1 ? 0x5555 : 0;
+      const __mmask16 shift = d == p.qk ? 0x5555 : d + 1 == p.qk ? 0xaaaa : 0;
+      const __m512 one = _mm512_set1_ps(1.0f);
+      auto half = [&](int64_t h) {
+        const __mmask16 live = real & first_lanes(2 * (keys - 8 * h));
+        const __m512 k = _mm512_castsi512_ps(_mm512_i32gather_epi64(
+            _mm512_extracti64x4_epi64(index, h), c, 4));
+        return _mm512_mask_blend_ps(shift, _mm512_maskz_add_ps(live, k, bias), one);
+      };
+      const __m512 low = half(0), high = half(1);
+      _mm512_storeu_si512(panel + pr * 2 * kLanes, (__m512i)_mm512_cvtne2ps_pbh(high, low));
+    }
+  }
+  // Values: in steps of 32 keys (v_pad / 16 panels of (16 key pairs, 16, 2)),
+  // channels past v_channels and padded keys 0.
+  const int64_t panels = p.v_pad / kLanes;
+  for (int64_t r = 0; r < kOperandRows; r += 2) {
+    const int64_t j = n0 + r;  // an even key
+    bf16_bits* step = p.v + j / kFusedStep * kFusedStep * p.v_pad + j % kFusedStep / 2 * 2 * kLanes;
+    for (int64_t pn = 0; pn < panels; ++pn) {
+      const int64_t ch = pn * kLanes;
+      const __mmask16 live = first_lanes(p.v_channels - ch);
+      const float* col = c + r * p.out_pad + 2 * p.qk + ch;
+      const __m512 bias = _mm512_maskz_loadu_ps(live, p.bias + 2 * p.qk + ch);
+      const __m512 even = _mm512_maskz_add_ps(j < p.n ? live : 0, _mm512_maskz_loadu_ps(live, col), bias);
+      const __m512 odd =
+          _mm512_maskz_add_ps(j + 1 < p.n ? live : 0, _mm512_maskz_loadu_ps(live, col + p.out_pad), bias);
+      _mm512_storeu_si512(step + pn * kFusedStep * kLanes, pair_row(even, odd));
+    }
+  }
+}
+
+// The fused forward for values of NV tiles, in blocks of FBM queries.
+template <int64_t FBM, int64_t CHUNK>
+void fused_forward_blocks(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
+  switch ((p.v_channels + kLanes - 1) / kLanes) {
+    case 1: return fused_forward_block<1, FBM, CHUNK>(p, block, scratch);
+    case 2: return fused_forward_block<2, FBM, CHUNK>(p, block, scratch);
+    case 3: return fused_forward_block<3, FBM, CHUNK>(p, block, scratch);
+    default: return fused_forward_block<4, FBM, CHUNK>(p, block, scratch);
+  }
 }
 
 // The fused forward where it applies (fused_forward), in blocks of FUSED_BM
-// queries, the generic one otherwise, in blocks of BM; the fused one's keys in
-// chunks of CHUNK, each chunk against every strip of the block in turn, so
-// that the chunk's keys and values, read from L3 by the first strip, are read
-// from L1 or L2 by the FUSED_BM / 16 - 1 others.
+// queries, or twice that on large maps (amx_forward_layout), the generic one
+// otherwise, in blocks of BM; the fused one's keys in chunks of CHUNK, each
+// chunk against every strip of the block in turn, so that the chunk's keys
+// and values, read from L3 by the first strip, are read from L1 or L2 by the
+// block's other strips.
 template <int64_t BM, int64_t BN, int64_t FUSED_BM, int64_t CHUNK>
 void amx_forward_block(const Bf16ForwardProblem& p, int64_t block, float* scratch) {
   if (!fused_forward(p.qk, p.v_channels)) return forward_block_bf16<TileDot, BM, BN>(p, block, scratch);
-  switch ((p.v_channels + kLanes - 1) / kLanes) {
-    case 1: return fused_forward_block<1, FUSED_BM, CHUNK>(p, block, scratch);
-    case 2: return fused_forward_block<2, FUSED_BM, CHUNK>(p, block, scratch);
-    case 3: return fused_forward_block<3, FUSED_BM, CHUNK>(p, block, scratch);
-    default: return fused_forward_block<4, FUSED_BM, CHUNK>(p, block, scratch);
-  }
+  if (p.block_m == 2 * FUSED_BM) return fused_forward_blocks<2 * FUSED_BM, CHUNK>(p, block, scratch);
+  return fused_forward_blocks<FUSED_BM, CHUNK>(p, block, scratch);
 }
 
 template <int64_t BM, int64_t BN, int64_t FUSED_BM>
 int64_t amx_forward_scratch(int64_t v_pad) {
-  const int64_t fused = fused_forward_scratch<FUSED_BM>(v_pad), tiled = forward_scratch_bf16<BM, BN>(v_pad);
+  const int64_t fused = fused_forward_scratch<2 * FUSED_BM>(v_pad), tiled = forward_scratch_bf16<BM, BN>(v_pad);
   return fused > tiled ? fused : tiled;
 }
 
+// Blocks of 2 FUSED_BM queries where every thread still gets this many:
+// the keys and values then stream from L3 half as often (1 thread, 128x128,
+// the kernel alone 1.6 % faster), and a small map still splits across threads.
+constexpr int64_t kLargeBlocksPerThread = 4;
+
 template <int64_t BM, int64_t FUSED_BM>
-Bf16ForwardLayout amx_forward_layout(int64_t qk, int64_t v_channels) {
-  if (fused_forward(qk, v_channels)) return {FUSED_BM, kFusedStep, true};
-  return plain_layout<BM>(qk, v_channels);
+Bf16ForwardLayout amx_forward_layout(int64_t qk, int64_t v_channels, int64_t n, int64_t threads) {
+  if (!fused_forward(qk, v_channels)) return plain_layout<BM>(qk, v_channels, n, threads);
+  const bool large = n >= kLargeBlocksPerThread * threads * 2 * FUSED_BM;
+  return {large ? 2 * FUSED_BM : FUSED_BM, kFusedStep, true, true};
 }
 
 template <int64_t BM, int64_t BN, int64_t FUSED_BM, int64_t CHUNK>
 constexpr Bf16KernelTable with_fused_forward(Bf16KernelTable table) {
   static_assert(FUSED_BM % BM == 0 && FUSED_BM % kFusedRows == 0, "fused blocks of whole blocks and strips");
+  static_assert(FUSED_BM % kOperandRows == 0 && BN % kOperandRows == 0, "operands in whole blocks");
   table.forward_scratch = &amx_forward_scratch<BM, BN, FUSED_BM>;
   table.forward_layout = &amx_forward_layout<BM, FUSED_BM>;
   table.forward_block = &amx_forward_block<BM, BN, FUSED_BM, CHUNK>;
+  table.operands_rows = kOperandRows;
+  table.operands_scratch = &operands_scratch;
+  table.forward_operands = &forward_operands;
   return table;
 }
 
@@ -460,8 +594,8 @@ namespace {
 // 0.387 -> 0.370 s; 512 keys, or 256 queries, were slower forward + backward).
 // The fused forward in blocks of 512 queries, so each chunk's values come
 // from L3 once for 32 strips, not 8 (1 thread, 128x128, the kernel alone:
-// 0.061 -> 0.055 s; 1024 queries 1.6 % faster, but a small map would then
-// not split across two threads; chunks of 128 keys 4 % slower).
+// 0.061 -> 0.055 s; chunks of 128 keys 4 % slower), and of 1024 where each
+// thread still gets four blocks (amx_forward_layout).
 constexpr Bf16KernelTable kAmx =
     amx::with_fused_forward<128, 256, 512, 256>(amx::make_bf16_table<amx::TileDot, 128, 256>("amx"));
 }  // namespace

@@ -98,17 +98,54 @@ inline void probability_row(float* row, const float* lse, int64_t len, bf16_bits
   }
 }
 
+// The first `count` lanes set.
+inline __mmask16 first_lanes(int64_t count) {
+  return count >= kLanes ? __mmask16(0xffff) : count > 0 ? __mmask16((1u << count) - 1) : __mmask16(0);
+}
+
+// r[i] (16 dwords each) becomes column i of the 16 x 16 matrix they were rows of.
+inline void transpose_16x16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // r[4 g + j], lane L: rows 4 g .. 4 g + 3 of column 4 L + j
+  for (int g = 0; g < 16; g += 4) {
+    r[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+    r[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+    r[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+    r[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i even_lo = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88);  // lanes 0, 2 of each
+    const __m512i odd_lo = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);   // lanes 1, 3
+    const __m512i even_hi = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+    const __m512i odd_hi = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+    t[j] = _mm512_shuffle_i32x4(even_lo, even_hi, 0x88);
+    t[j + 8] = _mm512_shuffle_i32x4(even_lo, even_hi, 0xdd);
+    t[j + 4] = _mm512_shuffle_i32x4(odd_lo, odd_hi, 0x88);
+    t[j + 12] = _mm512_shuffle_i32x4(odd_lo, odd_hi, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// One pair-panel row (16 columns of two depth neighbours) from depth rows d
+// (`low`) and d + 1 (`high`), rounded to bfloat16: vcvtne2ps2bf16 puts row d + 1
+// above row d; the permute interleaves them lane by lane.
+inline __m512i pair_row(__m512 low, __m512 high) {
+  alignas(64) static constexpr uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                          21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
+                                                          11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  return _mm512_permutexvar_epi16(_mm512_load_si512(kInterleave), (__m512i)_mm512_cvtne2ps_pbh(high, low));
+}
+
 // Rows d and d + 1 of dS^T = P^T * (dP^T - delta) (len queries each), rounded
 // to bfloat16 twice over: as rows of dst (the left operand of dK = dS^T Q)
 // and as pair-panel rows of pairs (the right operand of dQ^T = Kc^T dS^T,
 // (len / 16, depth / 2, 16, 2) with panel stride pairs_ps).
 inline void score_gradient_rows(const float* p_rows, const float* dp_rows, const float* delta,
                                 int64_t len, bf16_bits* dst, bf16_bits* pairs, int64_t pairs_ps) {
-  // vcvtne2ps2bf16 puts row d + 1 above row d; this interleaves them lane by lane.
-  alignas(64) static constexpr uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
-                                                          21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
-                                                          11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  const __m512i interleave = _mm512_load_si512(kInterleave);
   for (int64_t i = 0; i < len; i += kLanes) {
     const __m512 d = _mm512_loadu_ps(delta + i);
     const __m512 ds0 = _mm512_mul_ps(_mm512_loadu_ps(p_rows + i), _mm512_sub_ps(_mm512_loadu_ps(dp_rows + i), d));
@@ -116,9 +153,45 @@ inline void score_gradient_rows(const float* p_rows, const float* dp_rows, const
                                      _mm512_sub_ps(_mm512_loadu_ps(dp_rows + len + i), d));
     store_bf16(dst + i, ds0);
     store_bf16(dst + len + i, ds1);
-    const __m512bh both = _mm512_cvtne2ps_pbh(ds1, ds0);
-    _mm512_storeu_si512(pairs + i / kLanes * pairs_ps, _mm512_permutexvar_epi16(interleave, (__m512i)both));
+    _mm512_storeu_si512(pairs + i / kLanes * pairs_ps, pair_row(ds0, ds1));
   }
+}
+
+// y = gamma * rows^T + x for positions [i0, i1) of one batch element: rows
+// (n, c) float32, x and y (c, n) bfloat16; rounded as the dispatcher's generic
+// residual (the product, the sum, then bfloat16), 16 x 16 blocks of rows
+// transposed in registers (the generic one's strided reads took 2 % of the AMX
+// forward at 128x128, C = 64).
+inline void residual_bf16(const float* rows, int64_t n, int64_t c, float gamma, const bf16_bits* x,
+                          bf16_bits* y, int64_t i0, int64_t i1) {
+  const __m512 g = _mm512_set1_ps(gamma);
+  for (int64_t i = i0; i < i1; i += kLanes) {
+    const int64_t positions = i1 - i < kLanes ? i1 - i : kLanes;
+    const __mmask32 live = first_lanes(positions);
+    for (int64_t ch = 0; ch < c; ch += kLanes) {
+      const __mmask16 channels = first_lanes(c - ch);
+      __m512i r[16];
+      for (int j = 0; j < 16; ++j)
+        r[j] = j < positions ? _mm512_maskz_loadu_epi32(channels, rows + (i + j) * c + ch) : _mm512_setzero_si512();
+      transpose_16x16(r);
+      for (int64_t j = 0; j < kLanes && ch + j < c; ++j) {
+        const int64_t at = (ch + j) * n + i;
+        const __m256i x16 = _mm512_castsi512_si256(_mm512_maskz_loadu_epi16(live, x + at));
+        const __m512 xs = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x16), 16));
+        // the product rounded apart (the compiler would fuse a plain multiply and add)
+        const __m512 product =
+            _mm512_mul_round_ps(_mm512_castsi512_ps(r[j]), g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 out = _mm512_add_ps(product, xs);
+        _mm512_mask_storeu_epi16(y + at, live, _mm512_castsi256_si512(to_bf16(out)));
+      }
+    }
+  }
+}
+
+// The end of a forward block: its o rows and log-sum-exps, and with p.y its y.
+inline void write_block(const SoftmaxRows<VecAvx512>& st, const Bf16ForwardProblem& p, int64_t i0, int64_t rows) {
+  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+  if (p.y != nullptr) residual_bf16(p.o, p.n, p.v_channels, p.gamma, p.x, p.y, i0, i0 + rows);
 }
 
 // The forward works on strips of 32 query rows (two AMX tile heights), so a
@@ -176,7 +249,7 @@ void forward_block_bf16(const Bf16ForwardProblem& p, int64_t block, float* scrat
   }
   times_values(steps - 1);
   const int64_t rows = p.n - i0 < BM ? p.n - i0 : BM;
-  st.write(rows, p.o + i0 * p.v_channels, p.v_channels, p.lse + i0);
+  write_block(st, p, i0, rows);
 }
 
 template <int64_t BM, int64_t BN>
@@ -227,10 +300,10 @@ void backward_block_bf16(const Bf16BackwardProblem& p, int64_t block, float* scr
 
 namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE {
 
-// Blocks of BM queries, values in pair panels, no shift row.
+// Blocks of BM queries, values in pair panels, no shift row; the dispatcher packs the operands.
 template <int64_t BM>
-Bf16ForwardLayout plain_layout(int64_t /*qk*/, int64_t /*v_channels*/) {
-  return {BM, 0, false};
+Bf16ForwardLayout plain_layout(int64_t /*qk*/, int64_t /*v_channels*/, int64_t /*n*/, int64_t /*threads*/) {
+  return {BM, 0, false, false};
 }
 
 template <class Dot, int64_t BM, int64_t BN>
@@ -241,7 +314,8 @@ constexpr Bf16KernelTable make_bf16_table(const char* isa) {
   return Bf16KernelTable{isa, BM, BN, kLanes, Dot::depth_multiple, Dot::row_multiple,
                          &forward_scratch_bf16<BM, BN>, &plain_layout<BM>,
                          &backward_scratch_bf16<BM, BN>,
-                         &forward_block_bf16<Dot, BM, BN>, &backward_block_bf16<Dot, BM, BN>};
+                         &forward_block_bf16<Dot, BM, BN>, &backward_block_bf16<Dot, BM, BN>,
+                         &residual_bf16, 0, nullptr, nullptr};
 }
 
 }  // namespace sacolor::cpu::SACOLOR_TILES_NAMESPACE
