@@ -187,7 +187,7 @@ class TrainConfig:
     lr_d: float = option(2e-4, "discriminator Adam learning rate (TTUR: set it apart from --lr-g, e.g. 4e-4 vs "
         "1e-4)", OPTIMISATION)
     lr_schedule: str = option("constant", "learning rates over the run: constant, or cosine (from --lr-g / --lr-d at "
-        "the first step down to 0 at --max-steps: the last steps average out the batches' noise)", OPTIMISATION,
+        "the first step down to 0 at --max-steps, along a half cosine)", OPTIMISATION,
         choices=LR_SCHEDULES)
     beta1: float = option(0.5, "Adam beta1", OPTIMISATION)
     beta2: float = option(0.999, "Adam beta2", OPTIMISATION)
