@@ -91,6 +91,22 @@ def test_transform_sizes_crops_and_flips():
     assert any(torch.equal(f, no_flip.flip(-1)) for f in flips) and any(torch.equal(f, no_flip) for f in flips)
 
 
+def crop_areas(transform: PairTransform, width: int, height: int, seeds: int = 50) -> list[float]:
+    boxes = [transform.random_box(width, height, torch.Generator().manual_seed(s)) for s in range(seeds)]
+    assert all(0 <= left and right <= width and 0 <= top and bottom <= height for left, top, right, bottom in boxes)
+    return [(right - left) * (bottom - top) for left, top, right, bottom in boxes]
+
+
+def test_random_crops_keep_at_least_the_smallest_area():
+    # Drawn areas below min_area never occur; the aspect clamp at the image's side takes at most a quarter off
+    # (a 3:4 box in a 4:3 image), so every crop keeps 0.75 x min_area of the 400x300 image.
+    floor = 0.6 * 400 * 300 * 0.75
+    assert min(crop_areas(PairTransform((32, 32), train=True, resize="random", min_area=0.6), 400, 300)) >= floor
+    assert min(crop_areas(PairTransform((32, 32), train=True, resize="random"), 400, 300)) < floor  # default 0.1
+    with pytest.raises(ValueError, match="min_area"):
+        PairTransform((32, 32), train=True, min_area=0.0)
+
+
 def test_dataset_yields_normalised_lab_and_skips_broken_files(tmp_path):
     paths = write_image_folder(tmp_path, 3)
     broken = tmp_path / "broken.png"

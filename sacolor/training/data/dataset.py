@@ -18,8 +18,8 @@ from ...io.images import READ_ERRORS, open_image
 from ...colour import rgb_to_normalized_lab
 
 
-# Random resized crops: area fraction and aspect-ratio factor ranges.
-RANDOM_AREA = (0.1, 1.0)
+# Random resized crops: the default smallest area fraction (Inception's was 0.08), and the aspect-ratio factor range.
+MIN_CROP_AREA = 0.1
 RANDOM_ASPECT = (3 / 4, 4 / 3)
 
 
@@ -31,7 +31,7 @@ class PairTransform:
     and cropped, randomly when training, centred otherwise. ``stretch``
     resizes to the target (times ``load_scale``) ignoring the aspect ratio.
     ``random`` (training; ``crop`` otherwise) is the random resized crop of
-    Inception/ImageNet training: a region of ``RANDOM_AREA`` of the image's
+    Inception/ImageNet training: a region of ``min_area`` to all of the image's
     area with an aspect ratio within ``RANDOM_ASPECT`` of the target's, resized
     to the target, so a few large photos give views at many scales.
     Training also flips horizontally with probability 1/2.
@@ -42,16 +42,21 @@ class PairTransform:
         resize: "crop", "stretch" or "random".
         load_scale: >= 1, the slack of the random crop.
         flip: allow horizontal flips when training.
+        min_area: ``random``'s smallest crop, as a fraction (0, 1] of the image's area.
     """
 
     def __init__(
-        self, size: tuple[int, int], train: bool, resize: str = "crop", load_scale: float = 1.12, flip: bool = True
+        self, size: tuple[int, int], train: bool, resize: str = "crop", load_scale: float = 1.12, flip: bool = True,
+        min_area: float = MIN_CROP_AREA,
     ) -> None:
+        if not 0 < min_area <= 1:
+            raise ValueError(f"min_area must be in (0, 1] (a fraction of the image's area); got {min_area}")
         self.size = size
         self.train = train
         self.resize = resize
         self.load_scale = load_scale if train else 1.0
         self.flip = flip and train
+        self.min_area = min_area
 
     def scaled_size(self, width: int, height: int) -> tuple[int, int]:
         """(W, H) the image is resized to before the crop."""
@@ -64,7 +69,7 @@ class PairTransform:
     def random_box(self, width: int, height: int, generator: torch.Generator | None) -> tuple[float, float, float, float]:
         """A random (left, top, right, bottom) region for the random resized crop."""
         target_h, target_w = self.size
-        area = width * height * float(torch.empty(()).uniform_(*RANDOM_AREA, generator=generator))
+        area = width * height * float(torch.empty(()).uniform_(self.min_area, 1.0, generator=generator))
         log_low, log_high = (math.log(r) for r in RANDOM_ASPECT)
         aspect = target_w / target_h * math.exp(float(torch.empty(()).uniform_(log_low, log_high, generator=generator)))
         box_w = min(math.sqrt(area * aspect), width)
