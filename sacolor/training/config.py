@@ -112,12 +112,13 @@ class TrainConfig:
     size: tuple[int, int] = option((128, 128), "training crop, H or HxW (e.g. 128 or 256x512); sides must be "
         "multiples of 2^depth of --netG", DATA)
     resize: str = option("crop", "crop: keep aspect ratio, scale to cover the size, crop; stretch: resize ignoring "
-        "aspect; random: random resized crops (--min-crop-area to all of the area, aspect within 3:4-4:3 of the size's) for "
-        "training, crop for evaluation", DATA, choices=RESIZE_MODES)
+        "aspect; random: random resized crops (--min-crop-area to all of the area, aspect within 3:4-4:3 of the "
+        "size's) for training, crop for evaluation", DATA, choices=RESIZE_MODES)
     load_scale: float = option(1.12, "training images are scaled to cover size x this before the random crop", DATA,
         low=1.0, why="it is the crop's slack")
-    min_crop_area: float = option(MIN_CROP_AREA, "--resize random: the smallest crop, as a fraction of the photo's area; larger "
-        "crops keep more of the scene, as the whole photo is at inference", DATA, low=0.0, high=1.0, open_low=True)
+    min_crop_area: float = option(MIN_CROP_AREA, "--resize random: the smallest crop, as a fraction of the photo's "
+        "area; larger crops keep more of each scene, closer to the whole photos seen at inference", DATA, low=0.0,
+        high=1.0, open_low=True)
     flip: bool = option(True, "random horizontal flips when training", DATA)
     val_fraction: float = option(0.1, "held-out fraction of a folder without train/test subfolders (at least 1 "
         "image), or the final fraction of each video's running time", DATA, low=0.0, high=1.0, open_low=True,
