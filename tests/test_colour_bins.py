@@ -65,7 +65,9 @@ def test_a_few_steps_of_cross_entropy_teach_the_head_a_colour():
     L = torch.rand(2, 1, 32, 32) * 2 - 1
     ab = torch.zeros(2, 2, 32, 32)
     ab[:, 0], ab[:, 1] = 0.5, -0.3  # one vivid colour everywhere
-    assert G(L).abs().max() == 0  # zero-initialised head: uniform distribution, gray
+    # Zero-initialised head: the uniform distribution, whose mean is gray up to the rounding of the bin sum
+    # (1.5e-8 where AVX2 kernels add in another order than AVX-512 ones).
+    assert G(L).abs().max() < 1e-6
     optimiser = torch.optim.Adam(G.head.parameters(), lr=0.1)
     for _ in range(60):
         fake, logits = G(L, with_logits=True)
