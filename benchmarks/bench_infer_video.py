@@ -106,15 +106,19 @@ def main() -> None:
         frames = film_frames(args.frames)
         write_video(clip, frames, fps=FPS, audio=(0.2 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32), sample_rate=SAMPLE_RATE)
         result = {"clip": f"{WIDTH}x{HEIGHT}, {args.frames} frames", "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+
+        def timed_infer(name: str, flag: str) -> tuple[float, int]:
+            """Seconds and exit status of ``sacolor-infer`` on the clip, written to ``name``.mp4."""
+            started = time.perf_counter()
+            status = infer([str(clip), "-o", str(Path(scratch) / f"{name}.mp4"), flag, "--quiet", *common])
+            return time.perf_counter() - started, status
+
         # The first call in a process also reads the model and imports scipy (the flow): about 2 s, which on a
         # 2-second clip would be counted as frame time. It is timed on its own; the frame rates are the steady state.
-        started = time.perf_counter()
-        infer([str(clip), "-o", str(Path(scratch) / "first.mp4"), "--temporal", "--quiet", *common])
-        result["seconds_first_call_temporal"] = round(time.perf_counter() - started, 2)
+        elapsed, status = timed_infer("first", "--temporal")
+        result["seconds_first_call_temporal"] = round(elapsed, 2) if status == 0 else f"failed ({status})"
         for label, flag in (("temporal", "--temporal"), ("no_temporal", "--no-temporal")):
-            started = time.perf_counter()
-            status = infer([str(clip), "-o", str(Path(scratch) / f"{label}.mp4"), flag, "--quiet", *common])
-            elapsed = time.perf_counter() - started
+            elapsed, status = timed_infer(label, flag)
             result[f"fps_{label}"] = round(args.frames / elapsed, 2) if status == 0 else f"failed ({status})"
         result["eval"] = evaluate_json([str(clip), *common])
         plot = [] if args.plot is None else ["--plot", args.plot]
