@@ -358,6 +358,12 @@ def test_every_config_field_is_one_flag_with_its_rules():
     assert set(actions) == {"help", "config", "preset"}
 
 
+def test_close_ups_must_be_smaller_than_the_other_crops():
+    assert TrainConfig(resize="random", min_crop_area=0.6, close_up_share=0.3).close_up_area == 0.1
+    with pytest.raises(ValueError, match="--close-up-area 0.1 must be below --min-crop-area 0.1"):
+        TrainConfig(resize="random", close_up_share=0.3)
+
+
 @pytest.mark.parametrize("amp_dtype", ["bf16", "fp16"])
 def test_amp_on_cpu_is_bf16_autocast_with_float32_master_weights(tmp_path, amp_dtype):
     from sacolor.training.build import training_precision

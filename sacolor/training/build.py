@@ -98,7 +98,8 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
         check_checkpoint_dir(run_dir)  # before any step is spent, not at the first save
     train_paths, test_paths = data_splits(config, rank, world_size)
     transform = dict(resize=config.resize, load_scale=config.load_scale, flip=config.flip,
-                     min_area=config.min_crop_area)
+                     min_area=config.min_crop_area, close_up_share=config.close_up_share,
+                     close_up_area=config.close_up_area)
     train_set = ColorizationDataset(train_paths, PairTransform(config.size, True, **transform))
     sampler = ResumableSampler(train_set, world_size, rank, shuffle=True, seed=config.seed)
     steps_per_epoch = sampler.num_samples // config.batch_size

@@ -20,7 +20,7 @@ from ..models.efficientnet import VARIANTS as ENCODERS
 from ..models.layers import NORMS
 from ..messages import brief
 from ..options import DEVICES, MAX_CHANNELS, check_int, check_multiple, check_size, is_int, parse_int_list, parse_size
-from .data.dataset import MIN_CROP_AREA
+from .data.dataset import CLOSE_UP_AREA, MIN_CROP_AREA
 
 RESIZE_MODES = ("crop", "stretch", "random")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
@@ -119,6 +119,11 @@ class TrainConfig:
     min_crop_area: float = option(MIN_CROP_AREA, "--resize random: the smallest crop, as a fraction of the photo's "
         "area; larger crops keep more of each scene, closer to the whole photos seen at inference", DATA, low=0.0,
         high=1.0, open_low=True)
+    close_up_share: float = option(0.0, "--resize random: the share of crops that are close-ups of --close-up-area "
+        "to --min-crop-area of the photo instead: with a large --min-crop-area, mostly whole scenes and some "
+        "close-ups", DATA, low=0.0, high=1.0, open_high=True)
+    close_up_area: float = option(CLOSE_UP_AREA, "--resize random: a close-up's smallest crop, as a fraction of the "
+        "photo's area, below --min-crop-area", DATA, low=0.0, high=1.0, open_low=True, open_high=True)
     flip: bool = option(True, "random horizontal flips when training", DATA)
     val_fraction: float = option(0.1, "held-out fraction of a folder without train/test subfolders (at least 1 "
         "image), or the final fraction of each video's running time", DATA, low=0.0, high=1.0, open_low=True,
@@ -237,6 +242,12 @@ class TrainConfig:
             f.metadata["option"].check(flag(f.name), getattr(self, f.name))
         # Each of the discriminator's stride-2 layers halves the input.
         deepest = max(1, math.floor(math.log2(min(self.size) / DISCRIMINATOR_MIN_FEATURE)))
+        if self.close_up_share and self.close_up_area >= self.min_crop_area:
+            raise ValueError(
+                f"--close-up-area {self.close_up_area} must be below --min-crop-area {self.min_crop_area} when "
+                f"--close-up-share is {self.close_up_share}: close-ups are the smaller crops; lower --close-up-area "
+                "or raise --min-crop-area"
+            )
         check_int(f"--n-layers-D (for --size {self.size[0]}x{self.size[1]})", self.n_layers_D, 1, deepest)
         if self.netG != PRETRAINED_GENERATOR:
             for name in ("hint_share", "freeze_encoder_steps"):

@@ -18,8 +18,10 @@ from ...io.images import READ_ERRORS, open_image
 from ...colour import rgb_to_normalized_lab
 
 
-# Random resized crops: the default smallest area fraction (Inception's was 0.08), and the aspect-ratio factor range.
+# Random resized crops: the default smallest area fraction (Inception's was 0.08), a close-up's default smallest
+# area, and the aspect-ratio factor range.
 MIN_CROP_AREA = 0.1
+CLOSE_UP_AREA = 0.1
 RANDOM_ASPECT = (3 / 4, 4 / 3)
 
 
@@ -33,7 +35,9 @@ class PairTransform:
     ``random`` (training; ``crop`` otherwise) is the random resized crop of
     Inception/ImageNet training: a region of ``min_area`` to all of the image's
     area with an aspect ratio within ``RANDOM_ASPECT`` of the target's, resized
-    to the target, so a few large photos give views at many scales.
+    to the target, so a few large photos give views at many scales. A
+    ``close_up_share`` of the crops instead take ``close_up_area`` to
+    ``min_area`` of it: mostly whole scenes, with some close-ups.
     Training also flips horizontally with probability 1/2.
 
     Args:
@@ -43,20 +47,29 @@ class PairTransform:
         load_scale: >= 1, the slack of the random crop.
         flip: allow horizontal flips when training.
         min_area: ``random``'s smallest crop, as a fraction (0, 1] of the image's area.
+        close_up_share: the share [0, 1) of ``random``'s crops that are close-ups.
+        close_up_area: a close-up's smallest area, a fraction (0, ``min_area``) of the image's.
     """
 
     def __init__(
         self, size: tuple[int, int], train: bool, resize: str = "crop", load_scale: float = 1.12, flip: bool = True,
-        min_area: float = MIN_CROP_AREA,
+        min_area: float = MIN_CROP_AREA, close_up_share: float = 0.0, close_up_area: float = CLOSE_UP_AREA,
     ) -> None:
         if not 0 < min_area <= 1:
             raise ValueError(f"min_area must be in (0, 1] (a fraction of the image's area); got {min_area}")
+        if not 0 <= close_up_share < 1:
+            raise ValueError(f"close_up_share must be in [0, 1) (a share of the crops); got {close_up_share}")
+        if close_up_share and not 0 < close_up_area < min_area:
+            raise ValueError(f"close_up_area must be in (0, min_area={min_area}) (close-ups are smaller than the "
+                             f"other crops); got {close_up_area}")
         self.size = size
         self.train = train
         self.resize = resize
         self.load_scale = load_scale if train else 1.0
         self.flip = flip and train
         self.min_area = min_area
+        self.close_up_share = close_up_share
+        self.close_up_area = close_up_area
 
     def scaled_size(self, width: int, height: int) -> tuple[int, int]:
         """(W, H) the image is resized to before the crop."""
@@ -69,7 +82,11 @@ class PairTransform:
     def random_box(self, width: int, height: int, generator: torch.Generator | None) -> tuple[float, float, float, float]:
         """A random (left, top, right, bottom) region for the random resized crop."""
         target_h, target_w = self.size
-        area = width * height * float(torch.empty(()).uniform_(self.min_area, 1.0, generator=generator))
+        low, high = self.min_area, 1.0
+        # Drawn only when asked for, so the crops of runs without close-ups stay as they were.
+        if self.close_up_share and float(torch.rand((), generator=generator)) < self.close_up_share:
+            low, high = self.close_up_area, self.min_area
+        area = width * height * float(torch.empty(()).uniform_(low, high, generator=generator))
         log_low, log_high = (math.log(r) for r in RANDOM_ASPECT)
         aspect = target_w / target_h * math.exp(float(torch.empty(()).uniform_(log_low, log_high, generator=generator)))
         box_w = min(math.sqrt(area * aspect), width)
