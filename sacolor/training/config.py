@@ -240,14 +240,14 @@ class TrainConfig:
         check_size("--size", self.size)
         for f in dataclasses.fields(self):
             f.metadata["option"].check(flag(f.name), getattr(self, f.name))
-        # Each of the discriminator's stride-2 layers halves the input.
-        deepest = max(1, math.floor(math.log2(min(self.size) / DISCRIMINATOR_MIN_FEATURE)))
         if self.close_up_share and self.close_up_area >= self.min_crop_area:
             raise ValueError(
                 f"--close-up-area {self.close_up_area} must be below --min-crop-area {self.min_crop_area} when "
                 f"--close-up-share is {self.close_up_share}: close-ups are the smaller crops; lower --close-up-area "
                 "or raise --min-crop-area"
             )
+        # Each of the discriminator's stride-2 layers halves the input.
+        deepest = max(1, math.floor(math.log2(min(self.size) / DISCRIMINATOR_MIN_FEATURE)))
         check_int(f"--n-layers-D (for --size {self.size[0]}x{self.size[1]})", self.n_layers_D, 1, deepest)
         if self.netG != PRETRAINED_GENERATOR:
             for name in ("hint_share", "freeze_encoder_steps"):
