@@ -19,6 +19,8 @@ from .messages import brief
 MAX_CHANNELS = 1024
 MAX_SIDE = 8192
 DEVICES = ("auto", "cpu", "cuda")
+# A chroma gain above this paints most colours out of sRGB's gamut; it is a slider, not a recolouring.
+MAX_CHROMA_GAIN = 2.0
 
 
 def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
@@ -99,6 +101,13 @@ def check_multiple(
         f"{what} {height}x{width} must be a multiple of {multiple} on both sides "
         f"(not divisible by {divisor}, which {needed_by} needs); {fix}"
     )
+
+
+def check_chroma_gain(option: str, value: Any) -> float:
+    """``value`` as a float if it is a number in (0, MAX_CHROMA_GAIN]; else ValueError naming ``option``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CHROMA_GAIN:
+        raise ValueError(f"{option} must be a number above 0 and at most {MAX_CHROMA_GAIN}; got {brief(value)}")
+    return float(value)
 
 
 def check_size(option: str, value: Any, multiple: int = 1, needed_by: str = "the generator") -> tuple[int, int]:

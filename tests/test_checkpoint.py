@@ -148,6 +148,9 @@ def test_checkpoint_dir_is_checked_before_training(tmp_path, monkeypatch):
     ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "sa_sizes": {"a": 1}}}}, "generator sa_sizes must be a list of whole numbers"),
     ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "sa_sizes": [16.7]}}}, "generator sa_sizes: expected a list of whole numbers"),
     ({"generator": {**SPEC, "kwargs": {**SPEC["kwargs"], "ngf": 10**400}}}, "generator ngf must be between 1 and 1024; got 1000+\\.\\.\\.0+$"),
+    ({"chroma_gain": "1.2"}, "chroma_gain must be a number above 0 and at most 2.0; got '1.2'"),
+    ({"chroma_gain": 0}, "chroma_gain must be a number above 0 and at most 2.0; got 0"),
+    ({"chroma_gain": 5.0}, "chroma_gain must be a number above 0 and at most 2.0; got 5.0"),
 ])
 def test_config_values_are_checked_and_named(tmp_path, change, message):
     # Issue 12, item 13: each of these was a traceback deep in the model, or (size <= 0) at inference.

@@ -387,6 +387,19 @@ def test_render_size_and_usage_errors(checkpoint, tmp_path, capsys):
     assert "--temporal" in capsys.readouterr().out
 
 
+def test_chroma_gain_mutes_the_colour_and_is_checked(checkpoint, tmp_path, capsys):
+    Image.fromarray(photo()).save(tmp_path / "in.png")
+    assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "as_predicted.png") == 0
+    assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "muted.png", "--chroma-gain", "0.5") == 0
+    chroma = {name: np.hypot(*color.rgb2lab(load_rgb(tmp_path / f"{name}.png"))[..., 1:].transpose(2, 0, 1)).mean()
+              for name in ("as_predicted", "muted")}
+    assert 0.35 < chroma["muted"] / chroma["as_predicted"] < 0.65, chroma
+    with pytest.raises(SystemExit) as exit_info:
+        run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "bad.png", "--chroma-gain", "0")
+    assert exit_info.value.code == 2
+    assert "--chroma-gain: the gain must be a number above 0 and at most 2.0; got 0.0" in capsys.readouterr().err
+
+
 def test_builtin_model_is_the_default(tmp_path):
     sample = Path(sacolor.__file__).parent / "assets" / "sample_gray.jpg"
     assert main([str(sample), "-o", str(tmp_path / "cat.png"), "--quiet"]) == 0

@@ -3,6 +3,7 @@ path, and a peak memory per pixel within ``BYTES_PER_PIXEL`` (issue 12, item 4).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -137,6 +138,21 @@ def test_an_empty_image_is_refused_and_render_size_takes_the_cli_forms(tmp_path)
         np.testing.assert_array_equal(sacolor.colorize(gray, checkpoint=checkpoint, device="cpu", render_size=size), expected)
     with pytest.raises(ValueError, match="render_size: .* give N, 'HxW' or"):
         sacolor.colorize(gray, checkpoint=checkpoint, device="cpu", render_size="big")
+
+
+def test_a_checkpoints_chroma_gain_is_used_unless_one_is_given(tmp_path):
+    import sacolor
+
+    plain = tiny_checkpoint_path(tmp_path)
+    muted = tiny_checkpoint(tmp_path / "muted.safetensors")
+    config = json.loads(muted.with_suffix(".json").read_text())
+    muted.with_suffix(".json").write_text(json.dumps({**config, "chroma_gain": 0.5}))
+    gray = np.asarray(Image.fromarray(photo("chelsea", 40, 60)).convert("L"))
+    as_exported = sacolor.colorize(gray, checkpoint=muted, device="cpu")
+    np.testing.assert_array_equal(as_exported, sacolor.colorize(gray, checkpoint=plain, device="cpu", chroma_gain=0.5))
+    assert not np.array_equal(as_exported, sacolor.colorize(gray, checkpoint=plain, device="cpu"))
+    np.testing.assert_array_equal(sacolor.colorize(gray, checkpoint=muted, device="cpu", chroma_gain=1.0),
+                                  sacolor.colorize(gray, checkpoint=plain, device="cpu"))
 
 
 def test_a_pil_image_is_turned_upright_and_a_bytes_path_is_a_path(tmp_path):

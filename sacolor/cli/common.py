@@ -7,7 +7,7 @@ import argparse
 import sys
 import warnings
 
-from ..options import DEVICES, parse_size
+from ..options import DEVICES, check_chroma_gain, parse_size
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -39,8 +39,20 @@ def strength(text: str) -> float:
     return value
 
 
+def chroma_gain(text: str) -> float:
+    """argparse type: a chroma gain in (0, MAX_CHROMA_GAIN].
+
+    Raises:
+        argparse.ArgumentTypeError: not such a number.
+    """
+    try:
+        return check_chroma_gain("the gain", float(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --checkpoint, --render-size and --device, the options ``Colorizer.from_checkpoint`` takes."""
+    """Add --checkpoint, --render-size, --chroma-gain and --device, the options ``Colorizer.from_checkpoint`` takes."""
     parser.add_argument(
         "--checkpoint", default=None, metavar="PATH",
         help="checkpoint directory or .safetensors file from sacolor-train (default: the built-in model)",
@@ -49,6 +61,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--render-size", type=parse_size, default=None, metavar="N|HxW",
         help="size the model runs at, e.g. 256 or 256x512 for films; multiples of the generator's 2**depth "
         "(default: the checkpoint's training size)",
+    )
+    parser.add_argument(
+        "--chroma-gain", type=chroma_gain, default=None, metavar="G",
+        help="multiply the model's colour (Lab chroma) by G: above 1 more vivid, below 1 more muted, 1 as predicted; "
+        "hints keep their colour (default: the gain the checkpoint was exported with, 1 if none)",
     )
     parser.add_argument(
         "--device", choices=DEVICES, default="auto",

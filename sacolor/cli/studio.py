@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     try:
-        colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size)
+        colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.chroma_gain)
     except (FileNotFoundError, ValueError) as error:
         print(f"sacolor-studio: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_generator
 from ..colour import denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_lab, to_float, to_uint8
-from ..options import autocast, autocast_dtype, check_multiple, resolve_device
+from ..options import autocast, autocast_dtype, check_chroma_gain, check_multiple, resolve_device
 from .hints import Hint, hint_map
 
 BUILTIN_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "builtin.safetensors"
@@ -43,18 +43,25 @@ class Colorizer:
         generator: normalised L (B, 1, h, w) -> normalised ab (B, 2, h, w).
         render_size: (h, w) the generator runs at; multiples of its ``multiple``.
         device: where the generator lives; bf16 autocast is used on CUDA.
+        chroma_gain: the generator's ab is multiplied by this (1: as predicted). A model trained
+            with an L2 loss paints the mean of the colours a gray patch could have, which is grayer
+            than any of them; a gain above 1 gives that chroma back. Hints are divided by it on the
+            way in, so a hinted colour comes out as given.
 
     Raises:
-        ValueError: the render size does not suit the generator.
+        ValueError: the render size does not suit the generator, or a bad chroma gain.
     """
 
-    def __init__(self, generator: nn.Module, render_size: tuple[int, int], device: torch.device) -> None:
+    def __init__(
+        self, generator: nn.Module, render_size: tuple[int, int], device: torch.device, chroma_gain: float = 1.0
+    ) -> None:
         multiple = getattr(generator, "multiple", 1)
         check_multiple("render size", render_size, multiple, "this generator", f"use e.g. {multiple}x{2 * multiple}")
         self.generator = generator.to(device).eval()
         self.render_size = render_size
         self.multiple = multiple
         self.device = device
+        self.chroma_gain = check_chroma_gain("chroma gain", chroma_gain)
 
     def model_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """(h, w) the generator runs at for an input of ``input_size`` (H, W)."""
@@ -70,6 +77,7 @@ class Colorizer:
         path: str | os.PathLike | None = None,
         device: str = "auto",
         render_size: tuple[int, int] | None = None,
+        chroma_gain: float | None = None,
     ) -> "Colorizer":
         """Load a checkpoint (the built-in model when ``path`` is None).
 
@@ -77,15 +85,17 @@ class Colorizer:
             path: a checkpoint directory or ``.safetensors`` file.
             device: "cpu", "cuda" or "auto".
             render_size: (h, w); the checkpoint's training size when None.
+            chroma_gain: see the class; the checkpoint's ``chroma_gain`` (1 if it has none) when None.
 
         Raises:
             FileNotFoundError / ValueError: a missing or bad checkpoint, or a bad
-                device or render size.
+                device, render size or chroma gain.
         """
         torch_device = resolve_device(device)
         generator, config = load_generator(BUILTIN_CHECKPOINT if path is None else path, torch_device)
         size = render_size or tuple(config["size"])
-        return cls(generator, (int(size[0]), int(size[1])), torch_device)
+        gain = config["chroma_gain"] if chroma_gain is None else chroma_gain
+        return cls(generator, (int(size[0]), int(size[1])), torch_device, gain)
 
     def lightness(self, rgb: Tensor) -> Tensor:
         """L (B, 1, H, W) in 0..100 of RGB (B, 3, H, W) in [0, 1], on this device."""
@@ -136,12 +146,14 @@ class Colorizer:
         """
         extra = {}
         if hints is not None:
-            extra["hints"] = hints.to(self.device).expand(lightness.shape[0], -1, -1, -1)
+            hints = hints.to(self.device)
+            hints = torch.cat((hints[:, :2] / self.chroma_gain, hints[:, 2:]), 1)  # the gain takes a hint back to itself
+            extra["hints"] = hints.expand(lightness.shape[0], -1, -1, -1)
         if encoded is not None:
             extra["features"] = encoded
         with autocast(self.device, autocast_dtype(self.device)):
             ab = self.generator(normalize_l(self.to_render_size(lightness)), **extra)
-        return denormalize_ab(ab.float())
+        return denormalize_ab(ab.float()) * self.chroma_gain
 
     def to_render_size(self, lightness: Tensor) -> Tensor:
         """L (B, 1, H, W) resized (antialiased) to the model size, on this device, float32."""
