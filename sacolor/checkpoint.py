@@ -8,8 +8,8 @@ Layout for ``<dir>/latest.safetensors``:
 - ``latest.safetensors``: tensors named ``generator.*``, ``discriminator.*``
   and ``ema.*`` (EMA of the generator), metadata ``{"step": ...}``.
 - ``latest.json``: the config: ``{"step", "generator": {"name", "kwargs"},
-  "size": [H, W], ...}``; an exported model may add ``"chroma_gain"`` (see
-  ``Colorizer``), 1 when absent.
+  "size": [H, W], ...}``; an exported model may add ``"chroma_gain"`` and
+  ``"chroma_floor"`` (see ``Colorizer``), 1 and 0 when absent.
 - ``latest.pt``: what an exact ``--resume`` needs besides the weights.
 """
 
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from .messages import brief
 from .models import GENERATORS, build_generator
 from .models.colour_bins import MAX_COLOUR_BINS
-from .options import MAX_CHANNELS, check_chroma_gain, check_int, check_size, parse_int_list
+from .options import MAX_CHANNELS, check_chroma_floor, check_chroma_gain, check_int, check_size, parse_int_list
 
 WEIGHTS_NAME = "latest.safetensors"
 GENERATOR_PREFIX = "generator."
@@ -373,7 +373,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     Returns:
         (generator, config): generator maps normalised L (B, 1, H, W) to
         normalised ab (B, 2, H, W); ``config["size"]`` is the training size [H, W],
-        ``config["chroma_gain"]`` the gain its ab is meant to be shown with (1 if unset).
+        ``config["chroma_gain"]`` and ``config["chroma_floor"]`` the chroma curve its ab is meant
+        to be shown with (1 and 0 if unset).
 
     Raises:
         FileNotFoundError / ValueError: missing or corrupt files, or a config
@@ -383,6 +384,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     files = CheckpointFiles.at(path)
     name, kwargs = _generator_spec(config, files.config)
     config["chroma_gain"] = check_chroma_gain(f"{files.config}: chroma_gain", config.get("chroma_gain", 1.0))
+    config["chroma_floor"] = check_chroma_floor(f"{files.config}: chroma_floor", config.get("chroma_floor", 0.0))
     try:
         # JSON gives lists where the builder took tuples; LayerOptions accepts either.
         generator = build_generator(name, **kwargs)

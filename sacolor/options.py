@@ -21,6 +21,8 @@ MAX_SIDE = 8192
 DEVICES = ("auto", "cpu", "cuda")
 # A chroma gain above this paints most colours out of sRGB's gamut; it is a slider, not a recolouring.
 MAX_CHROMA_GAIN = 2.0
+# A chroma floor (Lab units) above this would gray out skin and foliage, not only unsure hues.
+MAX_CHROMA_FLOOR = 20.0
 
 
 def parse_size(value: int | str | Sequence[int]) -> tuple[int, int]:
@@ -107,6 +109,13 @@ def check_chroma_gain(option: str, value: Any) -> float:
     """``value`` as a float if it is a number in (0, MAX_CHROMA_GAIN]; else ValueError naming ``option``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CHROMA_GAIN:
         raise ValueError(f"{option} must be a number above 0 and at most {MAX_CHROMA_GAIN}; got {brief(value)}")
+    return float(value)
+
+
+def check_chroma_floor(option: str, value: Any) -> float:
+    """``value`` as a float if it is a number in [0, MAX_CHROMA_FLOOR]; else ValueError naming ``option``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_CHROMA_FLOOR:
+        raise ValueError(f"{option} must be a number from 0 to {MAX_CHROMA_FLOOR}; got {brief(value)}")
     return float(value)
 
 

@@ -151,6 +151,7 @@ def test_checkpoint_dir_is_checked_before_training(tmp_path, monkeypatch):
     ({"chroma_gain": "1.2"}, "chroma_gain must be a number above 0 and at most 2.0; got '1.2'"),
     ({"chroma_gain": 0}, "chroma_gain must be a number above 0 and at most 2.0; got 0"),
     ({"chroma_gain": 5.0}, "chroma_gain must be a number above 0 and at most 2.0; got 5.0"),
+    ({"chroma_floor": -1}, "chroma_floor must be a number from 0 to 20.0; got -1"),
 ])
 def test_config_values_are_checked_and_named(tmp_path, change, message):
     # Issue 12, item 13: each of these was a traceback deep in the model, or (size <= 0) at inference.

@@ -43,18 +43,33 @@ class HintEcho(nn.Module):
         return ab.view(-1, 2, 1, 1).expand(-1, 2, *l_norm.shape[-2:])
 
 
-def test_the_chroma_gain_scales_predictions_and_keeps_a_hinted_colour():
+@pytest.mark.parametrize("gain, floor", [(1.25, 0.0), (1.4, 3.0), (0.8, 10.0)])
+def test_the_chroma_curve_shapes_predictions_and_keeps_a_hinted_colour(gain, floor):
     lightness = torch.full((2, 1, 64, 96), 50.0)
     plain = Colorizer(HintEcho(), (64, 64), torch.device("cpu"))
-    gained = Colorizer(HintEcho(), (64, 64), torch.device("cpu"), chroma_gain=1.25)
-    torch.testing.assert_close(gained.predict_ab(lightness), 1.25 * plain.predict_ab(lightness))
+    shaped = Colorizer(HintEcho(), (64, 64), torch.device("cpu"), chroma_gain=gain, chroma_floor=floor)
+    ab = plain.predict_ab(lightness)
+    chroma = ab.norm(dim=1, keepdim=True)  # (22, -11): chroma 24.6, above every floor here
+    torch.testing.assert_close(shaped.predict_ab(lightness), ab * gain * (chroma - floor) / chroma)
     hints = plain.hint_channels([Hint(40, 30, (200, 60, 40))], (64, 96))
-    # The generator sees the hint divided by the gain, so what it echoes comes out as the hint's own colour.
-    torch.testing.assert_close(gained.predict_ab(lightness, hints), plain.predict_ab(lightness, hints))
+    # The generator sees the hint through the curve's inverse, so what it echoes comes out as the hint's own colour.
+    torch.testing.assert_close(shaped.predict_ab(lightness, hints), plain.predict_ab(lightness, hints))
     assert plain.predict_ab(lightness, hints)[0, 0, 0, 0] > 40  # a red hint: a* well above 0, not a no-op
+
+
+def test_the_chroma_floor_shows_weak_colour_gray():
+    weak = Colorizer(Zero(), (64, 64), torch.device("cpu"), chroma_floor=3.0)
+    ab = torch.tensor([[2.0, 1.0], [30.0, -40.0]]).view(2, 2, 1, 1)  # chroma 2.2 and 50
+    torch.testing.assert_close(weak.shape_chroma(ab).flatten(1), torch.tensor([[0.0, 0.0], [28.2, -37.6]]))
 
 
 @pytest.mark.parametrize("gain", [0, -1.0, 2.5, float("nan"), True])
 def test_a_bad_chroma_gain_is_refused_by_name(gain):
     with pytest.raises(ValueError, match="chroma gain must be a number above 0 and at most 2.0"):
         Colorizer(Zero(), (64, 64), torch.device("cpu"), chroma_gain=gain)
+
+
+@pytest.mark.parametrize("floor", [-1.0, 25, float("nan"), "3"])
+def test_a_bad_chroma_floor_is_refused_by_name(floor):
+    with pytest.raises(ValueError, match="chroma floor must be a number from 0 to 20.0"):
+        Colorizer(Zero(), (64, 64), torch.device("cpu"), chroma_floor=floor)

@@ -146,12 +146,14 @@ def test_a_checkpoints_chroma_gain_is_used_unless_one_is_given(tmp_path):
     plain = tiny_checkpoint_path(tmp_path)
     muted = tiny_checkpoint(tmp_path / "muted.safetensors")
     config = json.loads(muted.with_suffix(".json").read_text())
-    muted.with_suffix(".json").write_text(json.dumps({**config, "chroma_gain": 0.5}))
+    muted.with_suffix(".json").write_text(json.dumps({**config, "chroma_gain": 0.5, "chroma_floor": 4}))
     gray = np.asarray(Image.fromarray(photo("chelsea", 40, 60)).convert("L"))
     as_exported = sacolor.colorize(gray, checkpoint=muted, device="cpu")
-    np.testing.assert_array_equal(as_exported, sacolor.colorize(gray, checkpoint=plain, device="cpu", chroma_gain=0.5))
-    assert not np.array_equal(as_exported, sacolor.colorize(gray, checkpoint=plain, device="cpu"))
-    np.testing.assert_array_equal(sacolor.colorize(gray, checkpoint=muted, device="cpu", chroma_gain=1.0),
+    np.testing.assert_array_equal(
+        as_exported, sacolor.colorize(gray, checkpoint=plain, device="cpu", chroma_gain=0.5, chroma_floor=4)
+    )
+    assert not np.array_equal(as_exported, sacolor.colorize(gray, checkpoint=plain, device="cpu", chroma_gain=0.5))
+    np.testing.assert_array_equal(sacolor.colorize(gray, checkpoint=muted, device="cpu", chroma_gain=1.0, chroma_floor=0),
                                   sacolor.colorize(gray, checkpoint=plain, device="cpu"))
 
 

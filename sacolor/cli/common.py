@@ -7,7 +7,7 @@ import argparse
 import sys
 import warnings
 
-from ..options import DEVICES, check_chroma_gain, parse_size
+from ..options import DEVICES, check_chroma_floor, check_chroma_gain, parse_size
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -51,8 +51,21 @@ def chroma_gain(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def chroma_floor(text: str) -> float:
+    """argparse type: a chroma floor in [0, MAX_CHROMA_FLOOR].
+
+    Raises:
+        argparse.ArgumentTypeError: not such a number.
+    """
+    try:
+        return check_chroma_floor("the floor", float(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --checkpoint, --render-size, --chroma-gain and --device, the options ``Colorizer.from_checkpoint`` takes."""
+    """Add --checkpoint, --render-size, --chroma-gain, --chroma-floor and --device, the options
+    ``Colorizer.from_checkpoint`` takes."""
     parser.add_argument(
         "--checkpoint", default=None, metavar="PATH",
         help="checkpoint directory or .safetensors file from sacolor-train (default: the built-in model)",
@@ -66,6 +79,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--chroma-gain", type=chroma_gain, default=None, metavar="G",
         help="multiply the model's colour (Lab chroma) by G: above 1 more vivid, below 1 more muted, 1 as predicted; "
         "hints keep their colour (default: the gain the checkpoint was exported with, 1 if none)",
+    )
+    parser.add_argument(
+        "--chroma-floor", type=chroma_floor, default=None, metavar="T",
+        help="before the gain, take T (Lab units, 0-20) off every pixel's chroma, so weak colour, where the model "
+        "was unsure of the hue, is shown gray (default: the checkpoint's, 0 if none)",
     )
     parser.add_argument(
         "--device", choices=DEVICES, default="auto",

@@ -229,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sacolor-eval: error: {mismatch}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.chroma_gain)
+        colorizer = Colorizer.from_checkpoint(
+            args.checkpoint, args.device, args.render_size, args.chroma_gain, args.chroma_floor
+        )
         environment_backend(colorizer.device)
     except (FileNotFoundError, ValueError) as error:
         print(f"sacolor-eval: error: {error}", file=sys.stderr)

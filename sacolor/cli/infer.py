@@ -267,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs, output_problems = plan_jobs(sources, args.output, args.overwrite)
     try:
         hints = read_hints(args)
-        colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.chroma_gain)
+        colorizer = Colorizer.from_checkpoint(
+            args.checkpoint, args.device, args.render_size, args.chroma_gain, args.chroma_floor
+        )
         environment_backend(colorizer.device)
         if hints and not colorizer.accepts_hints:
             raise ValueError("--hint/--hints: this model takes no colour hints; use a checkpoint of --netG "

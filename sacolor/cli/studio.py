@@ -70,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     try:
-        colorizer = Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.chroma_gain)
+        colorizer = Colorizer.from_checkpoint(
+            args.checkpoint, args.device, args.render_size, args.chroma_gain, args.chroma_floor
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"sacolor-studio: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import load_generator
-from ..colour import denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_lab, to_float, to_uint8
-from ..options import autocast, autocast_dtype, check_chroma_gain, check_multiple, resolve_device
+from ..colour import AB_SCALE, denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_lab, to_float, to_uint8
+from ..options import autocast, autocast_dtype, check_chroma_floor, check_chroma_gain, check_multiple, resolve_device
 from .hints import Hint, hint_map
 
 BUILTIN_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "builtin.safetensors"
@@ -43,17 +43,25 @@ class Colorizer:
         generator: normalised L (B, 1, h, w) -> normalised ab (B, 2, h, w).
         render_size: (h, w) the generator runs at; multiples of its ``multiple``.
         device: where the generator lives; bf16 autocast is used on CUDA.
-        chroma_gain: the generator's ab is multiplied by this (1: as predicted). A model trained
-            with an L2 loss paints the mean of the colours a gray patch could have, which is grayer
-            than any of them; a gain above 1 gives that chroma back. Hints are divided by it on the
-            way in, so a hinted colour comes out as given.
+        chroma_gain, chroma_floor: the chroma c of the generator's ab (hue kept) is shown as
+            ``chroma_gain * max(c - chroma_floor, 0)`` (1 and 0: as predicted). A model trained with
+            an L2 loss paints the mean of the colours a gray patch could have, which is grayer than
+            any of them: a gain above 1 gives that chroma back, and the floor drops the weakest
+            chroma, where the model was unsure of the hue (a neutral ground tinted blue or orange),
+            so the gain does not strengthen it. Hints go through the inverse on the way in, so a
+            hinted colour comes out as given.
 
     Raises:
-        ValueError: the render size does not suit the generator, or a bad chroma gain.
+        ValueError: the render size does not suit the generator, or a bad chroma gain or floor.
     """
 
     def __init__(
-        self, generator: nn.Module, render_size: tuple[int, int], device: torch.device, chroma_gain: float = 1.0
+        self,
+        generator: nn.Module,
+        render_size: tuple[int, int],
+        device: torch.device,
+        chroma_gain: float = 1.0,
+        chroma_floor: float = 0.0,
     ) -> None:
         multiple = getattr(generator, "multiple", 1)
         check_multiple("render size", render_size, multiple, "this generator", f"use e.g. {multiple}x{2 * multiple}")
@@ -62,6 +70,7 @@ class Colorizer:
         self.multiple = multiple
         self.device = device
         self.chroma_gain = check_chroma_gain("chroma gain", chroma_gain)
+        self.chroma_floor = check_chroma_floor("chroma floor", chroma_floor)
 
     def model_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """(h, w) the generator runs at for an input of ``input_size`` (H, W)."""
@@ -78,6 +87,7 @@ class Colorizer:
         device: str = "auto",
         render_size: tuple[int, int] | None = None,
         chroma_gain: float | None = None,
+        chroma_floor: float | None = None,
     ) -> "Colorizer":
         """Load a checkpoint (the built-in model when ``path`` is None).
 
@@ -85,17 +95,19 @@ class Colorizer:
             path: a checkpoint directory or ``.safetensors`` file.
             device: "cpu", "cuda" or "auto".
             render_size: (h, w); the checkpoint's training size when None.
-            chroma_gain: see the class; the checkpoint's ``chroma_gain`` (1 if it has none) when None.
+            chroma_gain, chroma_floor: see the class; the checkpoint's ``chroma_gain`` and
+                ``chroma_floor`` (1 and 0 if it has none) when None.
 
         Raises:
             FileNotFoundError / ValueError: a missing or bad checkpoint, or a bad
-                device, render size or chroma gain.
+                device, render size, chroma gain or floor.
         """
         torch_device = resolve_device(device)
         generator, config = load_generator(BUILTIN_CHECKPOINT if path is None else path, torch_device)
         size = render_size or tuple(config["size"])
         gain = config["chroma_gain"] if chroma_gain is None else chroma_gain
-        return cls(generator, (int(size[0]), int(size[1])), torch_device, gain)
+        floor = config["chroma_floor"] if chroma_floor is None else chroma_floor
+        return cls(generator, (int(size[0]), int(size[1])), torch_device, gain, floor)
 
     def lightness(self, rgb: Tensor) -> Tensor:
         """L (B, 1, H, W) in 0..100 of RGB (B, 3, H, W) in [0, 1], on this device."""
@@ -147,13 +159,24 @@ class Colorizer:
         extra = {}
         if hints is not None:
             hints = hints.to(self.device)
-            hints = torch.cat((hints[:, :2] / self.chroma_gain, hints[:, 2:]), 1)  # the gain takes a hint back to itself
+            hints = torch.cat((self.unshape_chroma(hints[:, :2]), hints[:, 2:]), 1)
             extra["hints"] = hints.expand(lightness.shape[0], -1, -1, -1)
         if encoded is not None:
             extra["features"] = encoded
         with autocast(self.device, autocast_dtype(self.device)):
             ab = self.generator(normalize_l(self.to_render_size(lightness)), **extra)
-        return denormalize_ab(ab.float()) * self.chroma_gain
+        return self.shape_chroma(denormalize_ab(ab.float()))
+
+    def shape_chroma(self, ab: Tensor) -> Tensor:
+        """ab (B, 2, h, w) in Lab units with its chroma c shown as ``chroma_gain * max(c - chroma_floor, 0)``."""
+        chroma = ab.norm(dim=1, keepdim=True)
+        return ab * (self.chroma_gain * (chroma - self.chroma_floor).clamp_min(0) / chroma.clamp_min(1e-6))
+
+    def unshape_chroma(self, ab_norm: Tensor) -> Tensor:
+        """The inverse of ``shape_chroma`` on normalised hint colours (B, 2, h, w): what the generator must
+        paint for a hinted colour to be shown as given (gray, ab 0, stays gray)."""
+        chroma = ab_norm.norm(dim=1, keepdim=True)
+        return ab_norm * ((chroma / self.chroma_gain + self.chroma_floor / AB_SCALE) / chroma.clamp_min(1e-12))
 
     def to_render_size(self, lightness: Tensor) -> Tensor:
         """L (B, 1, H, W) resized (antialiased) to the model size, on this device, float32."""

@@ -43,13 +43,14 @@ def colorize(
     device: str = "auto",
     render_size: int | str | Sequence[int] | None = None,
     chroma_gain: float | None = None,
+    chroma_floor: float | None = None,
 ) -> np.ndarray:
     """Colourise one photo: ``sacolor.colorize("old.jpg")`` -> uint8 RGB (H, W, 3).
 
     The output has the input's size and luminance; only the model's colour is
     added. A file is processed in strips (``BYTES_PER_PIXEL`` per pixel); an
     image already in memory is processed whole. The model is loaded once per
-    (checkpoint, device, render_size, chroma_gain) and kept.
+    (checkpoint, device, render_size, chroma_gain, chroma_floor) and kept.
 
     Args:
         image: an image file (str, bytes or path), a PIL image (any mode; turned upright
@@ -60,15 +61,15 @@ def colorize(
         device: "auto", "cpu" or "cuda".
         render_size: the size the model runs at, as in the CLI's --render-size: N (keeps the
             aspect ratio), "HxW" or (h, w); the checkpoint's training size when None.
-        chroma_gain: multiplies the model's colour, as the CLI's --chroma-gain (above 1 more
-            vivid); the checkpoint's own gain when None.
+        chroma_gain, chroma_floor: the chroma curve, as the CLI's --chroma-gain (above 1 more
+            vivid) and --chroma-floor (weak colour shown gray); the checkpoint's own when None.
 
     Returns:
         uint8 RGB (H, W, 3).
 
     Raises:
         ValueError: an unreadable file, an empty image, an array of the wrong shape, dtype or
-            range, a bad render size or chroma gain, or a bad checkpoint.
+            range, a bad render size, chroma gain or floor, or a bad checkpoint.
         TypeError: ``image`` is none of the above.
         FileNotFoundError: a missing checkpoint.
     """
@@ -85,7 +86,7 @@ def colorize(
     if rgb is not None and 0 in rgb.shape[:2]:
         raise ValueError(f"image is empty ({rgb.shape[0]}x{rgb.shape[1]} pixels); give a photo of at least 1x1")
     size = None if render_size is None else _render_size(render_size)
-    colorizer = _colorizer(None if checkpoint is None else str(checkpoint), device, size, chroma_gain)
+    colorizer = _colorizer(None if checkpoint is None else str(checkpoint), device, size, chroma_gain, chroma_floor)
     if rgb is None:
         return colorize_photo(colorizer, os.fsdecode(image))
     return to_uint8(colorizer.colorize_float(torch.from_numpy(rgb).permute(2, 0, 1)[None]))[0]
@@ -101,9 +102,13 @@ def _render_size(value: int | str | Sequence[int]) -> tuple[int, int]:
 
 @lru_cache(maxsize=2)
 def _colorizer(
-    checkpoint: str | None, device: str, render_size: tuple[int, int] | None, chroma_gain: float | None
+    checkpoint: str | None,
+    device: str,
+    render_size: tuple[int, int] | None,
+    chroma_gain: float | None,
+    chroma_floor: float | None,
 ) -> Colorizer:
-    return Colorizer.from_checkpoint(checkpoint, device, render_size, chroma_gain)
+    return Colorizer.from_checkpoint(checkpoint, device, render_size, chroma_gain, chroma_floor)
 
 
 def _float_rgb(array: np.ndarray) -> np.ndarray:
