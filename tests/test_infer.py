@@ -387,7 +387,7 @@ def test_render_size_and_usage_errors(checkpoint, tmp_path, capsys):
     assert "--temporal" in capsys.readouterr().out
 
 
-def test_chroma_gain_mutes_the_colour_and_is_checked(checkpoint, tmp_path, capsys):
+def test_chroma_gain_mutes_the_colour_and_the_curve_is_checked(checkpoint, tmp_path, capsys):
     Image.fromarray(photo()).save(tmp_path / "in.png")
     assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "as_predicted.png") == 0
     assert run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "muted.png", "--chroma-gain", "0.5") == 0
@@ -398,6 +398,10 @@ def test_chroma_gain_mutes_the_colour_and_is_checked(checkpoint, tmp_path, capsy
         run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "bad.png", "--chroma-gain", "0")
     assert exit_info.value.code == 2
     assert "--chroma-gain: the gain must be a number above 0 and at most 2.0; got 0.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        run(checkpoint, tmp_path / "in.png", "-o", tmp_path / "bad.png", "--chroma-floor", "30")
+    assert exit_info.value.code == 2
+    assert "--chroma-floor: the floor must be a number from 0 to 20.0; got 30.0" in capsys.readouterr().err
 
 
 def test_builtin_model_is_the_default(tmp_path):

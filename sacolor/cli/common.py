@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from ..options import DEVICES, check_chroma_floor, check_chroma_gain, parse_size
 
@@ -39,28 +41,19 @@ def strength(text: str) -> float:
     return value
 
 
-def chroma_gain(text: str) -> float:
-    """argparse type: a chroma gain in (0, MAX_CHROMA_GAIN].
+def checked_float(check: Callable[[str, Any], float], what: str) -> Callable[[str], float]:
+    """argparse type: a number that ``check(what, value)`` (e.g. ``options.check_chroma_gain``) accepts.
 
-    Raises:
-        argparse.ArgumentTypeError: not such a number.
+    The returned function raises argparse.ArgumentTypeError with ``check``'s message otherwise.
     """
-    try:
-        return check_chroma_gain("the gain", float(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
+    def parse(text: str) -> float:
+        try:
+            return check(what, float(text))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-def chroma_floor(text: str) -> float:
-    """argparse type: a chroma floor in [0, MAX_CHROMA_FLOOR].
-
-    Raises:
-        argparse.ArgumentTypeError: not such a number.
-    """
-    try:
-        return check_chroma_floor("the floor", float(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,12 +69,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the checkpoint's training size)",
     )
     parser.add_argument(
-        "--chroma-gain", type=chroma_gain, default=None, metavar="G",
+        "--chroma-gain", type=checked_float(check_chroma_gain, "the gain"), default=None, metavar="G",
         help="multiply the model's colour (Lab chroma) by G: above 1 more vivid, below 1 more muted, 1 as predicted; "
         "hints keep their colour (default: the gain the checkpoint was exported with, 1 if none)",
     )
     parser.add_argument(
-        "--chroma-floor", type=chroma_floor, default=None, metavar="T",
+        "--chroma-floor", type=checked_float(check_chroma_floor, "the floor"), default=None, metavar="T",
         help="before the gain, take T (Lab units, 0-20) off every pixel's chroma, so weak colour, where the model "
         "was unsure of the hue, is shown gray (default: the checkpoint's, 0 if none)",
     )
