@@ -105,18 +105,24 @@ def check_multiple(
     )
 
 
+def check_number(option: str, value: Any, low: float, high: float, low_allowed: bool = True) -> float:
+    """``value`` as a float if it is a number (not a bool) in [low, high], or (low, high] when not
+    ``low_allowed``; else ValueError naming ``option`` (NaN is refused)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or not ((low <= value if low_allowed else low < value) and value <= high):
+        bound = f"from {low} to {high}" if low_allowed else f"above {low} and at most {high}"
+        raise ValueError(f"{option} must be a number {bound}; got {brief(value)}")
+    return float(value)
+
+
 def check_chroma_gain(option: str, value: Any) -> float:
     """``value`` as a float if it is a number in (0, MAX_CHROMA_GAIN]; else ValueError naming ``option``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CHROMA_GAIN:
-        raise ValueError(f"{option} must be a number above 0 and at most {MAX_CHROMA_GAIN}; got {brief(value)}")
-    return float(value)
+    return check_number(option, value, 0, MAX_CHROMA_GAIN, low_allowed=False)
 
 
 def check_chroma_floor(option: str, value: Any) -> float:
     """``value`` as a float if it is a number in [0, MAX_CHROMA_FLOOR]; else ValueError naming ``option``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_CHROMA_FLOOR:
-        raise ValueError(f"{option} must be a number from 0 to {MAX_CHROMA_FLOOR}; got {brief(value)}")
-    return float(value)
+    return check_number(option, value, 0, MAX_CHROMA_FLOOR)
 
 
 def check_size(option: str, value: Any, multiple: int = 1, needed_by: str = "the generator") -> tuple[int, int]:
