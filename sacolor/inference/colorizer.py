@@ -159,13 +159,21 @@ class Colorizer:
         extra = {}
         if hints is not None:
             hints = hints.to(self.device)
-            hints = torch.cat((self.unshape_chroma(hints[:, :2]), hints[:, 2:]), 1)
+            if self.shapes_chroma:
+                hints = torch.cat((self.unshape_chroma(hints[:, :2]), hints[:, 2:]), 1)
             extra["hints"] = hints.expand(lightness.shape[0], -1, -1, -1)
         if encoded is not None:
             extra["features"] = encoded
         with autocast(self.device, autocast_dtype(self.device)):
             ab = self.generator(normalize_l(self.to_render_size(lightness)), **extra)
-        return self.shape_chroma(denormalize_ab(ab.float()))
+        ab = denormalize_ab(ab.float())
+        return self.shape_chroma(ab) if self.shapes_chroma else ab
+
+    @property
+    def shapes_chroma(self) -> bool:
+        """Whether the chroma curve changes anything: gain 1 with floor 0 (the built-in model's) does not,
+        and then frames skip it and come out exactly as predicted."""
+        return self.chroma_gain != 1.0 or self.chroma_floor != 0.0
 
     def shape_chroma(self, ab: Tensor) -> Tensor:
         """ab (B, 2, h, w) in Lab units with its chroma c shown as ``chroma_gain * max(c - chroma_floor, 0)``."""
