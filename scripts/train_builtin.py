@@ -57,20 +57,20 @@ DOCS = REPO / "docs"
 SEED = 0
 SIZE = 128
 STEPS = 1000
-RENDER_SIZE = 224  # measured best of 128 / 160 / 192 / 224 / 256 (docs/TRAINING.md)
+RENDER_SIZE = 256  # measured best of 128 / 160 / 192 / 224 / 256 (docs/TRAINING.md)
 NEVER = 10**6  # a step no run reaches: the encoder stays ImageNet's, and there is no GAN
 FIGURE_GAP = 8
 COMMON_ARGS = [
     "--netG", "efficientnet_unet", "--encoder", "lite2", "--size", str(SIZE), "--sa-sizes", str(SIZE // 4),
     "--resize", "random",
-    "--batch-size", "16", "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.9", "--gan-mode", "vanilla",
+    "--batch-size", "16", "--lr-g", "1e-3", "--lr-d", "2e-4", "--beta1", "0.9", "--gan-mode", "vanilla",
     "--lambda-l1", "100", "--lambda-feat", "0", "--freeze-encoder-steps", str(NEVER), "--encoder-lr-scale", "0.1",
     "--hint-share", "0.5", "--ndf", "64", "--ema", "--ema-decay", "0.995",
     "--num-workers", "1", "--device", "cpu", "--eval-every", "250", "--save-every", "100", "--n-samples", "6",
     "--no-progress",
 ]
-TRAIN_ARGS = ["--recon-loss", "l2", "--rebalance", "0", "--gan-start-step", str(NEVER), "--lr-schedule", "cosine",
-              "--min-crop-area", "0.6"]
+TRAIN_ARGS = ["--recon-loss", "l2", "--rebalance", "0.05", "--gan-start-step", str(NEVER), "--lr-schedule", "cosine",
+              "--min-crop-area", "0.6", "--close-up-share", "0.5"]
 CONTACT_TILE = 200
 CONTACT_LABEL = 18
 CONTACT_PER_CATEGORY = 4  # 7 categories: 28 held-out photos on the sheet
