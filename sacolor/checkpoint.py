@@ -312,7 +312,8 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
 
 # What ``build_generator`` may be given from a checkpoint's config.
 GENERATOR_OPTIONS = frozenset(
-    {"ngf", "norm", "dropout", "sa_sizes", "spectral_norm", "input_size", "encoder", "colour_bins", "temperature"}
+    {"ngf", "norm", "dropout", "sa_sizes", "spectral_norm", "input_size", "encoder", "colour_bins", "temperature",
+     "global_context"}
 )
 
 
@@ -334,7 +335,7 @@ def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[
     multiple = GENERATORS[spec["name"]]
     if "ngf" in kwargs:
         check_int(f"{source}: generator ngf", kwargs["ngf"], 1, MAX_CHANNELS)
-    for flag in ("dropout", "spectral_norm"):
+    for flag in ("dropout", "spectral_norm", "global_context"):
         if flag in kwargs and not isinstance(kwargs[flag], bool):
             raise ValueError(f"{source}: generator {flag} must be true or false; got {brief(kwargs[flag])}")
     if "sa_sizes" in kwargs:

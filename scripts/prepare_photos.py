@@ -1,7 +1,9 @@
 """Photographs from Debian packages for training and held-out evaluation.
 
     apt-get install --no-install-recommends gcompris-qt-data tuxpaint-stamps-default \\
-        mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers
+        mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers \\
+        argyll-doc plasma-workspace-data gnome-control-center-data kphotoalbum \\
+        lirc-doc expeyes eyes17 qtwebengine5-examples
     python scripts/prepare_photos.py --work ~/.cache/sacolor/photos     # write train/ and test/ from the manifest
     python scripts/prepare_photos.py --work DIR --screen                # re-screen the packages, rewrite the manifest
 
@@ -17,7 +19,8 @@ scores the rule against the labels in ``docs/photo_labels.csv`` (every candidate
 there was looked at), and writes the manifest: what the rule keeps and the
 labels call a photograph (paintings are photographs of paintings: the labels
 drop them), plus ``CURATED``, the wallpapers and scikit-image photos chosen
-by looking before (their held-out split unchanged).
+by looking before (their held-out split unchanged), and ``CANDIDATES``,
+photographs of eight more packages chosen by looking (training only).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ from sacolor.training.data.photo_rule import NEAR_DUPLICATE_BITS, difference_has
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 LABELS = DOCS / "photo_labels.csv"
+# Photographs of eight more packages, each looked at (docs/TRAINING.md): training only, with their category and
+# licence (kphotoalbum's copyright file is not machine-readable: its licence is copied from it by hand).
+CANDIDATES = DOCS / "candidate_photos.csv"
 SCREENED_PACKAGES = ("gcompris-qt-data", "lomiri-wallpapers-20.04", "tuxpaint-stamps-default")
 PLASMA = "/usr/share/wallpapers/{}/contents/images/{}"
 MATE = "/usr/share/backgrounds/mate/nature/{}.jpg"
@@ -183,7 +189,7 @@ def screen(work: Path) -> None:
     print(json.dumps({"rule_on_labelled_sample": accuracy, "misses": misses,
                       "screened_at_least_200px": per_package}, indent=1))
 
-    photos = [curated_photo(name, spec) for name, spec in CURATED.items()]
+    photos = [curated_photo(name, spec) for name, spec in CURATED.items()] + candidate_photos()
     curated_hashes = [int(p.dhash, 16) for p in photos]
     fresh: dict[str, list[Photo]] = defaultdict(list)
     # Labelled photo cut-outs (tuxpaint's food) are admitted by label, not by the rule.
@@ -203,14 +209,22 @@ def screen(work: Path) -> None:
     print(json.dumps(manifest_counts(photos), indent=1))
 
 
-def curated_photo(name: str, spec: tuple[str, str, str, bool]) -> Photo:
+def curated_photo(name: str, spec: tuple[str, str, str, bool], licence: str = "") -> Photo:
     package, file, category, held = spec
     image = Photo(name, package, file, "", "", "", category, "", "").source()
     blob = image.read()
     with Image.open(io.BytesIO(blob)) as picture:
         dhash = difference_hash(picture.convert("RGB"))
     return Photo(name, package, file, "", hashlib.sha256(blob).hexdigest(), f"{dhash:016x}", category,
-                 licence_of(image), "heldout" if held else "train")
+                 licence or licence_of(image), "heldout" if held else "train")
+
+
+def candidate_photos() -> list[Photo]:
+    """``CANDIDATES`` as manifest rows, all for training."""
+    with open(CANDIDATES, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [curated_photo(photo_name(PackageImage(row["package"], row["file"])).replace(" ", "_"),
+                          (row["package"], row["file"], row["category"], False), row["licence"]) for row in rows]
 
 
 def manifest_counts(photos: list[Photo]) -> dict:

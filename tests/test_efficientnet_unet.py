@@ -107,6 +107,29 @@ def test_a_hint_spreads_over_similar_lightness_and_the_output_follows_it():
     torch.testing.assert_close(hinted[..., 40:], plain[..., 40:], atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("global_context", [False, True])
+def test_global_context_reaches_past_the_decoders_receptive_field(global_context):
+    g = build_generator("efficientnet_unet", input_size=64, sa_sizes=(), global_context=global_context).eval()
+    torch.nn.init.normal_(g.head.weight, std=0.1)
+    l_norm = torch.zeros(1, 1, 64, 1024)
+    features = [torch.rand(1, c, 64 // 2**i, 1024 // 2**i) for i, c in enumerate(g.encoder.feature_channels, 1)]
+    changed = [f.clone() for f in features]
+    changed[-1][..., 24:] += 10  # the deepest map's right quarter: 20 cells (640 px) from the left edge
+    with torch.no_grad():
+        left = (g(l_norm, features=features) - g(l_norm, features=changed))[..., :128].abs().max()
+    assert (left > 1e-5) == global_context, float(left)  # without it, bit for bit the same
+
+
+def test_global_context_is_saved_with_the_generator(tmp_path):
+    config = TrainConfig(data=["unused"], netG="efficientnet_unet", size=64, global_context=True)
+    assert config.generator_spec()["kwargs"]["global_context"] is True
+    assert "global_context" not in TrainConfig(data=["unused"], netG="efficientnet_unet", size=64).generator_spec()["kwargs"]
+    with pytest.raises(ValueError, match="--global-context needs --netG efficientnet_unet"):
+        TrainConfig(data=["unused"], netG="unet_64", size=64, global_context=True)
+    with pytest.raises(ValueError, match="global_context True are options of efficientnet_unet"):
+        build_generator("unet_64", input_size=64, global_context=True)
+
+
 def test_frozen_encoder_gets_no_gradient():
     g = build_generator("efficientnet_unet", input_size=64).train()
     g.freeze_encoder = True

@@ -1,5 +1,6 @@
 """The photo data: the screening rule, near-duplicate hashes, licences, and the manifest's split."""
 
+import csv
 import hashlib
 import io
 from dataclasses import replace
@@ -107,6 +108,14 @@ def test_no_held_out_photo_is_in_training_by_content(manifest):
 def test_no_photo_is_listed_twice(manifest):
     assert len({p.sha256 for p in manifest}) == len(manifest)
     assert len({(p.package, p.file, p.entry) for p in manifest}) == len(manifest)
+
+
+def test_every_looked_at_candidate_is_in_training(manifest):
+    """docs/candidate_photos.csv (photos of eight more packages, each looked at) is training data only."""
+    with open(Path(__file__).parents[1] / "docs" / "candidate_photos.csv", newline="", encoding="utf-8") as handle:
+        candidates = {(row["package"], row["file"]) for row in csv.DictReader(handle)}
+    splits = {(p.package, p.file): p.split for p in manifest}
+    assert {splits.get(c) for c in candidates} == {"train"}
 
 
 def test_held_out_set_keeps_the_first_24_and_adds_a_balanced_share(manifest):

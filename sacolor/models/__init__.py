@@ -31,7 +31,7 @@ GENERATORS: dict[str, int] = {
 
 def build_generator(
     name: str, ngf: int = 64, dropout: bool = False, pretrained: bool = False, encoder: str = "lite0",
-    colour_bins: int = 0, temperature: float = DEFAULT_TEMPERATURE, **options: Any
+    colour_bins: int = 0, temperature: float = DEFAULT_TEMPERATURE, global_context: bool = False, **options: Any
 ) -> nn.Module:
     """A generator by name (see ``GENERATORS``).
 
@@ -46,6 +46,7 @@ def build_generator(
         encoder: efficientnet_unet's encoder, "lite0" or "lite2" (``efficientnet.VARIANTS``).
         colour_bins, temperature: efficientnet_unet's classification head (``colour_bins``):
             an N x N grid of ab bins and the annealed mean's temperature; 0 bins = regression.
+        global_context: efficientnet_unet only: the deepest map also gets the photo's mean features.
         **options: the ``LayerOptions`` both networks take: ``norm`` ("batch",
             "instance" or "none"), ``sa_sizes`` (feature sizes, shorter side, that
             get self-attention, e.g. (64,)), ``spectral_norm``, ``input_size``
@@ -67,9 +68,10 @@ def build_generator(
     check_multiple("input size", layer_options.input_size, GENERATORS[name], name)
     if name == PRETRAINED_GENERATOR:
         return EfficientNetUNet(layer_options, pretrained=pretrained, encoder=encoder, colour_bins=colour_bins,
-                                temperature=temperature)
-    if encoder != "lite0" or colour_bins:
-        raise ValueError(f"encoder {encoder!r} and colour_bins {colour_bins} are options of {PRETRAINED_GENERATOR} "
+                                temperature=temperature, global_context=global_context)
+    if encoder != "lite0" or colour_bins or global_context:
+        raise ValueError(f"encoder {encoder!r}, colour_bins {colour_bins} and global_context {global_context} are "
+                         f"options of {PRETRAINED_GENERATOR} "
                          f"only; {name} has no pretrained encoder and a regression head")
     return UNetGenerator(depth=UNET_DEPTHS[name], ngf=ngf, dropout=dropout, options=layer_options)
 

@@ -111,6 +111,9 @@ class EfficientNetUNet(nn.Module):
             head over an N x N grid of ab bins whose output is the annealed mean
             (``colour_bins``: vivid where the model is sure, muted where it is not).
         temperature: the annealed mean's temperature (classification head only).
+        global_context: give every position of the deepest map the whole photo's mean encoder
+            features too (Iizuka et al. 2016's fusion layer): what the scene is (a studio shot,
+            a landscape) whatever the render size, where the 3x3 decoder sees only a patch.
 
     Raises:
         ValueError: an ``sa_sizes`` entry that no decoder stage has, or an unknown encoder.
@@ -124,21 +127,21 @@ class EfficientNetUNet(nn.Module):
     freeze_encoder = False
 
     def __init__(self, options: LayerOptions = LayerOptions(), pretrained: bool = False, encoder: str = "lite0",
-                 colour_bins: int = 0, temperature: float = DEFAULT_TEMPERATURE) -> None:
+                 colour_bins: int = 0, temperature: float = DEFAULT_TEMPERATURE, global_context: bool = False) -> None:
         super().__init__()
         if encoder not in VARIANTS:
             raise ValueError(f"efficientnet_unet encoder must be one of {sorted(VARIANTS)}; got {encoder!r}")
         if colour_bins == 1 or colour_bins < 0 or not temperature > 0:
             raise ValueError(f"colour_bins must be 0 (regression) or at least 2, and temperature positive; "
                              f"got {colour_bins} and {temperature}")
-        self.colour_bins, self.temperature = colour_bins, temperature
+        self.colour_bins, self.temperature, self.global_context = colour_bins, temperature, global_context
         self.encoder = EfficientNetLite(encoder)
         if pretrained:
             self.encoder.load_state_dict(pretrained_state_dict(encoder))
         del self.encoder._fc  # the classifier is not part of the colouriser
         skips = self.encoder.feature_channels  # strides 2, 4, 8, 16, 32
         self.center = nn.Sequential(
-            nn.Conv2d(skips[-1], CENTER_CHANNELS, 1, bias=False), nn.BatchNorm2d(CENTER_CHANNELS), nn.ReLU(inplace=True)
+            nn.Conv2d(skips[-1] * (2 if global_context else 1), CENTER_CHANNELS, 1, bias=False), nn.BatchNorm2d(CENTER_CHANNELS), nn.ReLU(inplace=True)
         )
         # Decoder stage i brings stride 2**(4-i) ... down to full resolution (level 0).
         attend = options.attention_levels(5, "the efficientnet_unet decoder")
@@ -202,7 +205,10 @@ class EfficientNetUNet(nn.Module):
         if features is None:
             features = self.encode(l_norm)
         guide = propagate_hints(l_norm, hints)  # dense hinted colour and confidence
-        x = self.center(features[-1])
+        deepest = features[-1]
+        if self.global_context:
+            deepest = torch.cat((deepest, deepest.mean(dim=(2, 3), keepdim=True).expand_as(deepest)), dim=1)
+        x = self.center(deepest)
         skips = features[-2::-1] + [l_norm]
         for stage, (block, skip) in enumerate(zip(self.decoder, skips)):
             level = 4 - stage

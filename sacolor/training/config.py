@@ -147,6 +147,8 @@ class TrainConfig:
     encoder: str = option("lite0", f"{PRETRAINED_GENERATOR}'s ImageNet encoder: lite0 (EfficientNet-Lite0) or lite2 "
         "(wider and deeper, stronger ImageNet features, about 1.7x the encoder's time)", MODELS,
         choices=tuple(ENCODERS))
+    global_context: bool = option(False, f"{PRETRAINED_GENERATOR}: give the deepest decoder map the whole photo's "
+        "mean encoder features too (a fusion layer), so every position knows the scene", MODELS)
     ngf: int = option(64, "generator channels after its first conv (pix2pix UNets)", MODELS, low=1, high=MAX_CHANNELS)
     ndf: int = option(64, "discriminator channels after its first conv", MODELS, low=1, high=MAX_CHANNELS)
     n_layers_D: int = option(3, "PatchGAN stride-2 conv layers (3: pix2pix's 70x70 patches)", MODELS)
@@ -261,6 +263,9 @@ class TrainConfig:
                     f"--recon-loss ce needs --netG {PRETRAINED_GENERATOR} (the generator with a classification "
                     f"head); use l1 or l2 with --netG {self.netG}"
                 )
+            if self.global_context:
+                raise ValueError(f"--global-context needs --netG {PRETRAINED_GENERATOR}; --netG {self.netG} has no "
+                                 "pretrained encoder features to pool")
             if self.encoder != "lite0":
                 raise ValueError(
                     f"--encoder {self.encoder} needs --netG {PRETRAINED_GENERATOR}; --netG {self.netG} has no "
@@ -300,6 +305,7 @@ class TrainConfig:
                     "input_size": list(self.size),
                     # Only a non-default encoder is named, so Lite0 checkpoints load in older sacolor too.
                     **({"encoder": self.encoder} if self.encoder != "lite0" else {}),
+                    **({"global_context": True} if self.global_context else {}),
                     **({"colour_bins": self.colour_bins, "temperature": self.temperature}
                        if self.recon_loss == "ce" else {}),
                 },
