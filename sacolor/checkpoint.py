@@ -8,7 +8,9 @@ Layout for ``<dir>/latest.safetensors``:
 - ``latest.safetensors``: tensors named ``generator.*``, ``discriminator.*``
   and ``ema.*`` (EMA of the generator), metadata ``{"step": ...}``.
 - ``latest.json``: the config: ``{"step", "generator": {"name", "kwargs"},
-  "size": [H, W], ...}``; an exported model may add ``"chroma_gain"`` and
+  "size": [H, W], ...}``, or for a consensus of generators that share one encoder
+  ``"generator": {"name": "consensus", "members": [{"name", "kwargs"}, ...]}`` with
+  weights ``ema.members.<i>.*``; an exported model may add ``"chroma_gain"`` and
   ``"chroma_floor"`` (see ``Colorizer``), 1 and 0 when absent.
 - ``latest.pt``: what an exact ``--resume`` needs besides the weights.
 """
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 
 from .messages import brief
 from .models import GENERATORS, build_generator
+from .models.consensus import CONSENSUS, MIN_MEMBERS, ConsensusGenerator
 from .models.colour_bins import MAX_COLOUR_BINS
 from .options import MAX_CHANNELS, check_chroma_floor, check_chroma_gain, check_int, check_size, parse_int_list
 
@@ -317,43 +320,78 @@ GENERATOR_OPTIONS = frozenset(
 )
 
 
-def _generator_spec(config: Mapping[str, Any], source: Path) -> tuple[str, dict[str, Any]]:
-    """The generator's name and keyword arguments from a checkpoint config, checked.
+def _generator_spec(spec: Any, size: Any, source: Path, entry: str = "generator") -> tuple[str, dict[str, Any]]:
+    """One generator's name and keyword arguments from a checkpoint config's ``entry``, checked
+    (``size`` is the config's render size, which must suit the generator).
 
     Raises:
         ValueError: naming ``source`` and the entry: no generator, an unknown name
             or option, a channel count or size that is not a sane integer.
     """
-    spec = config.get("generator")
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"{source} has no 'generator' entry with a 'name'; not a sacolor checkpoint?")
+        raise ValueError(f"{source} has no '{entry}' entry with a 'name'; not a sacolor checkpoint?")
     if spec["name"] not in GENERATORS:
-        raise ValueError(f"{source}: generator name must be one of {sorted(GENERATORS)}; got {spec['name']!r}")
+        raise ValueError(f"{source}: {entry} name must be one of {sorted(GENERATORS)}; got {spec['name']!r}")
     kwargs = spec.get("kwargs", {})
     if not isinstance(kwargs, dict) or not set(kwargs) <= GENERATOR_OPTIONS:
-        raise ValueError(f"{source}: generator kwargs must be an object with keys from {sorted(GENERATOR_OPTIONS)}; got {kwargs!r}")
+        raise ValueError(f"{source}: {entry} kwargs must be an object with keys from {sorted(GENERATOR_OPTIONS)}; got {kwargs!r}")
     multiple = GENERATORS[spec["name"]]
     if "ngf" in kwargs:
-        check_int(f"{source}: generator ngf", kwargs["ngf"], 1, MAX_CHANNELS)
+        check_int(f"{source}: {entry} ngf", kwargs["ngf"], 1, MAX_CHANNELS)
     for flag in ("dropout", "spectral_norm", "global_context"):
         if flag in kwargs and not isinstance(kwargs[flag], bool):
-            raise ValueError(f"{source}: generator {flag} must be true or false; got {brief(kwargs[flag])}")
+            raise ValueError(f"{source}: {entry} {flag} must be true or false; got {brief(kwargs[flag])}")
     if "sa_sizes" in kwargs:
         if not isinstance(kwargs["sa_sizes"], list):
-            raise ValueError(f"{source}: generator sa_sizes must be a list of whole numbers; got {brief(kwargs['sa_sizes'])}")
+            raise ValueError(f"{source}: {entry} sa_sizes must be a list of whole numbers; got {brief(kwargs['sa_sizes'])}")
         try:
             parse_int_list(kwargs["sa_sizes"])
         except ValueError as err:
-            raise ValueError(f"{source}: generator sa_sizes: {err}") from None
+            raise ValueError(f"{source}: {entry} sa_sizes: {err}") from None
     if "colour_bins" in kwargs:
-        check_int(f"{source}: generator colour_bins", kwargs["colour_bins"], 2, MAX_COLOUR_BINS)
+        check_int(f"{source}: {entry} colour_bins", kwargs["colour_bins"], 2, MAX_COLOUR_BINS)
     temperature = kwargs.get("temperature", 1.0)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature <= 1:
-        raise ValueError(f"{source}: generator temperature must be a number in (0, 1]; got {brief(temperature)}")
+        raise ValueError(f"{source}: {entry} temperature must be a number in (0, 1]; got {brief(temperature)}")
     if "input_size" in kwargs:
-        check_size(f"{source}: generator input_size", kwargs["input_size"], multiple, f"generator {spec['name']}")
-    check_size(f"{source}: size", config.get("size"), multiple, f"generator {spec['name']}")
+        check_size(f"{source}: {entry} input_size", kwargs["input_size"], multiple, f"generator {spec['name']}")
+    check_size(f"{source}: size", size, multiple, f"generator {spec['name']}")
     return spec["name"], kwargs
+
+
+def _build(name: str, kwargs: Mapping[str, Any], source: Path, entry: str) -> nn.Module:
+    """``build_generator(name, **kwargs)``, its errors naming the config file and entry."""
+    try:
+        # JSON gives lists where the builder took tuples; LayerOptions accepts either.
+        return build_generator(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: its {entry} entry cannot be built: {err}") from err
+
+
+def _consensus(spec: Mapping[str, Any], size: Any, source: Path) -> ConsensusGenerator:
+    """A ``"consensus"`` generator entry, ``{"name": "consensus", "members": [<generator entry>, ...]}``, built."""
+    members = spec.get("members")
+    if not isinstance(members, list) or len(members) < MIN_MEMBERS:
+        raise ValueError(f"{source}: a consensus generator needs a 'members' list of at least {MIN_MEMBERS} "
+                         f"generator entries; got {brief(members)}")
+    built = []
+    for i, member in enumerate(members):
+        entry = f"generator member {i}"
+        built.append(_build(*_generator_spec(member, size, source, entry), source, entry))
+    try:
+        return ConsensusGenerator(built)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from err
+
+
+def _tie_encoders(generator: ConsensusGenerator, source: Path) -> None:
+    """Check that the members' encoders hold the same weights, then let them share the first's."""
+    first = generator.members[0].encoder.state_dict()
+    for i, member in enumerate(generator.members[1:], 1):
+        if any(not torch.equal(first[k], v) for k, v in member.encoder.state_dict().items()):
+            raise ValueError(f"{source}: consensus member {i}'s encoder differs from member 0's; the members "
+                             "must share one (frozen) encoder")
+    generator.tie_encoders()
 
 
 def strip_prefix(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -383,14 +421,13 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     """
     tensors, config = load_checkpoint(path, device)
     files = CheckpointFiles.at(path)
-    name, kwargs = _generator_spec(config, files.config)
+    spec = config.get("generator")
+    if isinstance(spec, dict) and spec.get("name") == CONSENSUS:
+        generator = _consensus(spec, config.get("size"), files.config)
+    else:
+        generator = _build(*_generator_spec(spec, config.get("size"), files.config), files.config, "generator")
     config["chroma_gain"] = check_chroma_gain(f"{files.config}: chroma_gain", config.get("chroma_gain", 1.0))
     config["chroma_floor"] = check_chroma_floor(f"{files.config}: chroma_floor", config.get("chroma_floor", 0.0))
-    try:
-        # JSON gives lists where the builder took tuples; LayerOptions accepts either.
-        generator = build_generator(name, **kwargs)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{files.config}: its generator entry cannot be built: {err}") from err
     weights = strip_prefix(tensors, EMA_PREFIX) or strip_prefix(tensors, GENERATOR_PREFIX)
     if not weights:
         raise ValueError(f"{files.weights} has no '{EMA_PREFIX}*' or '{GENERATOR_PREFIX}*' tensors")
@@ -398,4 +435,6 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
         generator.load_state_dict(weights)
     except RuntimeError as err:
         raise ValueError(f"{files.weights} does not match the generator its config describes: {err}") from err
+    if isinstance(generator, ConsensusGenerator):
+        _tie_encoders(generator, files.weights)
     return generator.to(device).eval(), config
