@@ -10,6 +10,7 @@ from sacolor.inference.colorizer import Colorizer
 from sacolor.inference.hints import Hint
 from sacolor.models import build_generator
 from sacolor.models.consensus import ConsensusGenerator, consensus_ab
+from sacolor.training.build import start_from
 
 SIZE = 64
 MEMBER = {"name": "efficientnet_unet", "kwargs": {"input_size": [SIZE, SIZE], "sa_sizes": []}}
@@ -127,3 +128,13 @@ def test_bad_consensus_entries_are_refused_naming_the_file(tmp_path, entry, mess
     save_checkpoint(tmp_path, {"ema.x": torch.zeros(1)}, {"step": 1, "size": [SIZE, SIZE], "generator": entry})
     with pytest.raises(ValueError, match=f"latest.json.*{message}"):
         load_generator(tmp_path)
+
+
+def test_init_from_a_consensus_starts_from_its_first_member(tmp_path):
+    parts = members(MEMBER, CONTEXT_MEMBER)
+    weights = save_consensus(tmp_path, parts, [MEMBER, CONTEXT_MEMBER])
+    torch.manual_seed(9)
+    fresh = build_generator(MEMBER["name"], **MEMBER["kwargs"])
+    assert start_from(fresh, str(weights)) == []
+    for name, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, parts[0].state_dict()[name])

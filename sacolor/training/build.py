@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import check_checkpoint_dir, load_generator
 from ..models import PRETRAINED_GENERATOR, build_discriminator, build_generator
+from ..models.consensus import ConsensusGenerator
 from ..options import autocast_dtype, resolve_device
 from .config import TrainConfig
 from .data.dataset import ColorizationDataset, PairTransform
@@ -160,8 +161,10 @@ def build_run(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Traini
 
 def start_from(G: nn.Module, source: str) -> list[str]:
     """Copies the weights of checkpoint ``source`` into G where names and shapes match; returns the names of
-    G's tensors that keep their initial values."""
+    G's tensors that keep their initial values. A consensus (the built-in model) gives its first member's weights."""
     trained, _ = load_generator(source)
+    if isinstance(trained, ConsensusGenerator):
+        trained = trained.members[0]
     own = G.state_dict()
     taken = {k: v for k, v in trained.state_dict().items() if k in own and own[k].shape == v.shape}
     G.load_state_dict(taken, strict=False)

