@@ -384,16 +384,6 @@ def _consensus(spec: Mapping[str, Any], size: Any, source: Path) -> ConsensusGen
         raise ValueError(f"{source}: {err}") from err
 
 
-def _tie_encoders(generator: ConsensusGenerator, source: Path) -> None:
-    """Check that the members' encoders hold the same weights, then let them share the first's."""
-    first = generator.members[0].encoder.state_dict()
-    for i, member in enumerate(generator.members[1:], 1):
-        if any(not torch.equal(first[k], v) for k, v in member.encoder.state_dict().items()):
-            raise ValueError(f"{source}: consensus member {i}'s encoder differs from member 0's; the members "
-                             "must share one (frozen) encoder")
-    generator.tie_encoders()
-
-
 def strip_prefix(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """The tensors under ``prefix``, with it removed (e.g. a module's state_dict)."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -436,5 +426,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     except RuntimeError as err:
         raise ValueError(f"{files.weights} does not match the generator its config describes: {err}") from err
     if isinstance(generator, ConsensusGenerator):
-        _tie_encoders(generator, files.weights)
+        try:
+            generator.tie_encoders()
+        except ValueError as err:
+            raise ValueError(f"{files.weights}: {err}") from err
     return generator.to(device).eval(), config

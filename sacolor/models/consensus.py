@@ -50,8 +50,8 @@ class ConsensusGenerator(nn.Module):
 
     Args:
         members: at least two generators with ``encode`` and a ``features=`` argument, whose encoders
-            hold the same weights (``load_generator`` checks that and ties them; the first member's
-            encoder is the one that runs).
+            hold the same weights (``tie_encoders`` checks that and ties them, as ``load_generator`` does;
+            the first member's encoder is the one that runs).
 
     Raises:
         ValueError: fewer than two members, or members without an ``encode``.
@@ -68,7 +68,16 @@ class ConsensusGenerator(nn.Module):
         self.accepts_hints = all(getattr(m, "accepts_hints", False) for m in members)
 
     def tie_encoders(self) -> None:
-        """Make every member use the first member's encoder module (once their weights are equal)."""
+        """Make every member use the first member's encoder module, once their weights are loaded.
+
+        Raises:
+            ValueError: a member's encoder holds other weights than the first's.
+        """
+        first = self.members[0].encoder.state_dict()
+        for i, member in enumerate(self.members[1:], 1):
+            if any(not torch.equal(first[k], v) for k, v in member.encoder.state_dict().items()):
+                raise ValueError(f"consensus member {i}'s encoder differs from member 0's; the members must share "
+                                 "one (frozen) encoder")
         for member in self.members[1:]:
             member.encoder = self.members[0].encoder
 
