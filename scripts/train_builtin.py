@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sacolor.checkpoint import EMA_PREFIX, GENERATOR_PREFIX, load_checkpoint, save_checkpoint
+from sacolor.checkpoint import EMA_PREFIX, GENERATOR_PREFIX, load_checkpoint, save_checkpoint, strip_prefix
 from sacolor.cli.infer import main as infer
 from sacolor.cli.train import main as train
 from sacolor.evaluation.categories import by_category
@@ -94,9 +94,9 @@ def export(run_dirs: list[Path], target: Path, render_size: int) -> None:
     weights, members, steps = {}, [], []
     for i, run_dir in enumerate(run_dirs):
         tensors, config = load_checkpoint(run_dir)
-        prefix = EMA_PREFIX if any(k.startswith(EMA_PREFIX) for k in tensors) else GENERATOR_PREFIX
-        weights.update({f"{EMA_PREFIX}members.{i}.{k[len(prefix):]}": v.half() if v.is_floating_point() else v
-                        for k, v in tensors.items() if k.startswith(prefix)})
+        inference = strip_prefix(tensors, EMA_PREFIX) or strip_prefix(tensors, GENERATOR_PREFIX)
+        weights.update({f"{EMA_PREFIX}members.{i}.{k}": v.half() if v.is_floating_point() else v
+                        for k, v in inference.items()})
         members.append(config["generator"])
         steps.append(config["step"])
     save_checkpoint(target, weights, {"step": max(steps), "generator": {"name": CONSENSUS, "members": members},
